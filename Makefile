@@ -1,0 +1,36 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: demo test test-slow bench docs clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/lowprec formats
+	$(BIN)/lowprec demo
+
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+test-slow: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(TEST_STAMP)
+	$(BIN)/python benchmarks/bench_convert.py
+	$(BIN)/python benchmarks/bench_gemm.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info site

@@ -1,0 +1,264 @@
+"""Conversion kernels: IEEE binary inputs (as raw bits) to codes of any format, and back.
+
+One path for every float format, driven by the parameter vector of :mod:`.params`; one
+for every fixed-point format. Inputs arrive as unsigned views of float16/32/64 arrays
+together with the input layout, so float64 values are rounded from their own bits (no
+double rounding through float32) and float32 values need no widening pass.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .core import magnitude_mode, round_sig, split_float
+from .params import (
+    F_BIAS, F_EMAX, F_EMIN, F_HAS_INF, F_HAS_NAN, F_INF, F_MAN, F_MAXCODE, F_MAXSIG,
+    F_NAN_KIND, F_NAN_NEG, F_NAN_POS, F_SIGNBIT, F_SIGNED, F_SUBN, F_ZERO, F_EXPMASK,
+    M_DOWN, M_RTO, X_BITS, X_FRAC, X_MAXINT, X_MININT, X_NAN_CODE,
+)
+
+_OVF_INF = 0
+_OVF_SATURATE = 1
+_OVF_WRAP = 2
+_NAN_NEG_ZERO = 2  # formats.NAN_ENCODINGS.index("neg_zero")
+
+
+@njit(cache=True)
+def _nan_code(neg, fp):
+    return fp[F_NAN_NEG] if neg else fp[F_NAN_POS]
+
+
+@njit(cache=True)
+def _overflow_code(neg, mmode, ovf, fp):
+    sgn = fp[F_SIGNBIT] if neg else 0
+    if ovf == _OVF_SATURATE or mmode == M_DOWN or mmode == M_RTO:
+        return sgn | fp[F_MAXCODE]
+    if fp[F_HAS_INF] == 1:
+        return sgn | fp[F_INF]
+    if fp[F_HAS_NAN] == 1:
+        return _nan_code(neg, fp)
+    return sgn | fp[F_MAXCODE]
+
+
+@njit(cache=True)
+def _zero_code(neg, fp):
+    if neg and fp[F_SIGNED] == 1 and fp[F_NAN_KIND] != _NAN_NEG_ZERO:
+        return fp[F_SIGNBIT]
+    return np.int64(0)
+
+
+@njit(cache=True)
+def _inf_code(neg, ovf, fp):
+    sgn = fp[F_SIGNBIT] if neg else 0
+    if neg and fp[F_SIGNED] == 0:
+        return fp[F_NAN_POS] if fp[F_HAS_NAN] == 1 else np.int64(0)
+    if ovf != _OVF_SATURATE:
+        if fp[F_HAS_INF] == 1:
+            return sgn | fp[F_INF]
+        if fp[F_HAS_NAN] == 1:
+            return _nan_code(neg, fp)
+    return sgn | fp[F_MAXCODE]
+
+
+@njit(cache=True)
+def _zero_input_code(neg, fp):
+    if fp[F_ZERO] == 0:  # no zero to round to (E8M0): NaN, as ml_dtypes does
+        return fp[F_NAN_POS]
+    return _zero_code(neg, fp)
+
+
+@njit(cache=True)
+def encode_float_parts(neg, sig, e, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz, key, idx, sr_bits):
+    """Code of the finite non-zero value (-1)^neg (sig*2^e + tail) in a float format.
+
+    ``mode`` is a lowprec.rounding id, ``ovf`` an overflow id, ``ftz`` flushes subnormal
+    results to zero. See :func:`.core.round_sig` for the tail's preconditions.
+    """
+    if neg and fp[F_SIGNED] == 0:
+        return fp[F_NAN_POS] if fp[F_HAS_NAN] == 1 else np.int64(0)
+    m = fp[F_MAN]
+    emin = fp[F_EMIN]
+    big_e = e + np.int64(math.frexp(float(sig))[1]) - 1  # floor(log2(sig * 2^e))
+    mmode = magnitude_mode(mode, neg)
+    one = np.int64(1) << m
+    if big_e < emin and fp[F_SUBN] == 0:
+        # Grid below the smallest normal is {0, 2^emin} (or just 2^emin without zero).
+        kept, inexact = round_sig(sig, e, lo_sig, lo_e, lo_neg, emin, mmode, key, idx, sr_bits)
+        if kept == 0:
+            if fp[F_ZERO] == 1:
+                return _zero_code(neg, fp)
+            kept = 1
+        kept = one
+        q = emin - m
+    else:
+        q = (big_e if big_e > emin else emin) - m
+        kept, inexact = round_sig(sig, e, lo_sig, lo_e, lo_neg, q, mmode, key, idx, sr_bits)
+        if kept == 0:
+            return _zero_code(neg, fp)
+        if kept >= (one << 1):
+            kept >>= 1
+            q += 1
+    sgn = fp[F_SIGNBIT] if neg else 0
+    if kept < one:  # subnormal result (q == emin - m here)
+        if ftz:
+            return _zero_code(neg, fp)
+        return sgn | kept
+    big_r = q + m
+    if big_r > fp[F_EMAX] or (big_r == fp[F_EMAX] and kept > fp[F_MAXSIG]):
+        return _overflow_code(neg, mmode, ovf, fp)
+    return sgn | ((big_r + fp[F_BIAS]) << m) | (kept - one)
+
+
+@njit(cache=True)
+def _encode_float_bits(b, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key, idx, sr_bits):
+    ub = np.uint64(b)
+    neg = (ub >> np.uint64(in_m + in_ebits)) & np.uint64(1) == np.uint64(1)
+    ef = np.int64((ub >> np.uint64(in_m)) & np.uint64((1 << in_ebits) - 1))
+    mf = np.int64(ub & np.uint64((np.int64(1) << in_m) - 1))
+    if ef == (1 << in_ebits) - 1:
+        if mf != 0:
+            return _nan_code(neg, fp)
+        return _inf_code(neg, ovf, fp)
+    if ef == 0:
+        if mf == 0:
+            return _zero_input_code(neg, fp)
+        sig = mf
+        e = 1 - in_bias - in_m
+    else:
+        sig = mf | (np.int64(1) << in_m)
+        e = ef - in_bias - in_m
+    return encode_float_parts(neg, sig, e, 0, 0, False, fp, mode, ovf, ftz, key, idx, sr_bits)
+
+
+@njit(cache=True, parallel=True)
+def encode_float_array(bits, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key, sr_bits, out):
+    """Encode every element of ``bits`` (raw IEEE patterns, flat) into ``out`` (flat)."""
+    for i in prange(bits.size):
+        out[i] = _encode_float_bits(bits[i], in_m, in_ebits, in_bias, fp, mode, ovf, ftz,
+                                    key, i, sr_bits)
+
+
+@njit(cache=True)
+def decode_float_code(code, fp):
+    """float64 value of one code of a float format."""
+    m = fp[F_MAN]
+    c = np.int64(code)
+    neg = fp[F_SIGNED] == 1 and (c & fp[F_SIGNBIT]) != 0
+    mag = c & (fp[F_SIGNBIT] - 1) if fp[F_SIGNED] == 1 else c
+    ef = mag >> m
+    mf = mag & ((np.int64(1) << m) - 1)
+    kind = fp[F_NAN_KIND]
+    if fp[F_HAS_NAN] == 1:
+        if kind == 0 and ef == fp[F_EXPMASK] and mf != 0:
+            return np.nan
+        if kind == 1 and mag == ((fp[F_EXPMASK] << m) | ((np.int64(1) << m) - 1)):
+            return np.nan
+        if kind == _NAN_NEG_ZERO and c == fp[F_SIGNBIT]:
+            return np.nan
+    if fp[F_HAS_INF] == 1 and ef == fp[F_EXPMASK]:
+        return -np.inf if neg else np.inf
+    if ef == 0 and fp[F_ZERO] == 1:
+        if fp[F_SUBN] == 1:
+            v = math.ldexp(float(mf), fp[F_EMIN] - m)
+        else:
+            v = 0.0
+    else:
+        v = math.ldexp(float(mf | (np.int64(1) << m)), ef - fp[F_BIAS] - m)
+    return -v if neg else v
+
+
+@njit(cache=True, parallel=True)
+def decode_float_array(codes, fp, out):
+    """Decode every code (flat) of a float format into ``out`` (flat)."""
+    for i in prange(codes.size):
+        out[i] = decode_float_code(codes[i], fp)
+
+
+@njit(cache=True)
+def round_float_value(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits):
+    """Round the exact value ``x + lo`` (float64 pair, |lo| <= ulp(x)/2) into a float
+    format and return it as a float64 (inf/NaN where the format's policy says so)."""
+    if x != x:
+        return np.nan
+    if math.isinf(x):
+        return decode_float_code(_inf_code(x < 0, ovf, fp), fp)
+    if x == 0.0:
+        return decode_float_code(_zero_input_code(math.copysign(1.0, x) < 0, fp), fp)
+    neg, sig, e = split_float(x)
+    lo_sig = np.int64(0)
+    lo_e = np.int64(0)
+    lo_neg = False
+    if lo != 0.0:
+        lneg, lo_sig, lo_e = split_float(lo)
+        lo_neg = lneg != neg  # tail direction relative to the magnitude
+    code = encode_float_parts(neg, sig, e, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz, key,
+                              idx, sr_bits)
+    return decode_float_code(code, fp)
+
+
+@njit(cache=True)
+def _encode_fixed_bits(b, in_m, in_ebits, in_bias, xp, mode, ovf, key, idx, sr_bits):
+    ub = np.uint64(b)
+    neg = (ub >> np.uint64(in_m + in_ebits)) & np.uint64(1) == np.uint64(1)
+    ef = np.int64((ub >> np.uint64(in_m)) & np.uint64((1 << in_ebits) - 1))
+    mf = np.int64(ub & np.uint64((np.int64(1) << in_m) - 1))
+    nbits = xp[X_BITS]
+    wmask = (np.int64(1) << nbits) - 1
+    if ef == (1 << in_ebits) - 1:
+        if mf != 0:
+            return xp[X_NAN_CODE]
+        return (xp[X_MININT] if neg else xp[X_MAXINT]) & wmask
+    if ef == 0 and mf == 0:
+        return np.int64(0)
+    if ef == 0:
+        sig = mf
+        e = 1 - in_bias - in_m
+    else:
+        sig = mf | (np.int64(1) << in_m)
+        e = ef - in_bias - in_m
+    return encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits)
+
+
+@njit(cache=True)
+def encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits):
+    """Two's complement word of (-1)^neg sig*2^e in a fixed-point format."""
+    q = -xp[X_FRAC]
+    nbits = xp[X_BITS]
+    wmask = (np.int64(1) << nbits) - 1
+    mmode = magnitude_mode(mode, neg)
+    big_e = e + np.int64(math.frexp(float(sig))[1]) - 1
+    if big_e - q >= 40:  # far beyond any 32-bit word
+        if ovf == _OVF_WRAP:
+            s = e - q
+            if s >= nbits:
+                return np.int64(0)
+            v = (sig << s) & wmask if s >= 0 else np.int64(0)
+            return ((-v) & wmask) if neg else v
+        return (xp[X_MININT] if neg else xp[X_MAXINT]) & wmask
+    kept, inexact = round_sig(sig, e, 0, 0, False, q, mmode, key, idx, sr_bits)
+    v = -kept if neg else kept
+    if v > xp[X_MAXINT] or v < xp[X_MININT]:
+        if ovf == _OVF_WRAP:
+            return v & wmask
+        v = xp[X_MAXINT] if v > xp[X_MAXINT] else xp[X_MININT]
+    return v & wmask
+
+
+@njit(cache=True, parallel=True)
+def encode_fixed_array(bits, in_m, in_ebits, in_bias, xp, mode, ovf, key, sr_bits, out):
+    """Encode every element (raw IEEE patterns, flat) into fixed-point words."""
+    for i in prange(bits.size):
+        out[i] = _encode_fixed_bits(bits[i], in_m, in_ebits, in_bias, xp, mode, ovf, key, i,
+                                    sr_bits)
+
+
+@njit(cache=True, parallel=True)
+def decode_fixed_array(codes, xp, out):
+    """Decode fixed-point words (flat) into values."""
+    nbits = xp[X_BITS]
+    for i in prange(codes.size):
+        v = np.int64(codes[i]) & ((np.int64(1) << nbits) - 1)
+        if xp[X_MININT] < 0 and v >= (np.int64(1) << (nbits - 1)):
+            v -= np.int64(1) << nbits
+        out[i] = math.ldexp(float(v), -xp[X_FRAC])

@@ -1,0 +1,64 @@
+"""The ``lowprec`` command.
+
+Each subcommand lives in the module that owns its work and exposes ``register(sub)``,
+which adds its parser and sets ``func`` (returning an exit code). Modules are imported
+only when the command line names them, so ``lowprec --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+# command -> (module, one-line help)
+COMMANDS = {
+    "formats": ("lowprec.cli_formats", "print the table of named formats"),
+    "demo": ("lowprec.cli_formats", "show every rounding mode on a few values"),
+    "study": ("lowprec.study", "train an MLP on the bundled digits under several precision recipes"),
+    "capture": ("lowprec.hardware.capture", "run conversions/GEMMs/a training step on a torch device and save them"),
+    "compare": ("lowprec.hardware.compare", "replay captured or published GPU results under lowprec's models"),
+    "fit": ("lowprec.hardware.fit", "search block-FMA parameters that explain captured GPU results"),
+}
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # exit code 2 with a clear message, as argparse does
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """Build the parser, importing only the module of the command named in argv."""
+    parser = _Parser(prog="lowprec", description="Bit-exact low-precision emulation on any CPU.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"lowprec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    named = next((a for a in argv if not a.startswith("-")), None)
+    for cmd, (module, help_) in COMMANDS.items():
+        if cmd == named:
+            importlib.import_module(module).register(sub, cmd)
+        else:
+            sub.add_parser(cmd, help=help_, add_help=False)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``lowprec`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if not argv else 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

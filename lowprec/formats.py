@@ -1,0 +1,427 @@
+"""Format descriptors: what a number format is, as plain data.
+
+Every float format in lowprec is one :class:`FloatFormat` instance; integer and
+fixed-point formats are :class:`IntFormat` and :class:`FixedFormat`. Kernels never
+see these objects: :mod:`lowprec.quantize` unpacks them into scalar parameters.
+Adding a format is one line in :data:`_NAMED` below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Union
+
+import numpy as np
+
+__all__ = [
+    "FloatFormat",
+    "IntFormat",
+    "FixedFormat",
+    "Format",
+    "get_format",
+    "list_formats",
+    "NAN_ENCODINGS",
+]
+
+#: How a float format encodes NaN:
+#: ``"ieee"``: exponent all ones and a non-zero mantissa (so the all-ones exponent with a
+#: zero mantissa is infinity); ``"all_ones"``: only the code with every non-sign bit set
+#: (OCP E4M3, E8M0); ``"neg_zero"``: only the code 1000...0 that would be -0 (the "fnuz"
+#: formats, which therefore have no -0); ``"none"``: no NaN at all (MX FP6/FP4).
+NAN_ENCODINGS = ("ieee", "all_ones", "neg_zero", "none")
+
+# Integer ids handed to kernels (kept in one place so the Python side and the numba
+# side cannot drift apart).
+NAN_KIND = {name: i for i, name in enumerate(NAN_ENCODINGS)}
+
+
+@dataclass(frozen=True)
+class FloatFormat:
+    """A binary floating-point format, fully described by a few numbers.
+
+    Value of a normal code: ``(-1)^s * 2^(E - bias) * 1.m``; of a subnormal code
+    (exponent field 0): ``(-1)^s * 2^(1 - bias) * 0.m``.
+
+    Args:
+        exp_bits: width of the exponent field.
+        man_bits: width of the stored mantissa (fraction) field.
+        bias: exponent bias.
+        has_inf: whether the all-ones exponent with a zero mantissa is infinity
+            (only with ``nan="ieee"``).
+        nan: NaN encoding, one of :data:`NAN_ENCODINGS`.
+        subnormals: whether exponent field 0 holds subnormals (``False``: it holds only
+            zero, and the smallest normal is the smallest non-zero value).
+        signed: whether there is a sign bit.
+        zero: whether the format has a zero. ``False`` (E8M0) makes exponent field 0
+            an ordinary binade.
+        name: display name; derived from the numbers when omitted. Names do not take
+            part in equality: two descriptors with the same numbers are the same format.
+
+    Raises:
+        ValueError: for inconsistent parameters.
+    """
+
+    exp_bits: int
+    man_bits: int
+    bias: int
+    has_inf: bool = True
+    nan: str = "ieee"
+    subnormals: bool = True
+    signed: bool = True
+    zero: bool = True
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.exp_bits < 1 or self.man_bits < 0:
+            raise ValueError(f"FloatFormat needs exp_bits >= 1 and man_bits >= 0, got "
+                             f"exp_bits={self.exp_bits}, man_bits={self.man_bits}")
+        if self.bits > 32 or self.man_bits > 23:
+            raise ValueError(f"FloatFormat supports up to 32 bits and 23 mantissa bits "
+                             f"(float32's), got {self.bits} bits / {self.man_bits} mantissa bits")
+        if self.nan not in NAN_ENCODINGS:
+            raise ValueError(f"nan must be one of {NAN_ENCODINGS}, got {self.nan!r}")
+        if self.has_inf and self.nan != "ieee":
+            raise ValueError("infinities need the IEEE layout (nan='ieee')")
+        if self.nan == "ieee" and self.man_bits == 0:
+            raise ValueError("nan='ieee' needs at least one mantissa bit")
+        if self.nan == "neg_zero" and not self.signed:
+            raise ValueError("nan='neg_zero' needs a sign bit")
+        if not self.zero and (self.subnormals or self.signed):
+            raise ValueError("a format without zero must be unsigned and have no subnormals")
+        if self.emax < self.emin:
+            raise ValueError("format has no normal binade")
+        if not self.name:
+            object.__setattr__(self, "name", _derived_name(self))
+
+    # --- layout -----------------------------------------------------------------
+    @property
+    def bits(self) -> int:
+        """Total width in bits."""
+        return int(self.signed) + self.exp_bits + self.man_bits
+
+    @property
+    def precision(self) -> int:
+        """Significand precision p in bits, the implicit bit included."""
+        return self.man_bits + 1
+
+    @property
+    def max_exp_field(self) -> int:
+        """Largest exponent field value that holds finite numbers."""
+        top = (1 << self.exp_bits) - 1
+        if self.nan == "ieee" or (self.nan == "all_ones" and self.man_bits == 0):
+            return top - 1
+        return top
+
+    @property
+    def max_significand(self) -> int:
+        """Integer significand (implicit bit included) of the largest finite value."""
+        full = (1 << (self.man_bits + 1)) - 1
+        if self.nan == "all_ones" and self.man_bits > 0:
+            return full - 1
+        return full
+
+    @property
+    def emax(self) -> int:
+        """Unbiased exponent of the largest binade."""
+        return self.max_exp_field - self.bias
+
+    @property
+    def emin(self) -> int:
+        """Unbiased exponent of the smallest normal binade."""
+        return (1 if self.zero else 0) - self.bias
+
+    # --- values -----------------------------------------------------------------
+    @property
+    def max(self) -> float:
+        """Largest finite value."""
+        return float(self.max_exact)
+
+    @property
+    def max_exact(self) -> Fraction:
+        """Largest finite value as an exact fraction."""
+        return Fraction(self.max_significand) * Fraction(2) ** (self.emax - self.man_bits)
+
+    @property
+    def min_normal(self) -> float:
+        """Smallest positive normal value, 2^emin."""
+        return 2.0 ** self.emin
+
+    @property
+    def min_subnormal(self) -> float:
+        """Smallest positive value (the smallest normal when there are no subnormals)."""
+        if self.subnormals:
+            return 2.0 ** (self.emin - self.man_bits)
+        return self.min_normal
+
+    @property
+    def eps(self) -> float:
+        """Distance from 1 to the next larger value, 2^-man_bits."""
+        return 2.0 ** -self.man_bits
+
+    @property
+    def has_nan(self) -> bool:
+        """Whether any code is NaN."""
+        return self.nan != "none"
+
+    @property
+    def code_dtype(self) -> np.dtype:
+        """Unsigned integer dtype that holds one code (uint8, uint16 or uint32)."""
+        return _code_dtype(self.bits)
+
+    def values(self, dtype=np.float64) -> np.ndarray:
+        """All values, indexed by code (formats of at most 16 bits).
+
+        Returns:
+            Array of length 2**bits; NaN codes give NaN.
+
+        Raises:
+            ValueError: for formats wider than 16 bits.
+        """
+        from .quantize import decode
+
+        return decode(self.codes(), self, dtype=dtype)
+
+    def codes(self) -> np.ndarray:
+        """Every code of the format, in increasing order (formats of at most 16 bits).
+
+        Raises:
+            ValueError: for formats wider than 16 bits.
+        """
+        if self.bits > 16:
+            raise ValueError(f"{self.name} has {self.bits} bits; enumeration is for formats "
+                             f"of at most 16 bits")
+        return np.arange(1 << self.bits, dtype=np.uint32).astype(self.code_dtype)
+
+    def __repr__(self) -> str:
+        return (f"FloatFormat({self.name!r}: e{self.exp_bits}m{self.man_bits} bias={self.bias}"
+                f" max={self.max:g} inf={self.has_inf} nan={self.nan!r})")
+
+
+@dataclass(frozen=True)
+class FixedFormat:
+    """A fixed-point format <IL, FL> (Gupta et al. 2015), saturating by default.
+
+    A signed format has word length ``int_bits + frac_bits`` (the sign bit counts
+    among the integer bits), resolution 2^-FL and range
+    [-2^(IL-1), 2^(IL-1) - 2^-FL]. Codes are two's complement words.
+
+    Args:
+        int_bits: integer bits IL (including the sign bit when signed).
+        frac_bits: fraction bits FL (may be negative for coarse grids).
+        signed: two's complement when True, plain binary otherwise.
+        name: display name; derived when omitted; not part of equality.
+
+    Raises:
+        ValueError: for word lengths outside 1..32.
+    """
+
+    int_bits: int
+    frac_bits: int
+    signed: bool = True
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 32:
+            raise ValueError(f"fixed-point word length must be 1..32 bits, got {self.bits}")
+        if self.signed and self.int_bits < 1:
+            raise ValueError("a signed fixed-point format needs int_bits >= 1 (the sign bit)")
+        if not self.name:
+            s = "" if self.signed else "u"
+            object.__setattr__(self, "name", f"{s}fixed{self.int_bits}_{self.frac_bits}")
+
+    @property
+    def bits(self) -> int:
+        """Word length in bits."""
+        return self.int_bits + self.frac_bits
+
+    @property
+    def min_int(self) -> int:
+        """Smallest integer code value (two's complement)."""
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max_int(self) -> int:
+        """Largest integer code value."""
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def resolution(self) -> float:
+        """Distance between neighbouring values, 2^-frac_bits."""
+        return 2.0 ** -self.frac_bits
+
+    @property
+    def max(self) -> float:
+        """Largest value."""
+        return self.max_int * self.resolution
+
+    @property
+    def min(self) -> float:
+        """Smallest (most negative) value."""
+        return self.min_int * self.resolution
+
+    @property
+    def min_subnormal(self) -> float:
+        """Smallest positive value (the resolution)."""
+        return self.resolution
+
+    min_normal = min_subnormal
+    eps = resolution
+
+    @property
+    def has_inf(self) -> bool:  # noqa: D401 - uniform interface with FloatFormat
+        """Fixed-point formats have no infinities."""
+        return False
+
+    @property
+    def has_nan(self) -> bool:
+        """Fixed-point formats have no NaN."""
+        return False
+
+    @property
+    def code_dtype(self) -> np.dtype:
+        """Unsigned integer dtype that holds one code."""
+        return _code_dtype(self.bits)
+
+    def codes(self) -> np.ndarray:
+        """Every code (formats of at most 16 bits), in code order."""
+        if self.bits > 16:
+            raise ValueError(f"{self.name} has {self.bits} bits; enumeration is for formats "
+                             f"of at most 16 bits")
+        return np.arange(1 << self.bits, dtype=np.uint32).astype(self.code_dtype)
+
+    def values(self, dtype=np.float64) -> np.ndarray:
+        """All values, indexed by code (formats of at most 16 bits)."""
+        from .quantize import decode
+
+        return decode(self.codes(), self, dtype=dtype)
+
+
+class IntFormat(FixedFormat):
+    """An integer format: fixed point with no fraction bits.
+
+    Args:
+        bits: word length.
+        signed: two's complement when True.
+    """
+
+    def __init__(self, bits: int, signed: bool = True, name: str = "") -> None:
+        if not name:
+            name = f"{'' if signed else 'u'}int{bits}"
+        super().__init__(int_bits=bits, frac_bits=0, signed=signed, name=name)
+
+    def __repr__(self) -> str:
+        return f"IntFormat({self.name!r}: [{self.min_int}, {self.max_int}])"
+
+
+Format = Union[FloatFormat, FixedFormat]
+
+
+def _code_dtype(bits: int) -> np.dtype:
+    if bits <= 8:
+        return np.dtype(np.uint8)
+    if bits <= 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+def _derived_name(f: FloatFormat) -> str:
+    suffix = ""
+    if not f.has_inf:
+        suffix += "fn"
+    if f.nan == "neg_zero":
+        suffix += "uz"
+    if not f.signed:
+        suffix += "u"
+    return f"float{f.bits}_e{f.exp_bits}m{f.man_bits}{suffix}"
+
+
+# One line per named format: (name, descriptor, aliases). Sources: REFERENCE.md sec. 1,
+# OCP OFP8 rev 1.0, OCP MX v1.0, ml_dtypes.
+_NAMED: list[tuple[FloatFormat | FixedFormat, tuple[str, ...]]] = [
+    (FloatFormat(8, 23, 127, name="float32"), ("fp32", "binary32", "single", "float")),
+    (FloatFormat(8, 10, 127, name="tfloat32"), ("tf32",)),
+    (FloatFormat(5, 10, 15, name="float16"), ("fp16", "half", "binary16")),
+    (FloatFormat(8, 7, 127, name="bfloat16"), ("bf16",)),
+    (FloatFormat(4, 3, 7, has_inf=False, nan="all_ones", name="float8_e4m3fn"),
+     ("fp8_e4m3", "e4m3", "e4m3fn", "fp8_e4m3fn")),
+    (FloatFormat(5, 2, 15, name="float8_e5m2"), ("fp8_e5m2", "e5m2")),
+    (FloatFormat(4, 3, 8, has_inf=False, nan="neg_zero", name="float8_e4m3fnuz"),
+     ("e4m3fnuz", "fp8_e4m3fnuz")),
+    (FloatFormat(5, 2, 16, has_inf=False, nan="neg_zero", name="float8_e5m2fnuz"),
+     ("e5m2fnuz", "fp8_e5m2fnuz")),
+    # ml_dtypes' IEEE-like 8-bit formats (with infinities); not the OCP E4M3.
+    (FloatFormat(4, 3, 7, name="float8_e4m3"), ("e4m3_ieee",)),
+    (FloatFormat(3, 4, 3, name="float8_e3m4"), ("e3m4",)),
+    (FloatFormat(3, 2, 3, has_inf=False, nan="none", name="float6_e3m2fn"),
+     ("fp6_e3m2", "e3m2", "mxfp6_e3m2")),
+    (FloatFormat(2, 3, 1, has_inf=False, nan="none", name="float6_e2m3fn"),
+     ("fp6_e2m3", "e2m3", "mxfp6_e2m3")),
+    (FloatFormat(2, 1, 1, has_inf=False, nan="none", name="float4_e2m1fn"),
+     ("fp4", "fp4_e2m1", "e2m1", "mxfp4")),
+    (FloatFormat(8, 0, 127, has_inf=False, nan="all_ones", subnormals=False, signed=False,
+                 zero=False, name="float8_e8m0fnu"), ("e8m0", "ue8m0", "e8m0fnu")),
+    (IntFormat(8), ("i8",)),
+    (IntFormat(8, signed=False), ("u8",)),
+    (IntFormat(4), ("i4",)),
+    (IntFormat(16), ("i16",)),
+    (IntFormat(32), ("i32",)),
+]
+
+_REGISTRY: dict[str, FloatFormat | FixedFormat] = {}
+_ALIASES: dict[str, str] = {}
+for _fmt, _aliases in _NAMED:
+    _REGISTRY[_fmt.name] = _fmt
+    for _a in _aliases:
+        _ALIASES[_a] = _fmt.name
+
+_FIXED_PREFIXES = ("fixed", "ufixed")
+
+
+def list_formats() -> list[FloatFormat | FixedFormat]:
+    """All named formats, in registry order."""
+    return list(_REGISTRY.values())
+
+
+def get_format(name: "str | Format | np.dtype | type") -> Format:
+    """Resolve a format name, alias, numpy/ml_dtypes dtype, or descriptor.
+
+    Names are case-insensitive. Besides the registry names and aliases, ``"fixedI_F"``
+    and ``"ufixedI_F"`` name fixed-point formats with I integer and F fraction bits.
+
+    Args:
+        name: e.g. ``"bf16"``, ``"float8_e4m3fn"``, ``"e2m1"``, ``np.float16``, or a format.
+
+    Returns:
+        The format descriptor.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+        TypeError: for an argument that is neither a name, a dtype nor a format.
+    """
+    if isinstance(name, (FloatFormat, FixedFormat)):
+        return name
+    if not isinstance(name, str):
+        try:
+            name = np.dtype(name).name
+        except TypeError:
+            raise TypeError(f"expected a format name or descriptor, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    for prefix in _FIXED_PREFIXES:
+        if key.startswith(prefix):
+            parts = key[len(prefix):].split("_")
+            if len(parts) == 2 and all(p.lstrip("-").isdigit() for p in parts):
+                return FixedFormat(int(parts[0]), int(parts[1]), signed=(prefix == "fixed"))
+    known = sorted(set(_REGISTRY) | set(_ALIASES))
+    raise ValueError(f"unknown format {name!r}; known formats: {', '.join(known)} "
+                     f"(and fixedI_F / ufixedI_F for fixed point)")
+
+
+def _export_named() -> dict[str, Format]:
+    return {f.name: f for f in _REGISTRY.values()}
+
+
+globals().update(_export_named())

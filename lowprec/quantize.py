@@ -1,0 +1,324 @@
+"""Conversion between IEEE binary arrays and any lowprec format: encode, decode, quantize.
+
+These functions validate their input, unpack the format into the kernels' parameter
+vector (:func:`format_params`) and call the numba kernels in :mod:`lowprec._kernels`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Optional
+
+import numpy as np
+
+from . import _kernels  # noqa: F401  (package marker; kernels are imported lazily below)
+from ._kernels import params as P
+from .formats import NAN_KIND, FixedFormat, FloatFormat, Format, get_format
+from .rounding import NaNPolicy, Overflow, Rounding, parse_nan_policy, parse_overflow, parse_rounding
+
+__all__ = ["encode", "decode", "quantize", "format_params", "seed_key", "ConversionOptions",
+           "resolve_options"]
+
+_MASK64 = (1 << 64) - 1
+
+# Raw-bit layouts of the IEEE input dtypes: (mantissa bits, exponent bits, bias, uint view).
+_INPUT_LAYOUT = {
+    np.dtype(np.float16): (10, 5, 15, np.uint16),
+    np.dtype(np.float32): (23, 8, 127, np.uint32),
+    np.dtype(np.float64): (52, 11, 1023, np.uint64),
+}
+
+
+def _mix64(z: int) -> int:
+    z &= _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def seed_key(seed: Optional[int]) -> int:
+    """The 64-bit key the kernels' counter-based generator uses for ``seed``.
+
+    ``None`` draws a fresh key from the operating system (not reproducible).
+
+    Raises:
+        TypeError: for a seed that is not an integer.
+    """
+    if seed is None:
+        return _mix64(int.from_bytes(os.urandom(8), "little"))
+    if isinstance(seed, (bool, float)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    return _mix64(int(seed) + 0x9E3779B97F4A7C15)
+
+
+class ConversionOptions:
+    """Validated rounding options, unpacked for the kernels.
+
+    Attributes: ``rounding`` (Rounding), ``overflow`` (Overflow), ``ftz`` (bool),
+    ``sr_bits`` (0 for exact stochastic rounding), ``key`` (uint64 generator key),
+    ``nan`` (NaNPolicy).
+    """
+
+    __slots__ = ("rounding", "overflow", "ftz", "sr_bits", "key", "nan")
+
+    def __init__(self, rounding, overflow, ftz, sr_bits, key, nan):
+        self.rounding = rounding
+        self.overflow = overflow
+        self.ftz = ftz
+        self.sr_bits = sr_bits
+        self.key = key
+        self.nan = nan
+
+
+def resolve_options(fmt: Format, rounding="rne", overflow=None, subnormals=True,
+                    sr_bits=None, seed=None, nan="raise") -> ConversionOptions:
+    """Check conversion options against a format and unpack them.
+
+    Raises:
+        ValueError: for unknown names, ``sr_bits`` outside 1..63 or given without
+            ``rounding="sr"``, ``overflow="wrap"`` on a float format.
+    """
+    rnd = parse_rounding(rounding)
+    is_float = isinstance(fmt, FloatFormat)
+    if overflow is None:
+        ovf = Overflow.INF if is_float else Overflow.SATURATE
+    else:
+        ovf = parse_overflow(overflow)
+    if is_float and ovf is Overflow.WRAP:
+        raise ValueError(f"overflow='wrap' is for integer and fixed-point formats, not {fmt.name}")
+    if not is_float and ovf is Overflow.INF:
+        ovf = Overflow.SATURATE  # no infinities: IEEE overflow has nothing else to give
+    if sr_bits is not None:
+        if rnd is not Rounding.SR:
+            raise ValueError(f"sr_bits={sr_bits} needs rounding='sr' (got {rnd.value!r})")
+        if isinstance(sr_bits, bool) or not isinstance(sr_bits, (int, np.integer)) \
+                or not 1 <= sr_bits <= 63:
+            raise ValueError(f"sr_bits must be an int in 1..63 or None (exact), got {sr_bits!r}")
+    if not isinstance(subnormals, (bool, np.bool_)):
+        raise TypeError(f"subnormals must be True or False, got {subnormals!r}")
+    key = seed_key(seed) if rnd is Rounding.SR else 0
+    return ConversionOptions(rnd, ovf, not bool(subnormals), int(sr_bits or 0), np.uint64(key),
+                             parse_nan_policy(nan))
+
+
+@functools.lru_cache(maxsize=None)
+def format_params(fmt: Format, nan: NaNPolicy = NaNPolicy.RAISE) -> np.ndarray:
+    """The int64 parameter vector that carries ``fmt`` into the kernels.
+
+    Args:
+        fmt: a float or fixed-point format.
+        nan: what NaN inputs become when the format has no NaN code.
+
+    Returns:
+        Read-only int64 array laid out as in :mod:`lowprec._kernels.params`.
+    """
+    if isinstance(fmt, FixedFormat):
+        xp = np.zeros(P.X_LEN, np.int64)
+        xp[P.X_FRAC] = fmt.frac_bits
+        xp[P.X_MININT] = fmt.min_int
+        xp[P.X_MAXINT] = fmt.max_int
+        xp[P.X_BITS] = fmt.bits
+        xp[P.X_NAN_CODE] = (fmt.max_int & ((1 << fmt.bits) - 1)) if nan is NaNPolicy.MAX else 0
+        xp.flags.writeable = False
+        return xp
+    m = fmt.man_bits
+    expmask = (1 << fmt.exp_bits) - 1
+    signbit = (1 << (fmt.bits - 1)) if fmt.signed else 0
+    maxcode = ((fmt.emax + fmt.bias) << m) | (fmt.max_significand - (1 << m))
+    if fmt.nan == "ieee":
+        nan_pos = (expmask << m) | (1 << (m - 1))
+        nan_neg = signbit | nan_pos
+    elif fmt.nan == "all_ones":
+        nan_pos = (expmask << m) | ((1 << m) - 1)
+        nan_neg = signbit | nan_pos
+    elif fmt.nan == "neg_zero":
+        nan_pos = nan_neg = signbit
+    else:  # no NaN code: the policy decides (RAISE is checked before the kernel runs)
+        if nan is NaNPolicy.MAX:
+            nan_pos = nan_neg = maxcode
+        elif nan is NaNPolicy.ML_DTYPES:
+            nan_pos, nan_neg = signbit, 0
+        else:
+            nan_pos = nan_neg = 0
+    fp = np.zeros(P.F_LEN, np.int64)
+    fp[P.F_MAN] = m
+    fp[P.F_EMIN] = fmt.emin
+    fp[P.F_EMAX] = fmt.emax
+    fp[P.F_MAXSIG] = fmt.max_significand
+    fp[P.F_BIAS] = fmt.bias
+    fp[P.F_HAS_INF] = int(fmt.has_inf)
+    fp[P.F_HAS_NAN] = int(fmt.has_nan)
+    fp[P.F_SIGNED] = int(fmt.signed)
+    fp[P.F_ZERO] = int(fmt.zero)
+    fp[P.F_SUBN] = int(fmt.subnormals)
+    fp[P.F_BITS] = fmt.bits
+    fp[P.F_NAN_KIND] = NAN_KIND[fmt.nan]
+    fp[P.F_NAN_POS] = nan_pos
+    fp[P.F_NAN_NEG] = nan_neg
+    fp[P.F_INF] = (expmask << m) if fmt.has_inf else -1
+    fp[P.F_MAXCODE] = maxcode
+    fp[P.F_SIGNBIT] = signbit
+    fp[P.F_EXPMASK] = expmask
+    fp.flags.writeable = False
+    return fp
+
+
+def _as_float_array(x) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype in _INPUT_LAYOUT:
+        return a
+    if a.dtype.kind in "biu":
+        return a.astype(np.float64)
+    if a.dtype.kind == "f":  # longdouble and friends
+        return a.astype(np.float64)
+    try:
+        return a.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"cannot convert input of dtype {a.dtype} to floating point")
+
+
+def encode(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=None,
+           seed=None, nan="raise") -> np.ndarray:
+    """Round values into a format and return their codes.
+
+    Args:
+        x: float16/32/64 array, scalar or list; other numbers go through float64.
+            float64 values are rounded from their own bits (no double rounding).
+        fmt: a format or format name (see :func:`lowprec.get_format`).
+        rounding: "rne" (default), "rna", "rtz", "rup", "rdn", "rto" or "sr"
+            (or a :class:`lowprec.Rounding`).
+        overflow: "inf" (IEEE; default for float formats), "saturate" (default for
+            integer/fixed formats) or "wrap" (integer/fixed only).
+        subnormals: False flushes results below the smallest normal to signed zero.
+        sr_bits: with rounding="sr": None for exact stochastic rounding, or r in 1..63
+            for the hardware form with r random bits.
+        seed: integer seed for stochastic rounding (None: fresh randomness). Random
+            bits depend on (seed, flat element index) only.
+        nan: for formats without a NaN code: "raise" (default), "zero", "max", or
+            "ml_dtypes" (a zero of the opposite sign, as ml_dtypes produces).
+
+    Returns:
+        Codes with x's shape: uint8 for formats of at most 8 bits, uint16 up to 16,
+        uint32 above. NaN codes: IEEE formats give the quiet NaN with the input's sign
+        (e.g. 0x7E00 for float16), OCP E4M3 and E8M0 the all-ones code, fnuz formats 0x80.
+
+    Raises:
+        ValueError: unknown format/option names, NaN input for a format without NaN
+            under ``nan="raise"``, bad ``sr_bits``.
+        TypeError: non-numeric input.
+    """
+    f = get_format(fmt)
+    opts = resolve_options(f, rounding, overflow, subnormals, sr_bits, seed, nan)
+    out = _encode(_as_float_array(x), f, opts)
+    return out if isinstance(x, np.ndarray) or np.ndim(x) else out[()]
+
+
+def _encode(a: np.ndarray, f: Format, opts: ConversionOptions) -> np.ndarray:
+    from ._kernels.convert import encode_fixed_array, encode_float_array
+
+    if not f.has_nan and opts.nan is NaNPolicy.RAISE and a.size and np.isnan(a).any():
+        raise ValueError(f"NaN input but {f.name} has no NaN code; pass nan='zero', 'max' or "
+                         f"'ml_dtypes' to map it")
+    in_m, in_e, in_bias, view = _INPUT_LAYOUT[a.dtype]
+    bits = np.ascontiguousarray(a).reshape(-1).view(view)
+    out = np.empty(bits.size, f.code_dtype)
+    fp = format_params(f, opts.nan)
+    if isinstance(f, FloatFormat):
+        encode_float_array(bits, in_m, in_e, in_bias, fp, opts.rounding.id, opts.overflow.id,
+                           opts.ftz, opts.key, opts.sr_bits, out)
+    else:
+        encode_fixed_array(bits, in_m, in_e, in_bias, fp, opts.rounding.id, opts.overflow.id,
+                           opts.key, opts.sr_bits, out)
+    return out.reshape(a.shape)
+
+
+@functools.lru_cache(maxsize=None)
+def _value_table(fmt: Format, dtype: np.dtype) -> np.ndarray:
+    t = _decode_kernel(np.arange(1 << fmt.bits, dtype=np.uint32).astype(fmt.code_dtype), fmt)
+    t = t.astype(dtype)
+    t.flags.writeable = False
+    return t
+
+
+def _decode_kernel(codes: np.ndarray, fmt: Format) -> np.ndarray:
+    from ._kernels.convert import decode_fixed_array, decode_float_array
+
+    flat = np.ascontiguousarray(codes).reshape(-1)
+    out = np.empty(flat.size, np.float64)
+    if isinstance(fmt, FloatFormat):
+        decode_float_array(flat, format_params(fmt), out)
+    else:
+        decode_fixed_array(flat, format_params(fmt), out)
+    return out.reshape(codes.shape)
+
+
+def decode(codes, fmt, dtype=np.float32) -> np.ndarray:
+    """Values of codes in a format.
+
+    Args:
+        codes: unsigned integer codes (any integer array; only the low ``fmt.bits`` bits
+            are used).
+        fmt: a format or format name.
+        dtype: float16, float32 (default) or float64. Every float format of lowprec
+            decodes exactly into float32; wide fixed-point formats need float64.
+
+    Returns:
+        Array of values with the shape of ``codes``; NaN codes give NaN.
+
+    Raises:
+        TypeError: for non-integer codes.
+        ValueError: for an unknown format.
+    """
+    f = get_format(fmt)
+    c = np.asarray(codes)
+    if c.dtype.kind not in "ui":
+        raise TypeError(f"codes must be integers, got dtype {c.dtype}")
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"dtype must be a float dtype, got {dt}")
+    mask = (1 << f.bits) - 1
+    if f.bits <= 16:
+        idx = (c.astype(np.int64) & mask) if c.dtype.kind == "i" or c.dtype.itemsize > 2 \
+            else (c & c.dtype.type(mask))
+        return _value_table(f, dt)[idx]
+    cc = c.astype(np.uint64) & np.uint64(mask)
+    return _decode_kernel(cc, f).astype(dt, copy=False)
+
+
+def _fits(fmt: Format, dtype: np.dtype) -> bool:
+    """Whether every value of fmt is exactly representable in the float dtype."""
+    fi = np.finfo(dtype)
+    if isinstance(fmt, FloatFormat):
+        return (fmt.precision <= fi.nmant + 1 and fmt.max <= float(fi.max)
+                and fmt.min_subnormal >= float(fi.smallest_subnormal))
+    return fmt.bits - (1 if fmt.signed else 0) <= fi.nmant + 1 and fmt.resolution >= float(
+        fi.smallest_subnormal)
+
+
+def quantize(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=None,
+             seed=None, nan="raise") -> np.ndarray:
+    """Round values onto a format's grid and return them as floats.
+
+    Same options as :func:`encode`. Equivalent to ``decode(encode(x, ...), fmt)``.
+
+    Returns:
+        Values in x's float dtype (float32 or float64; float16 input gives float32 unless
+        the format fits in float16; other input gives float64). When the format's values
+        do not all fit in float32, float32 input gives float64 output.
+
+    Raises:
+        As :func:`encode`.
+    """
+    f = get_format(fmt)
+    a = _as_float_array(x)
+    codes = _encode(a, f, resolve_options(f, rounding, overflow, subnormals, sr_bits, seed, nan))
+    dt = a.dtype
+    if dt == np.float16 and not _fits(f, dt):
+        dt = np.dtype(np.float32)
+    if dt == np.float32 and not _fits(f, dt):
+        dt = np.dtype(np.float64)
+    out = decode(codes, f, dtype=dt)
+    if np.ndim(x) == 0 and not isinstance(x, np.ndarray):
+        return out[()]
+    return out
