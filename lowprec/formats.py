@@ -415,9 +415,9 @@ def get_format(name: "str | Format | np.dtype | type") -> Format:
             parts = key[len(prefix):].split("_")
             if len(parts) == 2 and all(p.lstrip("-").isdigit() for p in parts):
                 return FixedFormat(int(parts[0]), int(parts[1]), signed=(prefix == "fixed"))
-    known = sorted(set(_REGISTRY) | set(_ALIASES))
-    raise ValueError(f"unknown format {name!r}; known formats: {', '.join(known)} "
-                     f"(and fixedI_F / ufixedI_F for fixed point)")
+    raise ValueError(f"unknown format {name!r}; known formats: {', '.join(_REGISTRY)}; "
+                     f"aliases: {', '.join(sorted(_ALIASES))}; and fixedI_F / ufixedI_F "
+                     f"for fixed point")
 
 
 def _export_named() -> dict[str, Format]:
