@@ -1,0 +1,392 @@
+"""A tiny reverse-mode autograd engine over numpy arrays, in the spirit of micrograd.
+
+Every op makes a new :class:`Tensor` that remembers its inputs and a closure that pushes
+the output's gradient back to them; :meth:`Tensor.backward` runs the closures in reverse
+topological order. Gradients accumulate (a tensor used twice gets both contributions) and
+are summed back over broadcast dimensions. Arithmetic runs in the arrays' own dtype
+(float32 for training, float64 for gradient checks); only :meth:`Tensor.matmul` goes
+through lowprec's emulated formats, as the active precision policy
+(:mod:`lowprec.autograd.amp`) says. Softmax, normalisation and losses live in
+:mod:`lowprec.autograd.ops`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["Tensor", "no_grad", "is_grad_enabled", "tensor"]
+
+_GRAD_ENABLED = contextvars.ContextVar("lowprec_grad_enabled", default=True)
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Inside this context, ops record no graph (for evaluation)."""
+    token = _GRAD_ENABLED.set(False)
+    try:
+        yield
+    finally:
+        _GRAD_ENABLED.reset(token)
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops currently record the graph."""
+    return _GRAD_ENABLED.get()
+
+
+def _unbroadcast(g: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """Sum a gradient back to the shape of an operand that was broadcast."""
+    if g.shape == shape:
+        return g
+    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+class Tensor:
+    """An array with a gradient.
+
+    Args:
+        data: array-like; float arrays keep their dtype, anything else becomes float32.
+        requires_grad: whether :meth:`backward` should fill ``.grad`` for this tensor.
+        name: optional name (parameters get theirs from their module; the precision
+            policy uses it to key per-tensor state such as fp8 amax histories).
+
+    Attributes:
+        data: the numpy array.
+        grad: numpy array of the same shape, or None before the first backward.
+    """
+
+    __array_priority__ = 100  # make ndarray (op) Tensor defer to Tensor's reflected op
+    __slots__ = ("data", "grad", "requires_grad", "name", "_prev", "_backward", "_op")
+
+    def __init__(self, data, requires_grad: bool = False, name: str = "",
+                 _prev: Tuple["Tensor", ...] = (), _op: str = ""):
+        a = np.asarray(data)
+        self.data = a if a.dtype.kind == "f" else a.astype(np.float32)
+        self.grad: Optional[np.ndarray] = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self._prev = _prev
+        self._backward: Callable[[], None] = lambda: None
+        self._op = _op
+
+    # --- plumbing -------------------------------------------------------------------
+    def _lift(self, other) -> "Tensor":
+        if isinstance(other, Tensor):
+            return other
+        return Tensor(np.asarray(other, dtype=self.data.dtype))
+
+    def _make(self, data: np.ndarray, parents: Sequence["Tensor"], op: str) -> "Tensor":
+        """Output of an op; records the graph only when some parent needs a gradient."""
+        need = _GRAD_ENABLED.get() and any(p.requires_grad for p in parents)
+        return Tensor(data, requires_grad=need, _prev=tuple(parents) if need else (), _op=op)
+
+    def _accumulate(self, g: np.ndarray) -> None:
+        if not self.requires_grad:
+            return
+        g = _unbroadcast(np.asarray(g), self.data.shape).astype(self.data.dtype, copy=False)
+        self.grad = g.copy() if self.grad is None else self.grad + g
+
+    def backward(self, grad=None) -> None:
+        """Fill ``.grad`` of every tensor this one depends on that requires a gradient.
+
+        Args:
+            grad: gradient of the final objective with respect to this tensor; defaults
+                to ones (so a scalar loss gets d loss / d loss = 1).
+
+        Raises:
+            ValueError: when this tensor does not require a gradient, or ``grad`` has the
+                wrong shape.
+        """
+        if not self.requires_grad:
+            raise ValueError("backward() on a tensor that does not require grad")
+        topo, seen, stack = [], set(), [(self, False)]
+        while stack:  # iterative DFS: deep graphs must not hit the recursion limit
+            v, done = stack.pop()
+            if done:
+                topo.append(v)
+                continue
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            stack.append((v, True))
+            stack.extend((p, False) for p in v._prev if p.requires_grad and id(p) not in seen)
+        g = np.ones_like(self.data) if grad is None else np.asarray(grad, self.data.dtype)
+        if g.shape != self.data.shape:
+            raise ValueError(f"grad has shape {g.shape}, tensor has {self.data.shape}")
+        self._accumulate(g)
+        for v in reversed(topo):
+            if v.grad is not None:
+                v._backward()
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph."""
+        return Tensor(self.data, name=self.name)
+
+    def numpy(self) -> np.ndarray:
+        """The underlying array."""
+        return self.data
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python float."""
+        return float(self.data.reshape(-1)[0]) if self.data.size == 1 else float(self.data)
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        rg = ", requires_grad=True" if self.requires_grad else ""
+        nm = f", name={self.name!r}" if self.name else ""
+        return f"Tensor({np.array2string(self.data, threshold=20)}{rg}{nm})"
+
+    # --- arithmetic -----------------------------------------------------------------
+    def __add__(self, other) -> "Tensor":
+        other = self._lift(other)
+        out = self._make(self.data + other.data, (self, other), "+")
+
+        def _backward():
+            self._accumulate(out.grad)
+            other._accumulate(out.grad)
+        out._backward = _backward
+        return out
+
+    def __sub__(self, other) -> "Tensor":
+        other = self._lift(other)
+        out = self._make(self.data - other.data, (self, other), "-")
+
+        def _backward():
+            self._accumulate(out.grad)
+            other._accumulate(-out.grad)
+        out._backward = _backward
+        return out
+
+    def __mul__(self, other) -> "Tensor":
+        other = self._lift(other)
+        out = self._make(self.data * other.data, (self, other), "*")
+
+        def _backward():
+            self._accumulate(out.grad * other.data)
+            other._accumulate(out.grad * self.data)
+        out._backward = _backward
+        return out
+
+    def __truediv__(self, other) -> "Tensor":
+        other = self._lift(other)
+        out = self._make(self.data / other.data, (self, other), "/")
+
+        def _backward():
+            self._accumulate(out.grad / other.data)
+            other._accumulate(-out.grad * self.data / (other.data * other.data))
+        out._backward = _backward
+        return out
+
+    def __neg__(self) -> "Tensor":
+        out = self._make(-self.data, (self,), "neg")
+
+        def _backward():
+            self._accumulate(-out.grad)
+        out._backward = _backward
+        return out
+
+    def __pow__(self, k: Union[int, float]) -> "Tensor":
+        if isinstance(k, Tensor):
+            raise TypeError("only a constant exponent is supported: use exp/log for x ** y")
+        out = self._make(self.data ** k, (self,), f"**{k}")
+
+        def _backward():
+            self._accumulate(out.grad * k * self.data ** (k - 1))
+        out._backward = _backward
+        return out
+
+    def __radd__(self, other) -> "Tensor":
+        return self + other
+
+    def __rsub__(self, other) -> "Tensor":
+        return self._lift(other) - self
+
+    def __rmul__(self, other) -> "Tensor":
+        return self * other
+
+    def __rtruediv__(self, other) -> "Tensor":
+        return self._lift(other) / self
+
+    # --- matrix product: the one op that runs in emulated low precision -----------
+    def matmul(self, other, key: str = "") -> "Tensor":
+        """``self @ other`` for 2-D operands, through :func:`lowprec.matmul` under the
+        active precision policy (see :func:`lowprec.autograd.amp.autocast`).
+
+        Args:
+            other: right operand (k x n).
+            key: names this product's operands in per-tensor state (fp8 amax histories,
+                instrumentation); defaults to ``other.name`` (a weight's name).
+
+        Raises:
+            ValueError: for operands that are not 2-D or whose inner sizes differ.
+        """
+        from . import amp
+
+        other = self._lift(other)
+        if self.ndim != 2 or other.ndim != 2 or self.shape[1] != other.shape[0]:
+            raise ValueError(f"matmul needs 2-D operands (m x k) @ (k x n), got "
+                             f"{self.shape} @ {other.shape}")
+        ctx = amp.current()
+        key = key or other.name or "matmul"
+        data, saved = ctx.matmul_forward(self.data, other.data, key)
+        out = self._make(data, (self, other), "@")
+
+        def _backward():
+            ga, gb = ctx.matmul_backward(out.grad, saved, key, self.requires_grad,
+                                         other.requires_grad)
+            if ga is not None:
+                self._accumulate(ga)
+            if gb is not None:
+                other._accumulate(gb)
+        out._backward = _backward
+        return out
+
+    __matmul__ = matmul
+
+    def __rmatmul__(self, other) -> "Tensor":
+        return self._lift(other).matmul(self)
+
+    # --- reductions and shape -------------------------------------------------------
+    def sum(self, axis=None, keepdims: bool = False) -> "Tensor":
+        """Sum over ``axis`` (all axes by default), in the array's dtype."""
+        out = self._make(np.sum(self.data, axis=axis, keepdims=keepdims), (self,), "sum")
+
+        def _backward():
+            g = out.grad
+            if axis is not None and not keepdims:
+                g = np.expand_dims(g, axis)
+            self._accumulate(np.broadcast_to(g, self.shape))
+        out._backward = _backward
+        return out
+
+    def mean(self, axis=None, keepdims: bool = False) -> "Tensor":
+        """Mean over ``axis`` (all axes by default)."""
+        n = self.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
+        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / n)
+
+    def reshape(self, *shape) -> "Tensor":
+        """A view with a new shape (``reshape(2, 3)`` or ``reshape((2, 3))``)."""
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        out = self._make(self.data.reshape(shape), (self,), "reshape")
+
+        def _backward():
+            self._accumulate(out.grad.reshape(self.shape))
+        out._backward = _backward
+        return out
+
+    def transpose(self, *axes) -> "Tensor":
+        """Permute axes (reverse them when none are given)."""
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        axes = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
+        out = self._make(np.transpose(self.data, axes), (self,), "transpose")
+
+        def _backward():
+            self._accumulate(np.transpose(out.grad, np.argsort(axes)))
+        out._backward = _backward
+        return out
+
+    @property
+    def T(self) -> "Tensor":
+        return self.transpose()
+
+    # --- elementwise nonlinearities ---------------------------------------------------
+    def _unary(self, data: np.ndarray, dfdx: Callable[[], np.ndarray], op: str,
+               store: bool) -> "Tensor":
+        """An elementwise op; ``store`` rounds the output to the policy's activation
+        storage format (torch autocast keeps relu/gelu/tanh/sigmoid in the low dtype,
+        exp/log in fp32)."""
+        from . import amp
+
+        ctx = amp.current()
+        data = ctx.store(data, op) if store else ctx.fp32(data, op)
+        out = self._make(data, (self,), op)
+
+        def _backward():
+            self._accumulate(out.grad * dfdx())
+        out._backward = _backward
+        return out
+
+    def relu(self) -> "Tensor":
+        x = self.data
+        return self._unary(np.where(x > 0, x, np.zeros_like(x)), lambda: (x > 0).astype(x.dtype),
+                           "relu", True)
+
+    def tanh(self) -> "Tensor":
+        t = np.tanh(self.data)
+        return self._unary(t, lambda: 1 - t * t, "tanh", True)
+
+    def sigmoid(self) -> "Tensor":
+        x = self.data
+        e = np.exp(-np.abs(x))  # stable on both sides
+        s = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+        return self._unary(s, lambda: s * (1 - s), "sigmoid", True)
+
+    def exp(self) -> "Tensor":
+        e = np.exp(self.data)
+        return self._unary(e, lambda: e, "exp", False)
+
+    def log(self) -> "Tensor":
+        x = self.data
+        return self._unary(np.log(x), lambda: 1 / x, "log", False)
+
+    def gelu(self, approximate: str = "none") -> "Tensor":
+        """GELU, exact (``"none"``, with erf, torch's default) or the ``"tanh"`` form."""
+        x = self.data
+        if approximate == "tanh":
+            c = np.asarray(math.sqrt(2 / math.pi), x.dtype)
+            u = c * (x + 0.044715 * x ** 3)
+            t = np.tanh(u)
+            y = 0.5 * x * (1 + t)
+            return self._unary(y, lambda: 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c
+                               * (1 + 3 * 0.044715 * x * x), "gelu", True)
+        if approximate != "none":
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        cdf = (0.5 * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype)
+        pdf = (np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)).astype(x.dtype)
+        return self._unary(x * cdf, lambda: cdf + x * pdf, "gelu", True)
+
+    # --- functional ops defined in ops.py, offered as methods --------------------------
+    def softmax(self, axis: int = -1) -> "Tensor":
+        from .ops import softmax
+        return softmax(self, axis)
+
+    def log_softmax(self, axis: int = -1) -> "Tensor":
+        from .ops import log_softmax
+        return log_softmax(self, axis)
+
+
+_erf_vec = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return _erf_vec(x.astype(np.float64))
+
+
+def tensor(data, requires_grad: bool = False, dtype=np.float32, name: str = "") -> Tensor:
+    """A new leaf tensor holding a copy of ``data`` as ``dtype``."""
+    return Tensor(np.array(data, dtype=dtype), requires_grad=requires_grad, name=name)

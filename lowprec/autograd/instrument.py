@@ -1,0 +1,305 @@
+"""What happens to numbers during low-precision training: per-cast statistics and a
+history of every step that plots itself.
+
+A :class:`Tracker` is handed to :class:`lowprec.autograd.amp.Autocast`; every cast of a
+GEMM operand (and every rounded weight update) reports to it. Per tracked tensor and step
+it keeps how many values were flushed to zero, became subnormal, saturated or overflowed,
+and the largest magnitude (amax); per role it accumulates a histogram of log2|value| as
+in Micikevicius et al. (2018), Fig. 3. :class:`History` stores the per-step records,
+the loss, the loss scale and skipped steps, and the per-epoch curves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..formats import FixedFormat, FloatFormat, Format, float32
+
+__all__ = ["CastStats", "UpdateStats", "cast_stats", "update_stats", "Tracker", "History",
+           "HIST_LO", "HIST_HI"]
+
+#: Range of the log2|x| histogram: integer exponents HIST_LO..HIST_HI (inclusive); values
+#: outside are counted in the end bins. float32's smallest subnormal is 2^-149.
+HIST_LO = -150
+HIST_HI = 20
+
+
+@dataclass
+class CastStats:
+    """Counts for values rounded into a format.
+
+    Attributes:
+        count: values cast.
+        nonzero: finite non-zero inputs (the denominator of ``flushed`` and ``subnormal``).
+        flushed: finite non-zero inputs that became zero (underflow).
+        subnormal: non-zero results in the format's subnormal range.
+        saturated: finite inputs beyond the format's finite range (rounded to the largest
+            finite value or overflowed to inf/NaN).
+        nonfinite: inf or NaN inputs.
+        amax: largest finite |input| before any per-tensor scaling.
+    """
+
+    count: int = 0
+    nonzero: int = 0
+    flushed: int = 0
+    subnormal: int = 0
+    saturated: int = 0
+    nonfinite: int = 0
+    amax: float = 0.0
+
+    def merge(self, other: "CastStats") -> "CastStats":
+        """Add another record's counts to this one (amax is the larger); returns self."""
+        self.count += other.count
+        self.nonzero += other.nonzero
+        self.flushed += other.flushed
+        self.subnormal += other.subnormal
+        self.saturated += other.saturated
+        self.nonfinite += other.nonfinite
+        self.amax = max(self.amax, other.amax)
+        return self
+
+    @property
+    def flushed_fraction(self) -> float:
+        return self.flushed / self.nonzero if self.nonzero else 0.0
+
+    @property
+    def subnormal_fraction(self) -> float:
+        return self.subnormal / self.nonzero if self.nonzero else 0.0
+
+    @property
+    def saturated_fraction(self) -> float:
+        finite = self.count - self.nonfinite
+        return self.saturated / finite if finite else 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(flushed_fraction=self.flushed_fraction, subnormal_fraction=self.subnormal_fraction,
+                 saturated_fraction=self.saturated_fraction)
+        return d
+
+
+@dataclass
+class UpdateStats:
+    """Weight updates: how many non-zero updates left the stored weight unchanged.
+
+    Attributes:
+        count: weights updated.
+        nonzero: non-zero updates.
+        lost: non-zero updates after which the stored weight did not change (stagnation).
+    """
+
+    count: int = 0
+    nonzero: int = 0
+    lost: int = 0
+
+    def merge(self, other: "UpdateStats") -> "UpdateStats":
+        self.count += other.count
+        self.nonzero += other.nonzero
+        self.lost += other.lost
+        return self
+
+    @property
+    def lost_fraction(self) -> float:
+        return self.lost / self.nonzero if self.nonzero else 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["lost_fraction"] = self.lost_fraction
+        return d
+
+
+def cast_stats(x: np.ndarray, q: np.ndarray, fmt: Optional[Format], amax: Optional[float] = None
+               ) -> CastStats:
+    """Statistics of one cast.
+
+    Args:
+        x: the values as they entered the rounding (after any scaling).
+        q: the rounded values (same shape).
+        fmt: the target format; None means no rounding happened (float32 values), and
+            subnormals are then float32's.
+        amax: largest finite |value| before scaling; defaults to that of ``x``.
+
+    Returns:
+        A :class:`CastStats`.
+    """
+    f = float32 if fmt is None else fmt
+    ax = np.abs(x)
+    finite = np.isfinite(x)
+    n = x.size
+    n_fin = int(np.count_nonzero(finite))
+    nz = finite & (x != 0)
+    n_nz = int(np.count_nonzero(nz))
+    flushed = int(np.count_nonzero(nz & (q == 0))) if fmt is not None else 0
+    if isinstance(f, FloatFormat) and f.subnormals:
+        aq = np.abs(q)
+        sub = int(np.count_nonzero((aq < f.min_normal) & (aq > 0)))
+    else:
+        sub = 0
+    if isinstance(f, FixedFormat):
+        sat = int(np.count_nonzero(finite & ((x > f.max) | (x < f.min))))
+    else:
+        sat = int(np.count_nonzero(finite & (ax > f.max)))
+    if amax is None:
+        amax = float(ax[finite].max()) if n_fin else 0.0
+    return CastStats(n, n_nz, flushed, sub, sat, n - n_fin, float(amax))
+
+
+def update_stats(delta: np.ndarray, old: np.ndarray, new: np.ndarray) -> UpdateStats:
+    """Statistics of one rounded weight update ``new = round(old + delta)``."""
+    nz = delta != 0
+    return UpdateStats(delta.size, int(np.count_nonzero(nz)),
+                       int(np.count_nonzero(nz & (new == old))))
+
+
+def log2_histogram(x: np.ndarray) -> np.ndarray:
+    """Counts of floor(log2|x|) over exponents HIST_LO..HIST_HI for finite non-zero x."""
+    v = x[np.isfinite(x) & (x != 0)]
+    _, e = np.frexp(v)
+    e = np.clip(e.astype(np.int64) - 1, HIST_LO, HIST_HI) - HIST_LO
+    return np.bincount(e, minlength=HIST_HI - HIST_LO + 1)
+
+
+class Tracker:
+    """Collects cast and update statistics for one step at a time, and totals per role.
+
+    Args:
+        histogram: whether to accumulate log2|x| histograms per role.
+    """
+
+    def __init__(self, histogram: bool = True):
+        self.histogram = histogram
+        self.step: Dict[str, object] = {}
+        self.roles: Dict[str, str] = {}
+        self.formats: Dict[str, str] = {}
+        self.totals: Dict[str, CastStats] = {}
+        self.update_totals = UpdateStats()
+        self.hist: Dict[str, np.ndarray] = {}
+        self.zeros: Dict[str, int] = {}
+
+    def record(self, key: str, role: str, fmt: Optional[Format], x: np.ndarray, q: np.ndarray,
+               amax: Optional[float] = None) -> CastStats:
+        """Record one cast of tensor ``key`` (role "activation", "weight" or "gradient")."""
+        s = cast_stats(x, q, fmt, amax)
+        prev = self.step.get(key)
+        self.step[key] = s if prev is None else prev.merge(s)
+        self.roles[key] = role
+        self.formats[key] = "fp32" if fmt is None else fmt.name
+        self.totals.setdefault(role, CastStats()).merge(s)
+        if self.histogram:
+            h = log2_histogram(x)
+            self.hist[role] = self.hist[role] + h if role in self.hist else h
+            self.zeros[role] = self.zeros.get(role, 0) + int(np.count_nonzero(x == 0))
+        return s
+
+    def record_update(self, key: str, delta: np.ndarray, old: np.ndarray, new: np.ndarray
+                      ) -> UpdateStats:
+        """Record one rounded weight update of parameter ``key``."""
+        s = update_stats(delta, old, new)
+        prev = self.step.get(key + "/update")
+        self.step[key + "/update"] = s if prev is None else prev.merge(s)
+        self.roles[key + "/update"] = "update"
+        self.update_totals.merge(s)
+        return s
+
+    def take_step(self) -> Dict[str, dict]:
+        """This step's records as plain dicts, clearing them for the next step."""
+        out = {k: v.as_dict() for k, v in self.step.items()}
+        self.step = {}
+        return out
+
+
+@dataclass
+class History:
+    """Everything recorded while training one recipe.
+
+    Attributes:
+        recipe: the recipe's name.
+        steps: one dict per optimizer step: ``step``, ``epoch``, ``loss``, ``scale``
+            (loss scale, 1 without scaling), ``skipped`` and ``tensors`` (per tracked
+            tensor, the :class:`CastStats` / :class:`UpdateStats` fields).
+        epochs: one dict per epoch: ``epoch``, ``train_loss``, ``test_accuracy``,
+            ``seconds``.
+        hist: per role, counts of floor(log2|x|) over HIST_LO..HIST_HI.
+        zeros: per role, exact zeros seen (not in the histogram).
+        totals: per role, :class:`CastStats` over the whole run.
+        update_totals: :class:`UpdateStats` over the whole run.
+        formats: per tracked tensor, the format it was cast to.
+    """
+
+    recipe: str = ""
+    steps: List[dict] = field(default_factory=list)
+    epochs: List[dict] = field(default_factory=list)
+    hist: Dict[str, np.ndarray] = field(default_factory=dict)
+    zeros: Dict[str, int] = field(default_factory=dict)
+    totals: Dict[str, CastStats] = field(default_factory=dict)
+    update_totals: UpdateStats = field(default_factory=UpdateStats)
+    formats: Dict[str, str] = field(default_factory=dict)
+
+    def log_step(self, loss: float, *, epoch: int = 0, scale: float = 1.0, skipped: bool = False,
+                 tracker: Optional[Tracker] = None) -> None:
+        """Append one step; takes (and clears) the tracker's per-step records."""
+        tensors = tracker.take_step() if tracker is not None else {}
+        self.steps.append(dict(step=len(self.steps), epoch=epoch, loss=float(loss),
+                               scale=float(scale), skipped=bool(skipped), tensors=tensors))
+        if tracker is not None:
+            self.hist, self.zeros, self.totals = tracker.hist, tracker.zeros, tracker.totals
+            self.update_totals, self.formats = tracker.update_totals, tracker.formats
+
+    def log_epoch(self, epoch: int, train_loss: float, test_accuracy: float, seconds: float) -> None:
+        """Append one epoch's summary."""
+        self.epochs.append(dict(epoch=epoch, train_loss=float(train_loss),
+                                test_accuracy=float(test_accuracy), seconds=float(seconds)))
+
+    @property
+    def skipped_steps(self) -> int:
+        return sum(s["skipped"] for s in self.steps)
+
+    def series(self, key: str, field_: str) -> np.ndarray:
+        """Per-step values of one field of one tracked tensor (NaN where absent)."""
+        return np.array([s["tensors"].get(key, {}).get(field_, np.nan) for s in self.steps])
+
+    def summary(self) -> dict:
+        """Totals over the run: per role cast statistics, update stagnation, skips."""
+        return dict(recipe=self.recipe, skipped_steps=self.skipped_steps,
+                    roles={r: s.as_dict() for r, s in self.totals.items()},
+                    updates=self.update_totals.as_dict())
+
+    def to_dict(self, steps: bool = False) -> dict:
+        """A JSON-ready dict: summary, epoch curves, per-step loss/scale/skips, histograms
+        (and every per-step tensor record with ``steps=True``)."""
+        d = self.summary()
+        d.update(epochs=self.epochs,
+                 loss=[s["loss"] for s in self.steps],
+                 scale=[s["scale"] for s in self.steps],
+                 skipped=[s["skipped"] for s in self.steps],
+                 hist_lo=HIST_LO, hist_hi=HIST_HI,
+                 hist={r: h.tolist() for r, h in self.hist.items()},
+                 zeros=dict(self.zeros), formats=dict(self.formats))
+        if steps:
+            d["steps"] = self.steps
+        return d
+
+    def to_json(self, path: str, steps: bool = False) -> None:
+        """Write :meth:`to_dict` to a file."""
+        with open(path, "w") as f:
+            json.dump(self.to_dict(steps), f)
+
+    def plot(self, ax=None):
+        """Loss and test-accuracy curves of this run (see :func:`lowprec.plot.training_curves`)."""
+        from .. import plot
+        return plot.training_curves({self.recipe or "run": self}, ax=ax)
+
+    def plot_gradients(self, formats: Sequence = ("fp16", "bf16", "e4m3", "e5m2"), role: str = "gradient",
+                       ax=None):
+        """Histogram of log2|value| for one role with each format's range shaded
+        (see :func:`lowprec.plot.log2_histogram`)."""
+        from .. import plot
+        h = self.hist.get(role)
+        if h is None:
+            raise ValueError(f"no histogram recorded for role {role!r}; have {sorted(self.hist)}")
+        return plot.log2_histogram(h, HIST_LO, formats=formats, zeros=self.zeros.get(role, 0),
+                                   title=f"{self.recipe}: {role} values", ax=ax)

@@ -1,0 +1,178 @@
+"""Softmax, losses and normalisation: the ops that autocast keeps in fp32.
+
+Each is one forward formula and its closed-form gradient (cheaper and more accurate than
+composing them from primitives). They compute in the input's dtype (float32 in training,
+float64 in gradient checks) and never round to a low format, as torch autocast forces
+softmax, log_softmax, layer_norm and losses to fp32.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .engine import Tensor
+
+__all__ = ["softmax", "log_softmax", "cross_entropy", "mse", "layer_norm", "relu", "gelu",
+           "tanh", "sigmoid", "exp", "log", "matmul", "linear"]
+
+
+def _ctx_note(op: str, data: np.ndarray) -> np.ndarray:
+    from . import amp
+    return amp.current().fp32(data, op)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
+    z = x.data - x.data.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    s = _ctx_note("softmax", e / e.sum(axis=axis, keepdims=True))
+    out = x._make(s, (x,), "softmax")
+
+    def _backward():
+        g = out.grad
+        x._accumulate(s * (g - (g * s).sum(axis=axis, keepdims=True)))
+    out._backward = _backward
+    return out
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log(softmax(x)) along ``axis``, computed as z - log(sum(exp(z))) with z = x - max."""
+    z = x.data - x.data.max(axis=axis, keepdims=True)
+    y = _ctx_note("log_softmax", z - np.log(np.exp(z).sum(axis=axis, keepdims=True)))
+    out = x._make(y, (x,), "log_softmax")
+
+    def _backward():
+        g = out.grad
+        x._accumulate(g - np.exp(y) * g.sum(axis=axis, keepdims=True))
+    out._backward = _backward
+    return out
+
+
+def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of integer class targets given unnormalised logits (n x c).
+
+    Args:
+        logits: (n, c) tensor.
+        target: (n,) integer class indices.
+        reduction: "mean" (default) or "sum".
+
+    Returns:
+        A scalar tensor.
+
+    Raises:
+        ValueError: for shapes that do not match, class indices out of range, or an
+            unknown reduction.
+    """
+    t = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if logits.ndim != 2 or t.shape != (logits.shape[0],):
+        raise ValueError(f"cross_entropy needs (n, c) logits and (n,) targets, got "
+                         f"{logits.shape} and {t.shape}")
+    if t.dtype.kind not in "iu" or (t.size and (t.min() < 0 or t.max() >= logits.shape[1])):
+        raise ValueError(f"targets must be class indices in [0, {logits.shape[1]})")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    x = logits.data
+    z = x - x.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
+    logp = z - lse
+    rows = np.arange(len(t))
+    n = len(t) if reduction == "mean" else 1
+    loss = _ctx_note("cross_entropy", np.asarray(-logp[rows, t].sum() / x.dtype.type(n), x.dtype))
+    out = logits._make(loss, (logits,), "cross_entropy")
+
+    def _backward():
+        g = np.exp(logp)
+        g[rows, t] -= 1
+        logits._accumulate(g * (out.grad / x.dtype.type(n)))
+    out._backward = _backward
+    return out
+
+
+def mse(pred: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Mean (or summed) squared error; ``target`` may be a tensor that needs a gradient."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    target = pred._lift(target)
+    if np.broadcast_shapes(pred.shape, target.shape) != pred.shape:
+        raise ValueError(f"mse target of shape {target.shape} does not broadcast to {pred.shape}")
+    d = pred.data - target.data
+    n = d.size if reduction == "mean" else 1
+    loss = _ctx_note("mse", np.asarray((d * d).sum() / d.dtype.type(n), d.dtype))
+    out = pred._make(loss, (pred, target), "mse")
+
+    def _backward():
+        g = d * (2 * out.grad / d.dtype.type(n))
+        pred._accumulate(g)
+        target._accumulate(-g)
+    out._backward = _backward
+    return out
+
+
+def layer_norm(x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+               eps: float = 1e-5) -> Tensor:
+    """Layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * weight + bias,
+    with the biased variance, as torch.nn.functional.layer_norm."""
+    n = x.shape[-1]
+    mu = x.data.mean(axis=-1, keepdims=True)
+    xc = x.data - mu
+    rstd = 1 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + x.dtype.type(eps))
+    xhat = xc * rstd
+    y = xhat
+    parents = [x]
+    if weight is not None:
+        y = y * weight.data
+        parents.append(weight)
+    if bias is not None:
+        y = y + bias.data
+        parents.append(bias)
+    out = x._make(_ctx_note("layer_norm", y), parents, "layer_norm")
+
+    def _backward():
+        g = out.grad
+        lead = tuple(range(g.ndim - 1))
+        if weight is not None:
+            weight._accumulate((g * xhat).sum(axis=lead))
+        if bias is not None:
+            bias._accumulate(g.sum(axis=lead))
+        dxhat = g * weight.data if weight is not None else g
+        x._accumulate(rstd / n * (n * dxhat - dxhat.sum(axis=-1, keepdims=True)
+                                  - xhat * (dxhat * xhat).sum(axis=-1, keepdims=True)))
+    out._backward = _backward
+    return out
+
+
+def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, key: str = "") -> Tensor:
+    """``x @ weight + bias`` with ``weight`` of shape (in, out)."""
+    y = x.matmul(weight, key=key)
+    return y + bias if bias is not None else y
+
+
+def matmul(a: Tensor, b: Tensor, key: str = "") -> Tensor:
+    """``a @ b`` under the active precision policy (see :meth:`Tensor.matmul`)."""
+    return a.matmul(b, key=key)
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    return x.gelu(approximate)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return x.tanh()
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return x.sigmoid()
+
+
+def exp(x: Tensor) -> Tensor:
+    return x.exp()
+
+
+def log(x: Tensor) -> Tensor:
+    return x.log()
