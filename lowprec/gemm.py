@@ -1,0 +1,397 @@
+"""Matrix multiply with every rounding specified: :func:`matmul`.
+
+Accumulation modes (all bit-exact; :mod:`lowprec.gemm_reference` holds the slow exact twins):
+
+- IEEE-style: for every output element, sequential in k, d = c; d = round(d + a*b) in the
+  accumulator format ``acc`` with ``acc_rounding`` (``fma=False`` rounds the product into
+  ``acc`` first). ``chunk=n`` sums runs of n products from +0 in ``acc`` and adds each run
+  into an fp32 total (RNE) that starts at c.
+- Tensor-core models (``model=``): the block-FMA models of :mod:`lowprec.hardware`.
+- Integers: int8 x int8 -> int32, exact, wrapping or saturating.
+
+Special values: the IEEE-style modes follow IEEE 754 step by step (NaN propagates, inf *
+0 and inf - inf give NaN, overflow of the accumulator gives inf or whatever the format's
+overflow rule gives, e.g. NaN for an E4M3 accumulator). The models follow the authors'
+MATLAB model: any NaN product or c, or +inf together with -inf, gives NaN; otherwise an
+infinite product or c gives that infinity; a block whose rounded sum overflows gives inf.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .formats import FixedFormat, FloatFormat, IntFormat, get_format
+from .quantize import decode, quantize, resolve_options, format_params
+from .rounding import Overflow, Rounding, parse_overflow, parse_rounding
+
+__all__ = ["matmul"]
+
+_F32 = get_format("float32")
+_F16 = get_format("float16")
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _is_lparray(x) -> bool:
+    return hasattr(x, "codes") and hasattr(x, "fmt")
+
+
+def _operand(x, name: str, inputs):
+    """(float64 or int64 values, format) of a matmul operand."""
+    if _is_lparray(x):
+        fmt = get_format(x.fmt)
+        codes = np.asarray(x.codes)
+        if isinstance(fmt, FloatFormat):
+            return decode(codes, fmt, dtype=np.float64), fmt
+        vals = decode(codes, fmt, dtype=np.float64)
+        return (vals.astype(np.int64) if isinstance(fmt, IntFormat) else vals), fmt
+    arr = np.asarray(x)
+    if arr.dtype == object or arr.dtype.kind in "USc":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"matmul: {name} must be numeric, got dtype {arr.dtype}")
+    if inputs is not None:
+        fmt = get_format(inputs)
+        if isinstance(fmt, IntFormat):
+            vals = quantize(arr.astype(np.float64), fmt)
+            return vals.astype(np.int64), fmt
+        return quantize(np.asarray(arr, np.float64), fmt).astype(np.float64), fmt
+    if arr.dtype.kind in "iub":
+        if arr.dtype.kind == "b" or arr.dtype.itemsize > 1:
+            raise TypeError(f"matmul: integer {name} must be int8 or uint8 (got {arr.dtype}); "
+                            f"pass inputs= to round it to a float format")
+        return arr.astype(np.int64), get_format("int8" if arr.dtype.kind == "i" else "uint8")
+    if arr.dtype == np.float16:
+        return arr.astype(np.float64), _F16
+    if arr.dtype in (np.float32, np.float64):
+        return arr.astype(np.float32).astype(np.float64), _F32
+    try:
+        fmt = get_format(arr.dtype)  # ml_dtypes dtypes (bfloat16, float8_*)
+    except (TypeError, ValueError):
+        raise TypeError(f"matmul: unsupported dtype {arr.dtype} for {name}; pass inputs=")
+    return arr.astype(np.float64), fmt
+
+
+def _check_input_format(fmt, name: str) -> None:
+    if isinstance(fmt, FloatFormat):
+        return
+    if isinstance(fmt, IntFormat) and fmt.bits <= 8:
+        return
+    raise ValueError(f"matmul: {name} format {fmt.name} is not supported (float formats and "
+                     f"integer formats of at most 8 bits are)")
+
+
+def _acc_format(acc) -> FloatFormat:
+    f = get_format(acc)
+    if not isinstance(f, FloatFormat):
+        raise ValueError(f"matmul: acc must be a float format, got {f.name}")
+    if f.precision > 24 or f.emax > 127 or f.min_subnormal < 2.0 ** -149 or not f.zero:
+        raise ValueError(f"matmul: acc format {f.name} does not fit in float32 (results are "
+                         f"returned as float32)")
+    return f
+
+
+def _scales(scale, shape_len: int, axis: str, batch_mn):
+    """float32 multiplier broadcastable to (..., M, N), per tensor or per row/column."""
+    if scale is None:
+        return None
+    s = np.asarray(scale, dtype=np.float32)
+    if s.size == 1:
+        return s.reshape(())
+    if axis == "a":
+        if s.shape in ((shape_len,), (shape_len, 1)):
+            return s.reshape(shape_len, 1)
+    else:
+        if s.shape in ((shape_len,), (1, shape_len)):
+            return s.reshape(1, shape_len)
+    want = "(M, 1) or (M,)" if axis == "a" else "(1, N) or (N,)"
+    raise ValueError(f"matmul: scale_{axis} must be a scalar or of shape {want}, got {s.shape}")
+
+
+def _special_results(a, b, c):
+    """NaN/inf result per output under the models' rule, or None when all is finite.
+
+    Counts of NaN products and of +inf / -inf products come from matmuls of 0/1 matrices
+    (exact in float64).
+    """
+    if np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(c).all():
+        return None
+
+    def mm(x, y):
+        return np.matmul(x.astype(np.float64), y.astype(np.float64))
+
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    inf_a, inf_b = np.isinf(a), np.isinf(b)
+    fin_a, fin_b = np.isfinite(a), np.isfinite(b)
+    nan = (mm(nan_a, np.ones(b.shape)) + mm(np.ones(a.shape), nan_b) + mm(inf_a, b == 0)
+           + mm(a == 0, inf_b))
+    pos_a, neg_a = a > 0, a < 0
+    pos_b, neg_b = b > 0, b < 0
+    pinf = (mm(inf_a & pos_a, pos_b) + mm(inf_a & neg_a, neg_b) + mm(fin_a & pos_a, inf_b & pos_b)
+            + mm(fin_a & neg_a, inf_b & neg_b))
+    ninf = (mm(inf_a & pos_a, neg_b) + mm(inf_a & neg_a, pos_b) + mm(fin_a & pos_a, inf_b & neg_b)
+            + mm(fin_a & neg_a, inf_b & pos_b))
+    pinf = pinf + (c == np.inf)
+    ninf = ninf + (c == -np.inf)
+    res = np.zeros(np.broadcast_shapes(nan.shape, c.shape))
+    mask = np.zeros(res.shape, bool)
+    is_nan = (nan > 0) | np.isnan(c) | ((pinf > 0) & (ninf > 0))
+    res[pinf > 0] = np.inf
+    res[ninf > 0] = -np.inf
+    res[is_nan] = np.nan
+    mask |= is_nan | (pinf > 0) | (ninf > 0)
+    return res, mask
+
+
+def _pow2_exponents(x: np.ndarray, emin: int) -> np.ndarray:
+    """2^max(floor(log2|x|), emin) for non-zero finite x, 0 elsewhere."""
+    ax = np.abs(x)
+    ok = (ax > 0) & np.isfinite(ax)
+    e = np.frexp(np.where(ok, ax, 1.0))[1] - 1
+    return np.where(ok, np.ldexp(1.0, np.maximum(e, emin)), 0.0)
+
+
+def _slot_table(K: int, blk) -> np.ndarray:
+    ik = blk.k_per_instruction
+    nblk = ik // blk.n
+    g = blk.interleave
+    kpad = K + (-K) % ik
+    slots = np.empty(kpad, np.int64)
+    pos = 0
+    for q0 in range(0, kpad, ik):
+        for s in range(nblk):
+            if g:
+                ks = [q0 + k for k in range(ik) if (k // g) % nblk == s]
+            else:
+                ks = range(q0 + s * blk.n, q0 + (s + 1) * blk.n)
+            for k in ks:
+                slots[pos] = k if k < K else -1
+                pos += 1
+    return slots
+
+
+_ROUND_IDS = {"rne": 0, "rtz": 2, "rup": 3, "rdn": 4}
+
+
+def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
+    from ._kernels.tensorcore import tc_gemm
+
+    conv = get_format(blk.convert_inputs) if blk.convert_inputs else None
+    emin_a = conv.emin if conv else fa.emin
+    emin_b = conv.emin if conv else fb.emin
+    special = _special_results(av, bv, cv)
+    if special is not None:
+        av = np.where(np.isfinite(av), av, 0.0)
+        bv = np.where(np.isfinite(bv), bv, 0.0)
+        cv = np.where(np.isfinite(cv), cv, 0.0)
+    out_fmt = get_format(blk.out_format)
+    out = np.empty(cv.shape, np.float64)
+    tc_gemm(av, _pow2_exponents(av, emin_a), bv, _pow2_exponents(bv, emin_b), cv,
+            _slot_table(av.shape[2], blk), blk.n, blk.k_per_instruction, blk.frac_bits,
+            blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax, _ROUND_IDS[blk.rounding],
+            1 if blk.c_mode == "late" else 0, blk.promote_every or 0, out)
+    if special is not None:
+        res, mask = special
+        out = np.where(mask, res, out)
+    return out
+
+
+def _products_exact_f32(av: np.ndarray, bv: np.ndarray) -> bool:
+    def span(x):
+        ax = np.abs(x[np.isfinite(x) & (x != 0)])
+        return (float(ax.min()), float(ax.max())) if ax.size else None
+
+    sa, sb = span(av), span(bv)
+    if sa is None or sb is None:
+        return True
+    return sa[0] * sb[0] >= 2.0 ** -126 and sa[1] * sb[1] <= _F32_MAX
+
+
+def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, chunk, seed):
+    from ._kernels.gemm import gemm_acc, gemm_f32
+
+    rne = rnd is Rounding.RNE
+    if accf == _F32 and rne and not chunk and (
+            not fma or (fa.precision + fb.precision <= 24 and _products_exact_f32(av, bv))):
+        out = np.empty(cv.shape, np.float32)
+        gemm_f32(av.astype(np.float32), bv.astype(np.float32), cv.astype(np.float32), out)
+        return out
+    opts = resolve_options(accf, rnd, None, True, None, seed)
+    fast = rne and accf.has_inf and accf.subnormals
+    out = np.empty(cv.shape, np.float64)
+    gemm_acc(av, np.ascontiguousarray(np.swapaxes(bv, 1, 2)), cv, format_params(accf),
+             rnd.id, opts.overflow.id, opts.key, bool(fma), int(chunk or 0), fast,
+             accf.precision, accf.emin, accf.emax, out)
+    return out
+
+
+def _run_int(av, bv, cv, saturate: bool) -> np.ndarray:
+    from ._kernels.gemm import gemm_int
+
+    out = np.empty(cv.shape, np.int32)
+    gemm_int(av.astype(np.int32), bv.astype(np.int32), cv.astype(np.int64), saturate, out)
+    return out
+
+
+def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bool = True,
+           chunk: Optional[int] = None, model=None, out=None, out_rounding="rne",
+           scale_a=None, scale_b=None, seed: Optional[int] = None, overflow: str = "wrap"):
+    """Matrix product with a specified accumulation: ``c + a @ b``.
+
+    Args:
+        a: (..., M, K) (or (K,)) numpy array or LPArray.
+        b: (..., K, N) (or (K,)); batch dimensions broadcast like numpy's matmul.
+        c: optional addend broadcastable to (..., M, N): float values are rounded to
+            float32 (RNE) (to fp16 for a model with fp16 output), an LPArray keeps its
+            values; int32 values for the integer path.
+        inputs: format that plain float a and b are rounded to first (RNE). Without it,
+            float16 arrays are fp16, float32/float64 arrays fp32 (float64 rounded RNE),
+            ml_dtypes arrays their own format, int8/uint8 arrays the integer path.
+            LPArrays always carry their own format.
+        acc: accumulator format (any float format whose values fit in float32).
+        acc_rounding: "rne", "rna", "rtz", "rup", "rdn", "rto" or "sr" for every
+            accumulation step (and for rounding c into ``acc``).
+        fma: True rounds once per step, round(d + a*b); False rounds the product into
+            ``acc`` first.
+        chunk: products per run accumulated in ``acc`` before the run's sum is added into
+            an fp32 total (RNE); None for plain sequential accumulation.
+        model: a tensor-core model: a GPU name ("v100", "a100", "a2", "a30", "ada",
+            "l40s", "h100", "h200", "b200"), a :class:`lowprec.hardware.TensorCoreModel`
+            or a :class:`lowprec.hardware.BlockFMAModel`. Overrides ``acc``; with ``chunk``
+            it sets the fp32 promotion interval.
+        out: None for float32 values (int32 on the integer path without scales), or a
+            format: the result is rounded to it with ``out_rounding`` and returned as an
+            LPArray. With a model, out="fp16" selects the fp16-output path (c rounded to
+            fp16 first) and the result is exact in fp16.
+        out_rounding: rounding into ``out``.
+        scale_a, scale_b: float32 multipliers applied to the float32 result as
+            ``(r * scale_a) * scale_b`` (float32 RNE each), per tensor (scalar) or per row
+            of a ((M, 1)) / per column of b ((1, N)), as in torch._scaled_mm.
+        seed: seed of stochastic rounding (``acc_rounding="sr"``; ``out_rounding="sr"``
+            uses seed + 1). None draws fresh randomness.
+        overflow: integer path: "wrap" (two's complement, default) or "saturate" (every
+            partial sum clamped to int32).
+
+    Returns:
+        numpy float32 array (int32 for the integer path without scales) of shape
+        (..., M, N), or an LPArray when ``out`` names a format.
+
+    Raises:
+        ValueError: shape mismatches, unknown formats/roundings/models, an input format a
+            model does not take, an unsupported accumulator, bad chunk/scales/overflow.
+        TypeError: non-numeric operands, non-bool fma.
+    """
+    if not isinstance(fma, (bool, np.bool_)):
+        raise TypeError(f"matmul: fma must be True or False, got {fma!r}")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
+                              or chunk < 1):
+        raise ValueError(f"matmul: chunk must be a positive int or None, got {chunk!r}")
+    av, fa = _operand(a, "a", inputs)
+    bv, fb = _operand(b, "b", inputs)
+    _check_input_format(fa, "a")
+    _check_input_format(fb, "b")
+    if av.ndim == 0 or bv.ndim == 0:
+        raise ValueError("matmul: a and b must have at least one dimension")
+    squeeze_m = av.ndim == 1
+    squeeze_n = bv.ndim == 1
+    if squeeze_m:
+        av = av[None, :]
+    if squeeze_n:
+        bv = bv[:, None]
+    if av.shape[-1] != bv.shape[-2]:
+        raise ValueError(f"matmul: a has K={av.shape[-1]} (shape {av.shape}) but b has "
+                         f"K={bv.shape[-2]} (shape {bv.shape})")
+    M, K = av.shape[-2:]
+    N = bv.shape[-1]
+    try:
+        batch = np.broadcast_shapes(av.shape[:-2], bv.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of a {av.shape[:-2]} and b "
+                         f"{bv.shape[:-2]} do not broadcast")
+    full = batch + (M, N)
+    is_int = isinstance(fa, IntFormat) or isinstance(fb, IntFormat)
+    if is_int and not (isinstance(fa, IntFormat) and isinstance(fb, IntFormat)):
+        raise ValueError(f"matmul: cannot mix integer and float operands ({fa.name} x {fb.name})")
+    sa = _scales(scale_a, M, "a", full)
+    sb = _scales(scale_b, N, "b", full)
+    out_fmt = get_format(out) if out is not None else None
+
+    blk = None
+    if model is not None:
+        if is_int:
+            raise ValueError("matmul: tensor-core models take float inputs, not integers")
+        from .hardware.models import BlockFMAModel, select_block
+
+        out_path = "float16" if out_fmt == _F16 else "float32"
+        if fa != fb and {fa.name, fb.name} != {"float8_e4m3fn", "float8_e5m2"}:
+            raise ValueError(f"matmul: a tensor-core model needs a and b in one format (or "
+                             f"e4m3 x e5m2), got {fa.name} and {fb.name}")
+        blk = select_block(model, fa, out_path)
+        if fa != fb and not isinstance(model, BlockFMAModel):
+            select_block(model, fb, out_path)
+        if chunk is not None:
+            blk = blk.with_(promote_every=int(chunk))
+
+    # c: values in the right format, broadcast to the full output shape.
+    if c is None:
+        cv = np.zeros(full, np.int64 if is_int else np.float64)
+    else:
+        if _is_lparray(c):
+            cv = decode(np.asarray(c.codes), get_format(c.fmt), dtype=np.float64)
+            if is_int:
+                cv = cv.astype(np.int64)
+        else:
+            cv = np.asarray(c)
+            if is_int:
+                if cv.dtype.kind == "f" and not np.array_equal(cv, np.round(cv)):
+                    raise ValueError("matmul: c must hold integers on the integer path")
+                cv = cv.astype(np.int64)
+            else:
+                cv = cv.astype(np.float32).astype(np.float64)
+        if blk is not None and blk.out_format == "float16":
+            cv = quantize(cv, _F16)
+        try:
+            cv = np.broadcast_to(cv, full)
+        except ValueError:
+            raise ValueError(f"matmul: c of shape {np.shape(cv)} does not broadcast to the "
+                             f"result shape {full}")
+    a3 = np.ascontiguousarray(np.broadcast_to(av, batch + (M, K))).reshape(-1, M, K)
+    b3 = np.ascontiguousarray(np.broadcast_to(bv, batch + (K, N))).reshape(-1, K, N)
+    c3 = np.ascontiguousarray(cv).reshape(-1, M, N)
+
+    if is_int:
+        ovf = parse_overflow(overflow)
+        if ovf is Overflow.INF:
+            raise ValueError("matmul: overflow must be 'wrap' or 'saturate' on the integer path")
+        res = _run_int(a3, b3, c3, ovf is Overflow.SATURATE).reshape(full)
+        if sa is None and sb is None and out_fmt is None:
+            return _finish_shape(res, squeeze_m, squeeze_n)
+        res = res.astype(np.float32)
+    elif blk is not None:
+        res = _run_model(a3, b3, c3, blk, fa, fb).reshape(full).astype(np.float32)
+    else:
+        accf = _acc_format(acc)
+        rnd = parse_rounding(acc_rounding)
+        res = _run_acc(a3, b3, c3, fa, fb, accf, rnd, bool(fma), chunk, seed)
+        res = res.reshape(full).astype(np.float32)
+    if sa is not None:
+        res = (res * sa).astype(np.float32)
+    if sb is not None:
+        res = (res * sb).astype(np.float32)
+    res = _finish_shape(res, squeeze_m, squeeze_n)
+    if out_fmt is None:
+        return res
+    from .array import array as lp_array
+
+    out_seed = None if seed is None else int(seed) + 1
+    return lp_array(res, out_fmt, rounding=out_rounding, seed=out_seed)
+
+
+def _finish_shape(res: np.ndarray, squeeze_m: bool, squeeze_n: bool) -> np.ndarray:
+    if squeeze_n:
+        res = res[..., 0]
+    if squeeze_m:
+        res = res[..., 0, :] if not squeeze_n else res[..., 0]
+    return res
