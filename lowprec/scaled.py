@@ -65,8 +65,9 @@ SCHEMES: dict[str, tuple[Format, int, Format]] = {
     "mxfp6_e3m2": (get_format("float6_e3m2fn"), 32, _E8M0),
     "mxfp6_e2m3": (get_format("float6_e2m3fn"), 32, _E8M0),
     "mxfp4_e2m1": (get_format("float4_e2m1fn"), 32, _E8M0),
-    # OCP MX v1.0 sec. 5.3: MXINT8 elements are 8-bit two's complement with an implicit
-    # scale of 2^-6 (values -2 .. 1 63/64), i.e. fixed point <2, 6>.
+    # OCP MX v1.0: MXINT8 elements are 8-bit two's complement with an implicit scale of
+    # 2^-6 (values -2 .. 1 63/64), i.e. fixed point <2, 6>; gfloat's format_info_ocp_int8
+    # decodes the same values. Its emax_elem is 0.
     "mxint8": (FixedFormat(2, 6, name="mxint8_element"), 32, _E8M0),
     "nvfp4": (get_format("float4_e2m1fn"), 16, _E4M3),
 }
@@ -193,6 +194,12 @@ class ScaledTensor:
     global_scale: Optional[float] = None
     quant_multiplier: Optional[np.ndarray] = None
     _grouping: Optional[_Grouping] = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._grouping is None:  # built by hand rather than by quantize_scaled
+            self._grouping = _Grouping(self.codes.shape, self.granularity,
+                                       self.axis if self.axis is not None else 0,
+                                       self.block_size or 1)
 
     @property
     def shape(self) -> tuple:
