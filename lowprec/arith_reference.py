@@ -27,7 +27,7 @@ from .rounding import Rounding, parse_rounding
 
 __all__ = ["exact", "exact_add", "exact_sub", "exact_mul", "exact_div", "exact_fma",
            "exact_sqrt", "exact_neg", "exact_abs", "exact_maximum", "exact_minimum",
-           "round_result", "apply", "OPS"]
+           "round_result", "apply", "OPS", "sum_reference", "dot_reference"]
 
 Exact = Union[Fraction, float]
 _SQRT_BITS = 400
@@ -237,3 +237,72 @@ def apply(op: str, args, fmt, rounding="rne", overflow=None, subnormals=True, da
               "abs": exact_abs}[op]
         v = fn(*xs)
     return round_result(v, f, rounding, overflow, subnormals, sr_bits, key, idx)
+
+
+def sum_reference(xs, fmt, order="sequential", rounding="rne", overflow=None,
+                  subnormals=True, sr_bits: Optional[int] = None, key: int = 0,
+                  base: int = 0) -> float:
+    """Reference for one row of ``LPArray.sum``: every addition rounded once into ``fmt``.
+
+    Orders and stochastic-rounding event numbering (from ``base``) as documented in
+    :mod:`lowprec._kernels.reduce`.
+    """
+    kw = dict(rounding=rounding, overflow=overflow, subnormals=subnormals, sr_bits=sr_bits,
+              key=key)
+    xs = [float(x) for x in xs]
+    n = len(xs)
+    if n == 0:
+        return apply("abs", [0.0], fmt, idx=base, **kw)
+    ev = base
+    if order == "pairwise":
+        buf = []
+        for x in xs:
+            buf.append(round_result(exact(x), fmt, idx=ev, **kw))
+            ev += 1
+        while len(buf) > 1:
+            nxt = []
+            for j in range(len(buf) // 2):
+                nxt.append(apply("add", [buf[2 * j], buf[2 * j + 1]], fmt, idx=ev, **kw))
+                ev += 1
+            if len(buf) % 2:
+                nxt.append(buf[-1])
+            buf = nxt
+        return buf[0]
+    s = round_result(exact(xs[0]), fmt, idx=ev, **kw)
+    ev += 1
+    if order == "sequential":
+        for x in xs[1:]:
+            s = apply("add", [s, x], fmt, idx=ev, **kw)
+            ev += 1
+        return s
+    if order != "kahan":
+        raise ValueError(f"unknown order {order!r}")
+    c = 0.0
+    for x in xs[1:]:
+        y = apply("sub", [x, c], fmt, idx=ev, **kw)
+        t = apply("add", [s, y], fmt, idx=ev + 1, **kw)
+        d = apply("sub", [t, s], fmt, idx=ev + 2, **kw)
+        c = apply("sub", [d, y], fmt, idx=ev + 3, **kw)
+        ev += 4
+        s = t
+    return s
+
+
+def dot_reference(xs, ys, fmt, order="sequential", rounding="rne", overflow=None,
+                  subnormals=True, sr_bits: Optional[int] = None, key: int = 0,
+                  base: int = 0) -> float:
+    """Reference for ``LPArray.dot``: a fused multiply-add chain ("sequential"), or
+    products rounded into ``fmt`` and then summed in ``order``."""
+    kw = dict(rounding=rounding, overflow=overflow, subnormals=subnormals, sr_bits=sr_bits,
+              key=key)
+    n = len(xs)
+    if order == "sequential":
+        if n == 0:
+            return apply("abs", [0.0], fmt, idx=base, **kw)
+        s = apply("mul", [xs[0], ys[0]], fmt, idx=base, **kw)
+        for j in range(1, n):
+            s = apply("fma", [xs[j], ys[j], s], fmt, idx=base + j, **kw)
+        return s
+    prods = [apply("mul", [x, y], fmt, idx=base + j, **kw)
+             for j, (x, y) in enumerate(zip(xs, ys))]
+    return sum_reference(prods, fmt, order, base=base + n, **kw)
