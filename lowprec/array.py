@@ -628,10 +628,12 @@ def _matmul(a: LPArray, b) -> LPArray:
     except ImportError as e:
         raise NotImplementedError(f"LPArray @ delegates to lowprec.matmul, which is not "
                                   f"available ({e})") from None
-    res = matmul(a, o, out=a.fmt)
+    ctx = a.context
+    seed = ctx.next_seed() if ctx.rounding == "sr" else None
+    res = matmul(a, o, out=a.fmt, out_rounding=ctx.rounding, seed=seed)
     if isinstance(res, LPArray):
-        return res
-    return _from_values(np.asarray(res, np.float64), a.fmt, a.context, "@")
+        return LPArray._from_codes(res.codes, res.fmt, ctx)
+    return _from_values(np.asarray(res, np.float64), a.fmt, ctx, "@")
 
 
 def array(x, fmt=None, rounding="rne", *, overflow=None, subnormals=True, daz=False,
