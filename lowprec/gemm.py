@@ -219,7 +219,7 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
         gemm_f32(av.astype(np.float32), bv.astype(np.float32), cv.astype(np.float32), out)
         return out
     opts = resolve_options(accf, rnd, None, True, None, seed)
-    fast = rne and accf.has_inf and accf.subnormals
+    fast = accf.has_inf and accf.subnormals
     out = np.empty(cv.shape, np.float64)
     gemm_acc(av, np.ascontiguousarray(np.swapaxes(bv, 1, 2)), cv, format_params(accf),
              rnd.id, opts.overflow.id, opts.key, bool(fma), int(chunk or 0), fast,
@@ -357,9 +357,10 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
         except ValueError:
             raise ValueError(f"matmul: c of shape {np.shape(cv)} does not broadcast to the "
                              f"result shape {full}")
-    a3 = np.ascontiguousarray(np.broadcast_to(av, batch + (M, K))).reshape(-1, M, K)
-    b3 = np.ascontiguousarray(np.broadcast_to(bv, batch + (K, N))).reshape(-1, K, N)
-    c3 = np.ascontiguousarray(cv).reshape(-1, M, N)
+    nb = int(np.prod(batch, dtype=np.int64))
+    a3 = np.ascontiguousarray(np.broadcast_to(av, batch + (M, K))).reshape(nb, M, K)
+    b3 = np.ascontiguousarray(np.broadcast_to(bv, batch + (K, N))).reshape(nb, K, N)
+    c3 = np.ascontiguousarray(cv).reshape(nb, M, N)
 
     if is_int:
         ovf = parse_overflow(overflow)

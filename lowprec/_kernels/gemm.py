@@ -7,8 +7,8 @@ of ``chunk`` and each run's sum is added into an fp32 total (RNE) that starts at
 Exactness: inputs hold at most 24 significant bits, so a product is exact in float64; a
 sum d + p is carried exactly as the TwoSum pair (s, e) and rounded once by
 :func:`lowprec._kernels.convert.round_float_value` (every mode, stochastic included) or, for
-round-to-nearest-even into a format with infinities, by the cheaper
-:func:`lowprec._kernels.tensorcore.round_pair`, which also sees the exact pair.
+the nearest and directed modes into IEEE-like formats (infinities, subnormals), by the
+cheaper :func:`lowprec._kernels.tensorcore.round_pair`, which also sees the exact pair.
 
 Stochastic rounding draws from the counter stream at index o * (2K + 2) + 2k (product
 rounding, fma=False) and o * (2K + 2) + 2k + 1 (the sum), o the flat output index, and
@@ -75,8 +75,18 @@ def gemm_f32(a, b, c, out):
 
 @njit(cache=True)
 def _rnd(x, lo, fp, mode, ovf, key, idx, fast, p, emin, emax):
-    if fast:
-        return round_pair(x, lo, p, emin, emax, 0, False)
+    if fast and mode <= 4:
+        return round_pair(x, lo, p, emin, emax, mode, False)
+    if lo != 0.0 and (lo < 0.0) != (x < 0.0) and abs(math.frexp(x)[0]) == 0.5:
+        # The exact value lies just below |x| = 2^e, in the binade below, which
+        # round_float_value would not see from the head alone: move the head there. The
+        # new tail is below one unit of the head's last place, which its rounding core
+        # handles (it compares the tail only to break ties and to find "just below").
+        step = math.ldexp(1.0, math.frexp(x)[1] - 54)
+        if x < 0.0:
+            step = -step
+        x = x - step
+        lo = lo + step
     return round_float_value(x, lo, fp, mode, ovf, False, key, idx, 0)
 
 
@@ -102,8 +112,8 @@ def gemm_acc(a, bt, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, out)
             contiguous); c: (batch, M, N) float64.
         fp: the accumulator's parameter vector; mode, ovf: rounding and overflow ids;
         key: uint64 generator key; fma: False rounds each product to the accumulator first;
-        chunk: 0, or products per fp32 promotion; fast: use round_pair (RNE, formats with
-        infinities; p, emin, emax describe the format).
+        chunk: 0, or products per fp32 promotion; fast: the format is IEEE-like, so modes
+        0..4 may use round_pair (p, emin, emax describe the format).
         out: (batch, M, N) float64.
     """
     nb = a.shape[0]
