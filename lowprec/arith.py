@@ -28,6 +28,7 @@ import numpy as np
 
 from .formats import FloatFormat, Format, get_format
 from .quantize import _fits, decode, encode, format_params, resolve_options
+from .rounding import Rounding, parse_rounding
 
 # `abs` below shadows the builtin inside this module on purpose (lowprec.abs).
 __all__ = ["add", "sub", "mul", "div", "fma", "sqrt", "neg", "abs", "maximum", "minimum"]
@@ -46,7 +47,9 @@ def _operand_values(x, name: str, op: str) -> np.ndarray:
     """float64 values of one operand, checked to be exactly representable in float32."""
     LPArray = _lparray_type()
     if isinstance(x, LPArray):
-        return x.to_numpy(np.float64)
+        if isinstance(x.fmt, FloatFormat):
+            return x.to_numpy(np.float64)  # every float format's values fit in float32
+        x = x.to_numpy(np.float64)  # wide integer/fixed values may not: checked below
     a = np.asarray(x)
     if a.dtype.kind == "b" or a.dtype.kind not in "fiu":
         raise TypeError(f"{op}: argument {name} must be numbers or an LPArray, got dtype "
@@ -100,10 +103,9 @@ def _resolve(op: str, operands, fmt, rounding, overflow, subnormals, daz, sr_bit
     nan = "raise" if nan is None else nan
     if not isinstance(daz, (bool, np.bool_)):
         raise TypeError(f"{op}: daz must be True or False, got {daz!r}")
+    if seed is None and ctx is not None and parse_rounding(rounding) is Rounding.SR:
+        seed = ctx.next_seed()
     opts = resolve_options(f, rounding, overflow, subnormals, sr_bits, seed, nan)
-    if seed is None and ctx is not None and opts.rounding.id == 6:
-        opts = resolve_options(f, rounding, overflow, subnormals, sr_bits, ctx.next_seed(),
-                               nan)
     return f, opts, bool(daz), ctx, bool(lps)
 
 

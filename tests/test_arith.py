@@ -352,3 +352,12 @@ def test_errors():
         lp.add(1.0, 2.0, "bf16", sr_bits=4)
     with pytest.raises(TypeError, match="daz"):
         lp.add(1.0, 2.0, "bf16", daz="yes")
+
+
+def test_wide_integer_lparray_operands_are_checked():
+    from lowprec.array import array
+
+    big = array([2**30 + 1], "int32")
+    with pytest.raises(ValueError, match="float32"):
+        lp.fma(big, big, 0.0, "fp32")
+    assert lp.add(array([3], "int8"), 0.5, "fp16") == 3.5

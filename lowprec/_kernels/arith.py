@@ -18,6 +18,10 @@ float64 approximation of it.
   the discarded bits of ``q`` exactly (probability <= 2^-29) or, with ``sr_bits`` wider than
   the discarded field, for the extra low random bits.
 
+The pair goes through :func:`round_pair`, which moves a power-of-two ``hi`` with a tail
+toward zero into the binade below before calling round_float_value (that function takes
+the binade from ``hi`` alone).
+
 Operands and results stay far inside float64's range (formats of at most 32 bits), so
 none of these transformations can overflow or underflow.
 """
@@ -100,7 +104,7 @@ def round_pair(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits):
 @njit(cache=True)
 def flush_input(x, fp, daz):
     """x, or a zero of x's sign when ``daz`` and x is below the format's smallest normal."""
-    if daz and x != 0.0 and math.fabs(x) < math.ldexp(1.0, fp[F_EMIN]):
+    if daz and x != 0.0 and math.fabs(x) < math.ldexp(1.0, int(fp[F_EMIN])):
         return math.copysign(0.0, x)
     return x
 
