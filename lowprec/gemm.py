@@ -264,7 +264,8 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
         out: None for float32 values (int32 on the integer path without scales), or a
             format: the result is rounded to it with ``out_rounding`` and returned as an
             LPArray. With a model, out="fp16" selects the fp16-output path (c rounded to
-            fp16 first) and the result is exact in fp16.
+            fp16 first) and the result is exact in fp16 (with a promotion interval the
+            fp32 total is then rounded to fp16 with ``out_rounding``).
         out_rounding: rounding into ``out``.
         scale_a, scale_b: float32 multipliers applied to the float32 result as
             ``(r * scale_a) * scale_b`` (float32 RNE each), per tensor (scalar) or per row
