@@ -24,7 +24,7 @@ from .convert import round_float_value
 from .tensorcore import round_pair
 
 _RB = 4     # rows per tile of the float32 kernel
-_JT = 256   # columns per tile of the float32 kernel
+_JT = 512   # columns per tile of the float32 kernel
 
 
 @njit(cache=True, parallel=True)
@@ -34,43 +34,105 @@ def gemm_f32(a, b, c, out):
     Bit-exact for round-to-nearest-even fp32 accumulation when every product is exact in
     float32, and for fma=False (product rounded to fp32, then the sum) always.
     a: (batch, M, K), b: (batch, K, N), c and out: (batch, M, N), all float32.
+    Four rows share each load of b; four steps of k are taken per pass over a row tile,
+    each element's sum still running k by k (the order is unchanged).
     """
     nb = a.shape[0]
     m_rows = a.shape[1]
     kk = a.shape[2]
     ncols = b.shape[2]
     nrb = (m_rows + _RB - 1) // _RB
+    k4 = kk - kk % 4
     for t in prange(nb * nrb):
         bi = t // nrb
         i0 = (t - bi * nrb) * _RB
         rn = min(_RB, m_rows - i0)
-        acc = np.empty((_RB, _JT), np.float32)
+        acc0 = np.empty(_JT, np.float32)
+        acc1 = np.empty(_JT, np.float32)
+        acc2 = np.empty(_JT, np.float32)
+        acc3 = np.empty(_JT, np.float32)
         for j0 in range(0, ncols, _JT):
             jn = min(_JT, ncols - j0)
-            for r in range(rn):
-                for jj in range(jn):
-                    acc[r, jj] = c[bi, i0 + r, j0 + jj]
-            if rn == _RB:
-                for k in range(kk):
-                    a0 = a[bi, i0, k]
-                    a1 = a[bi, i0 + 1, k]
-                    a2 = a[bi, i0 + 2, k]
-                    a3 = a[bi, i0 + 3, k]
-                    for jj in range(jn):
-                        bv = b[bi, k, j0 + jj]
-                        acc[0, jj] = acc[0, jj] + a0 * bv
-                        acc[1, jj] = acc[1, jj] + a1 * bv
-                        acc[2, jj] = acc[2, jj] + a2 * bv
-                        acc[3, jj] = acc[3, jj] + a3 * bv
-            else:
+            if rn < _RB:
                 for r in range(rn):
+                    for jj in range(jn):
+                        acc0[jj] = c[bi, i0 + r, j0 + jj]
                     for k in range(kk):
                         av = a[bi, i0 + r, k]
+                        brow = b[bi, k, j0:j0 + jn]
                         for jj in range(jn):
-                            acc[r, jj] = acc[r, jj] + av * b[bi, k, j0 + jj]
-            for r in range(rn):
+                            acc0[jj] = acc0[jj] + av * brow[jj]
+                    for jj in range(jn):
+                        out[bi, i0 + r, j0 + jj] = acc0[jj]
+                continue
+            for jj in range(jn):
+                acc0[jj] = c[bi, i0, j0 + jj]
+                acc1[jj] = c[bi, i0 + 1, j0 + jj]
+                acc2[jj] = c[bi, i0 + 2, j0 + jj]
+                acc3[jj] = c[bi, i0 + 3, j0 + jj]
+            for k in range(0, k4, 4):
+                a00 = a[bi, i0, k]
+                a01 = a[bi, i0, k + 1]
+                a02 = a[bi, i0, k + 2]
+                a03 = a[bi, i0, k + 3]
+                a10 = a[bi, i0 + 1, k]
+                a11 = a[bi, i0 + 1, k + 1]
+                a12 = a[bi, i0 + 1, k + 2]
+                a13 = a[bi, i0 + 1, k + 3]
+                a20 = a[bi, i0 + 2, k]
+                a21 = a[bi, i0 + 2, k + 1]
+                a22 = a[bi, i0 + 2, k + 2]
+                a23 = a[bi, i0 + 2, k + 3]
+                a30 = a[bi, i0 + 3, k]
+                a31 = a[bi, i0 + 3, k + 1]
+                a32 = a[bi, i0 + 3, k + 2]
+                a33 = a[bi, i0 + 3, k + 3]
+                b0 = b[bi, k, j0:j0 + jn]
+                b1 = b[bi, k + 1, j0:j0 + jn]
+                b2 = b[bi, k + 2, j0:j0 + jn]
+                b3 = b[bi, k + 3, j0:j0 + jn]
                 for jj in range(jn):
-                    out[bi, i0 + r, j0 + jj] = acc[r, jj]
+                    v0 = b0[jj]
+                    v1 = b1[jj]
+                    v2 = b2[jj]
+                    v3 = b3[jj]
+                    x = acc0[jj]
+                    x = x + a00 * v0
+                    x = x + a01 * v1
+                    x = x + a02 * v2
+                    acc0[jj] = x + a03 * v3
+                    x = acc1[jj]
+                    x = x + a10 * v0
+                    x = x + a11 * v1
+                    x = x + a12 * v2
+                    acc1[jj] = x + a13 * v3
+                    x = acc2[jj]
+                    x = x + a20 * v0
+                    x = x + a21 * v1
+                    x = x + a22 * v2
+                    acc2[jj] = x + a23 * v3
+                    x = acc3[jj]
+                    x = x + a30 * v0
+                    x = x + a31 * v1
+                    x = x + a32 * v2
+                    acc3[jj] = x + a33 * v3
+            for k in range(k4, kk):
+                a0 = a[bi, i0, k]
+                a1 = a[bi, i0 + 1, k]
+                a2 = a[bi, i0 + 2, k]
+                a3 = a[bi, i0 + 3, k]
+                brow = b[bi, k, j0:j0 + jn]
+                for jj in range(jn):
+                    bv = brow[jj]
+                    acc0[jj] = acc0[jj] + a0 * bv
+                    acc1[jj] = acc1[jj] + a1 * bv
+                    acc2[jj] = acc2[jj] + a2 * bv
+                    acc3[jj] = acc3[jj] + a3 * bv
+            for jj in range(jn):
+                out[bi, i0, j0 + jj] = acc0[jj]
+                out[bi, i0 + 1, j0 + jj] = acc1[jj]
+                out[bi, i0 + 2, j0 + jj] = acc2[jj]
+                out[bi, i0 + 3, j0 + jj] = acc3[jj]
 
 
 @njit(cache=True)
