@@ -28,7 +28,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 import numpy as np
 
 from ..formats import FixedFormat, FloatFormat, Format, get_format
-from ..quantize import format_params, quantize, resolve_options
+from ..quantize import decode, encode, quantize
 from .instrument import Tracker
 
 __all__ = ["Policy", "Autocast", "autocast", "current", "CurrentScaling", "DelayedScaling",
@@ -159,6 +159,10 @@ class Policy:
             or "fp64" for a float64 reference product (gradient checks only: it is not an
             emulated accumulator).
         acc_rounding: rounding of each accumulation step ("rne", "rtz", "sr", ...).
+        fma: passed to :func:`lowprec.matmul`: True rounds once per step
+            (round(d + a*b)); False rounds each product to the accumulator first. The two
+            agree whenever products are exact in the accumulator (every low-precision
+            input format with an fp32 accumulator).
         gemm_model: a hardware accumulation model name passed to :func:`lowprec.matmul`
             (overrides ``acc``), or None.
         storage: format activations are stored in (GEMM outputs and relu/gelu/tanh/sigmoid
@@ -185,6 +189,7 @@ class Policy:
     gradients: Optional[str] = None
     acc: str = "fp32"
     acc_rounding: str = "rne"
+    fma: bool = True
     gemm_model: Optional[str] = None
     storage: Optional[str] = None
     cast_rounding: str = "rne"
@@ -244,16 +249,26 @@ class Policy:
 # applying a policy
 # --------------------------------------------------------------------------------------
 class QTensor(NamedTuple):
-    """A GEMM operand after its cast: ``values`` (float32, on ``fmt``'s grid when fmt is
-    set) times ``inv`` (the per-tensor dequantization factor, None for 1)."""
+    """A GEMM operand after its cast: ``values`` (float32; with a format, the values of
+    ``codes``) times ``inv`` (the per-tensor dequantization factor, None for 1)."""
 
     values: np.ndarray
     fmt: Optional[Format]
     inv: Optional[np.float32]
+    codes: Optional[np.ndarray] = None
 
     @property
     def T(self) -> "QTensor":
-        return QTensor(self.values.T, self.fmt, self.inv)
+        return QTensor(self.values.T, self.fmt, self.inv,
+                       None if self.codes is None else self.codes.T)
+
+    def operand(self):
+        """What :func:`lowprec.matmul` gets: an LPArray of the codes (so they are not
+        rounded again), or the float32 values."""
+        if self.fmt is None:
+            return np.ascontiguousarray(self.values)
+        from ..array import LPArray
+        return LPArray(np.ascontiguousarray(self.codes), self.fmt)
 
 
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("lowprec_autocast", default=None)
@@ -314,12 +329,13 @@ class Autocast:
             return "saturate"
         return "inf"
 
-    def _round(self, x: np.ndarray, fmt: Format) -> np.ndarray:
+    def _round(self, x: np.ndarray, fmt: Format) -> Tuple[np.ndarray, np.ndarray]:
+        """(codes, float32 values) of x rounded into fmt as the policy says."""
         rnd = self.policy.cast_rounding
         seed = self._next_seed() if rnd == "sr" else None
-        q = quantize(x, fmt, rounding=rnd, overflow=self._overflow(fmt), seed=seed,
-                     nan="zero" if not fmt.has_nan else "raise")
-        return q.astype(x.dtype, copy=False)
+        codes = encode(x, fmt, rounding=rnd, overflow=self._overflow(fmt), seed=seed,
+                       nan="zero" if not fmt.has_nan else "raise")
+        return codes, decode(codes, fmt, dtype=np.float32)
 
     # -- non-GEMM ops -------------------------------------------------------------------
     def fp32(self, data: np.ndarray, op: str) -> np.ndarray:
@@ -332,7 +348,7 @@ class Autocast:
         self.note(op, "out", self._storage)
         if self._storage is None or data.dtype == np.float64:
             return data
-        return self._round(data, self._storage)
+        return self._round(data, self._storage)[1]
 
     # -- casts ------------------------------------------------------------------------
     def cast(self, x: np.ndarray, role: str, key: str, axis: int = -1) -> QTensor:
@@ -380,10 +396,10 @@ class Autocast:
             with np.errstate(over="ignore", invalid="ignore"):
                 xs = x * s
             inv = np.float32(np.float32(1) / s)
-        q = self._round(xs, fmt)
+        codes, q = self._round(xs, fmt)
         if self.tracker is not None:
             self.tracker.record(tk, role, fmt, xs, q, amax)
-        return QTensor(q, fmt, inv)
+        return QTensor(q, fmt, inv, codes)
 
     def _cast_mx(self, x, fmt, role, tk, axis, sc: MXScaling) -> QTensor:
         from ..scaled import quantize_scaled
@@ -410,17 +426,15 @@ class Autocast:
         p = self.policy
         if p.acc == "fp64":
             out = np.matmul(a.values.astype(np.float64), b.values.astype(np.float64))
-        else:
-            from ..gemm import matmul
-            seed = self._next_seed() if p.acc_rounding == "sr" else None
-            out = matmul(np.ascontiguousarray(a.values), np.ascontiguousarray(b.values),
-                         inputs=_inputs_arg(a.fmt, b.fmt), acc=p.acc,
-                         acc_rounding=p.acc_rounding, model=p.gemm_model, seed=seed)
-        if a.inv is not None or b.inv is not None:
-            alpha = np.float32((a.inv if a.inv is not None else np.float32(1))
-                               * (b.inv if b.inv is not None else np.float32(1)))
-            out = (out * alpha).astype(np.float32)
-        return out
+            if a.inv is not None or b.inv is not None:
+                out = out * np.float64(a.inv if a.inv is not None else 1) \
+                    * np.float64(b.inv if b.inv is not None else 1)
+            return out
+        from ..gemm import matmul
+        seed = self._next_seed() if p.acc_rounding == "sr" else None
+        # Per-tensor dequantization as torch._scaled_mm: (r * scale_a) * scale_b in fp32.
+        return matmul(a.operand(), b.operand(), acc=p.acc, acc_rounding=p.acc_rounding,
+                      fma=p.fma, model=p.gemm_model, seed=seed, scale_a=a.inv, scale_b=b.inv)
 
     def matmul_forward(self, a: np.ndarray, b: np.ndarray, key: str):
         """Forward GEMM ``a @ b`` (a: activations m x k, b: weights k x n).
@@ -469,14 +483,6 @@ class Autocast:
             ga = None if ga is None else ga.astype(np.float64)
             gb = None if gb is None else gb.astype(np.float64)
         return ga, gb
-
-
-def _inputs_arg(fa: Optional[Format], fb: Optional[Format]):
-    if fa is None and fb is None:
-        return None
-    if fa == fb:
-        return fa.name
-    return (fa.name if fa is not None else "float32", fb.name if fb is not None else "float32")
 
 
 _DEFAULT: Optional[Autocast] = None
@@ -607,7 +613,8 @@ class GradScaler:
             else:
                 successful = self._tracker + 1
                 if successful == self._growth_interval:
-                    grown = np.float32(np.float64(self._scale) * self._growth_factor)
+                    with np.errstate(over="ignore"):
+                        grown = np.float32(np.float64(self._scale) * self._growth_factor)
                     if np.isfinite(grown):
                         self._scale = grown
                     self._tracker = 0
@@ -647,8 +654,7 @@ class WeightUpdate:
     * ``"kahan"``: Kahan-compensated summation with the compensation also stored in the
       format: y = rnd(delta - c); t = rnd(w + y); c = rnd(rnd(t - w) - y); w = t.
 
-    Float formats round the exact sum with one rounding (TwoSum + the foundation's
-    ``round_float_value``). Fixed-point formats are a uniform grid, so SR(w + d) equals
+    Float formats round the exact sum once (:func:`lowprec.add`). Fixed-point formats are a uniform grid, so SR(w + d) equals
     w + SR(d) for w on the grid (saturating at the ends), and RNE rounds the float64 sum,
     which is exact for the word lengths supported.
 
@@ -681,23 +687,21 @@ class WeightUpdate:
             np.asarray(x).dtype, copy=False)
 
     def _sum(self, w: np.ndarray, d: np.ndarray, mode: str, seed: Optional[int]) -> np.ndarray:
-        """round(w + d) into the format, from the exact sum."""
+        """round(w + d) into the format, from the exact sum (float64 result)."""
         f = self.fmt
-        w64 = np.ascontiguousarray(w, np.float64).reshape(-1)
-        d64 = np.ascontiguousarray(d, np.float64).reshape(-1)
         if isinstance(f, FixedFormat):
+            w64 = np.asarray(w, np.float64)
+            d64 = np.asarray(d, np.float64)
             if mode == "sr":
-                r = quantize(d64, f, rounding="sr", overflow="saturate", seed=seed)
-                out = np.clip(w64 + r, f.min, f.max)  # exact: both on the 2^-FL grid
-            else:
-                out = quantize(w64 + d64, f, rounding=mode, overflow="saturate")
-        else:
-            from ._kernels import round_sum_array
-            o = resolve_options(f, mode, "saturate", True, None, seed, "raise")
-            out = np.empty_like(w64)
-            round_sum_array(w64, d64, format_params(f), o.rounding.id, o.overflow.id, o.ftz,
-                            o.key, 0, o.sr_bits, out)
-        return out.reshape(np.shape(w))
+                # Round d on the same grid with the widest word, so SR(d) never saturates
+                # before w is added (w + d may be in range while d alone is not).
+                wide = FixedFormat(max(32 - f.frac_bits, 1), f.frac_bits)
+                r = quantize(d64, wide, rounding="sr", overflow="saturate", seed=seed)
+                return np.clip(w64 + r, f.min, f.max)  # exact: both on the 2^-FL grid
+            return quantize(w64 + d64, f, rounding=mode, overflow="saturate")
+        from ..arith import add
+        return add(np.asarray(w, np.float32), np.asarray(d, np.float32), f, rounding=mode,
+                   overflow="saturate", seed=seed).astype(np.float64)
 
     def apply(self, index: int, w: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """The new stored weight after adding ``delta`` to weight array number ``index``.
@@ -718,8 +722,8 @@ class WeightUpdate:
                 c = np.zeros(np.shape(w), np.float64)
             y = self._sum(delta, -c, "rne", None)
             t = self._sum(w, y, "rne", None)
-            self._comp[index] = self._sum(self._sum(t, -np.asarray(w, np.float64), "rne", None),
-                                          -y, "rne", None)
+            self._comp[index] = self._sum(self._sum(t, -np.asarray(w), "rne", None), -y,
+                                          "rne", None)
             new = t
         elif self.rounding == "sr":
             new = self._sum(w, delta, "sr", derive_seed(self.seed, index, n))

@@ -288,10 +288,11 @@ class History:
         with open(path, "w") as f:
             json.dump(self.to_dict(steps), f)
 
-    def plot(self, ax=None):
-        """Loss and test-accuracy curves of this run (see :func:`lowprec.plot.training_curves`)."""
+    def plot(self, axes=None):
+        """Loss and test-accuracy curves of this run (see :func:`lowprec.plot.training_curves`;
+        ``axes``: an optional pair of Axes)."""
         from .. import plot
-        return plot.training_curves({self.recipe or "run": self}, ax=ax)
+        return plot.training_curves({self.recipe or "run": self}, axes=axes)
 
     def plot_gradients(self, formats: Sequence = ("fp16", "bf16", "e4m3", "e5m2"), role: str = "gradient",
                        ax=None):

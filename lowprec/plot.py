@@ -1,0 +1,167 @@
+"""Plotting helpers: plain functions that take data (and optionally a matplotlib Axes)
+and return the Figure. matplotlib is imported inside each function, with the Agg backend
+when no backend has been chosen, so ``import lowprec.plot`` costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+__all__ = ["training_curves", "loss_curves", "accuracy_curves", "log2_histogram",
+           "format_ranges", "save"]
+
+
+def _plt():
+    import matplotlib
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        try:
+            matplotlib.use("Agg")
+        except Exception:  # a GUI backend already drew something: keep it
+            pass
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _axes(ax, figsize=(6.4, 4.0)):
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def _runs(histories) -> Dict[str, object]:
+    if isinstance(histories, Mapping):
+        return dict(histories)
+    return {getattr(h, "recipe", f"run{i}") or f"run{i}": h for i, h in enumerate(histories)}
+
+
+def _epochs(h) -> list:
+    return h.epochs if hasattr(h, "epochs") else h["epochs"]
+
+
+def loss_curves(histories, ax=None, log: bool = True):
+    """Training loss per epoch, one line per run.
+
+    Args:
+        histories: a mapping name -> History (or its ``to_dict()``), or a sequence of
+            Histories (named by their ``recipe``).
+        ax: an Axes to draw into (default: a new figure).
+        log: logarithmic y axis.
+
+    Returns:
+        The Figure.
+    """
+    fig, ax = _axes(ax)
+    for name, h in _runs(histories).items():
+        ep = _epochs(h)
+        ax.plot([e["epoch"] + 1 for e in ep], [e["train_loss"] for e in ep], marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    if log:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", ncol=2)
+    return fig
+
+
+def accuracy_curves(histories, ax=None):
+    """Test accuracy per epoch, one line per run (arguments as :func:`loss_curves`)."""
+    fig, ax = _axes(ax)
+    for name, h in _runs(histories).items():
+        ep = _epochs(h)
+        ax.plot([e["epoch"] + 1 for e in ep], [100 * e["test_accuracy"] for e in ep], marker=".",
+                label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", ncol=2)
+    return fig
+
+
+def training_curves(histories, axes=None):
+    """Loss and accuracy side by side (``axes``: an optional pair of Axes)."""
+    plt = _plt()
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    else:
+        fig = axes[0].figure
+    loss_curves(histories, ax=axes[0])
+    accuracy_curves(histories, ax=axes[1])
+    fig.tight_layout()
+    return fig
+
+
+def format_ranges(formats: Sequence) -> Dict[str, tuple]:
+    """log2 of (smallest subnormal, smallest normal, largest finite) of each format.
+
+    Fixed-point formats give (log2 resolution, log2 resolution, log2 max).
+    """
+    from .formats import FloatFormat, get_format
+
+    out = {}
+    for f in formats:
+        fm = get_format(f)
+        if isinstance(fm, FloatFormat):
+            out[fm.name] = (np.log2(fm.min_subnormal), np.log2(fm.min_normal), np.log2(fm.max))
+        else:
+            r = np.log2(fm.resolution)
+            out[fm.name] = (r, r, np.log2(fm.max))
+    return out
+
+
+def log2_histogram(counts: np.ndarray, lo: int, formats: Sequence = ("fp16", "bf16", "e4m3", "e5m2"),
+                   zeros: int = 0, title: Optional[str] = None, ax=None):
+    """Histogram of log2|value| with each format's representable range shaded, as in
+    Micikevicius et al. (2018), Fig. 3.
+
+    Args:
+        counts: counts per integer exponent floor(log2|x|), starting at ``lo``.
+        lo: exponent of ``counts[0]``.
+        formats: formats whose ranges are shaded: a dark band from the smallest normal to
+            the largest value, a light band over the subnormals.
+        zeros: number of exact zeros (shown in the legend; log2 0 has no bin).
+        title: axes title.
+        ax: Axes to draw into (default: a new figure).
+
+    Returns:
+        The Figure.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    fig, ax = _axes(ax, figsize=(9, 4.5))
+    e = np.arange(lo, lo + len(counts))
+    nz = np.nonzero(counts)[0]
+    total = counts.sum() + zeros
+    frac = counts / total if total else counts
+    ax.bar(e + 0.5, frac, width=1.0, color="0.3", label=f"values ({int(total)}, {zeros} exact zeros)")
+    ranges = format_ranges(formats)
+    n = max(len(ranges), 1)
+    colors = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
+    for i, (name, (sub, norm, top)) in enumerate(ranges.items()):
+        c = colors[i % len(colors)]
+        y0, y1 = 1 - (i + 1) * 0.06, 1 - i * 0.06  # one strip per format along the top
+        ax.axvspan(norm, top, ymin=y0, ymax=y1, color=c, alpha=0.55,
+                   label=f"{name}: normal 2^{norm:.0f}..{2 ** top:.4g}")
+        if sub < norm:
+            ax.axvspan(sub, norm, ymin=y0, ymax=y1, color=c, alpha=0.2)
+        ax.axvline(sub, color=c, lw=0.8, ls=":")  # below this the format flushes to zero
+    if len(nz):
+        left = min(e[nz[0]], min(r[0] for r in ranges.values()) if ranges else e[nz[0]]) - 2
+        right = max(e[nz[-1]] + 1, max(r[2] for r in ranges.values()) if ranges else 0) + 2
+        ax.set_xlim(left, right)
+    ax.set_ylim(0, max(frac.max() if len(frac) else 1, 1e-9) / (1 - n * 0.06 - 0.02))
+    ax.set_xlabel("log2 |value|")
+    ax.set_ylabel("fraction of values")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small", loc="center left")
+    return fig
+
+
+def save(fig, path: str, dpi: int = 110) -> None:
+    """Write a figure to ``path`` and close it."""
+    plt = _plt()
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
