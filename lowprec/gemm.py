@@ -22,8 +22,8 @@ from typing import Optional
 
 import numpy as np
 
-from .formats import FixedFormat, FloatFormat, IntFormat, get_format
-from .quantize import decode, quantize, resolve_options, format_params
+from .formats import FloatFormat, IntFormat, get_format
+from .quantize import decode, format_params, quantize, resolve_options
 from .rounding import Overflow, Rounding, parse_overflow, parse_rounding
 
 __all__ = ["matmul"]
@@ -93,7 +93,7 @@ def _acc_format(acc) -> FloatFormat:
     return f
 
 
-def _scales(scale, shape_len: int, axis: str, batch_mn):
+def _scales(scale, shape_len: int, axis: str):
     """float32 multiplier broadcastable to (..., M, N), per tensor or per row/column."""
     if scale is None:
         return None
@@ -315,8 +315,8 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     is_int = isinstance(fa, IntFormat) or isinstance(fb, IntFormat)
     if is_int and not (isinstance(fa, IntFormat) and isinstance(fb, IntFormat)):
         raise ValueError(f"matmul: cannot mix integer and float operands ({fa.name} x {fb.name})")
-    sa = _scales(scale_a, M, "a", full)
-    sb = _scales(scale_b, N, "b", full)
+    sa = _scales(scale_a, M, "a")
+    sb = _scales(scale_b, N, "b")
     out_fmt = get_format(out) if out is not None else None
 
     blk = None

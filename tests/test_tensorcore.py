@@ -1,8 +1,6 @@
 """Tensor-core models: real-GPU outputs, PeerJ vectors, and the kernel against the exact
 block-FMA reference."""
 
-import math
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -91,8 +89,8 @@ def test_h100_fp8_fp32_result_keeps_13_fraction_bits():
 def _model_strategy():
     return st.builds(
         lambda n, f, rnd, out, late, mult, inter, prom: BlockFMAModel(
-            n, f, rnd if out == "fp32" else rnd, out, c_mode="late" if late else "block",
-            instruction_k=n * mult, interleave=inter if inter and (n * mult) % (inter * mult) == 0 else 0,
+            n, f, rnd, out, c_mode="late" if late else "block", instruction_k=n * mult,
+            interleave=inter if inter and (n * mult) % (inter * mult) == 0 else 0,
             promote_every=(n * mult * prom) or None),
         st.sampled_from([1, 2, 4, 8, 16]), st.integers(-2, 27),
         st.sampled_from(["rtz", "rne", "rup", "rdn"]), st.sampled_from(["fp32", "fp16"]),

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 _JT = 64  # columns per tile
+_RBT = 16  # rows per task: they share the tile's panel of b while it is in cache
 _RNE = 0
 _RNA = 1
 _RTZ = 2
@@ -77,21 +78,26 @@ def round_pair(v, lo, p, emin, emax, mode, inf_on_overflow):
     return -r if neg else r
 
 
-@njit(cache=True)
-def _c_pow2(v):
-    # 2^e of an fp32 value's exponent, clamped at fp32's -126; 0 for zero.
-    if v == 0.0 or not math.isfinite(v):
-        return 0.0
-    e = math.frexp(v)[1] - 1
-    return math.ldexp(1.0, e if e > -126 else -126)
+_EXP_MASK = np.int64(0x7FF0000000000000)
+_MAN_MASK = np.int64(0x000FFFFFFFFFFFFF)
+_POW2_M126 = math.ldexp(1.0, -126)
 
 
 @njit(cache=True)
-def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, pmax, ssum, scale,
-           p_out, emin_out, emax_out, mode):
-    """One block FMA for columns j0..j0+jn of row i: cur <- round(cur + sum of the block)."""
+def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, curi, pmax, pmaxi, ssum,
+           scale, vt, vti, p_out, emin_out, emax_out, mode):
+    """One block FMA for columns j0..j0+jn of row i: cur <- round(cur + sum of the block).
+
+    ``curi``, ``pmaxi`` and ``vti`` are int64 views of ``cur``, ``pmax`` and ``vt``: powers
+    of two and the final rounding are taken from the float64 bits, so the loops vectorise.
+    """
     for jj in range(jn):
-        pmax[jj] = _c_pow2(cur[jj])
+        # 2^exponent of c as an fp32 value (clamped at -126); 0 for zero and non-finite c
+        eb = curi[jj] & _EXP_MASK
+        pw = 0 if (eb == 0 or eb == _EXP_MASK) else eb
+        pmaxi[jj] = pw
+        if pw != 0 and pmax[jj] < _POW2_M126:
+            pmax[jj] = _POW2_M126
     for s in range(s0, s0 + n):
         k = order[s]
         if k < 0:
@@ -103,10 +109,11 @@ def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, pmax, ssum, sc
             x = pak * pb[bi, k, j0 + jj]
             pmax[jj] = x if x > pmax[jj] else pmax[jj]
     for jj in range(jn):
-        sc = two_f / pmax[jj] if pmax[jj] > 0.0 else 0.0
+        pm = pmax[jj]
+        sc = two_f / pm if pm > 0.0 else 0.0
         scale[jj] = sc
         cv = cur[jj]
-        ssum[jj] = np.trunc(cv * sc) if math.isfinite(cv) else 0.0
+        ssum[jj] = np.trunc(cv * sc) if (curi[jj] & _EXP_MASK) != _EXP_MASK else 0.0
     for s in range(s0, s0 + n):
         k = order[s]
         if k < 0:
@@ -116,14 +123,38 @@ def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, pmax, ssum, sc
             continue
         for jj in range(jn):
             ssum[jj] += np.trunc(ak * b[bi, k, j0 + jj] * scale[jj])
+    # Final normalisation from the bits of v = S * 2^(E - F) (exact, a normal float64):
+    # drop 52 - (p - 1) mantissa bits with the block's rounding; results below 2^emin_out
+    # (output subnormals) and overflow go through round_pair.
+    sh = np.int64(53 - p_out)
+    low = (np.int64(1) << sh) - 1
+    half = np.int64(1) << (sh - 1)
     for jj in range(jn):
-        if not math.isfinite(cur[jj]):
+        sv = ssum[jj]
+        vt[jj] = sv / scale[jj] if sv != 0.0 else 0.0
+    for jj in range(jn):
+        if (curi[jj] & _EXP_MASK) == _EXP_MASK:
             continue  # an overflowed accumulator stays infinite
-        if ssum[jj] == 0.0:
+        bits = vti[jj]
+        if bits == 0:
             cur[jj] = 0.0
+            continue
+        e = ((bits & _EXP_MASK) >> 52) - 1023
+        if e < emin_out:
+            cur[jj] = round_pair(vt[jj], 0.0, p_out, emin_out, emax_out, mode, True)
+            continue
+        neg = bits < 0
+        if mode == _RTZ:
+            r = bits & ~low
+        elif mode == _RNE:
+            r = (bits + (half - 1) + ((bits >> sh) & 1)) & ~low
+        elif (mode == _RUP) != neg:
+            r = (bits + low) & ~low
         else:
-            cur[jj] = round_pair(ssum[jj] / scale[jj], 0.0, p_out, emin_out, emax_out, mode,
-                                 True)
+            r = bits & ~low
+        if ((r & _EXP_MASK) >> 52) - 1023 > emax_out:
+            r = (r & ~(_EXP_MASK | _MAN_MASK)) | _EXP_MASK
+        curi[jj] = r
 
 
 @njit(cache=True, parallel=True)
@@ -149,57 +180,69 @@ def tc_gemm(a, pa, b, pb, c, order, n, inst_k, frac_bits, p_out, emin_out, emax_
     ncols = b.shape[2]
     nslots = order.size
     two_f = math.ldexp(1.0, frac_bits)
-    for r in prange(nb * m_rows):
-        bi = r // m_rows
-        i = r - bi * m_rows
+    nrb = (m_rows + _RBT - 1) // _RBT
+    for r in prange(nb * nrb):
+        bi = r // nrb
+        i_lo = (r - bi * nrb) * _RBT
+        i_hi = min(i_lo + _RBT, m_rows)
         pmax = np.empty(_JT, np.float64)
+        pmaxi = pmax.view(np.int64)
         ssum = np.empty(_JT, np.float64)
         scale = np.empty(_JT, np.float64)
+        vt = np.empty(_JT, np.float64)
+        vti = vt.view(np.int64)
         acc = np.empty(_JT, np.float64)
+        acci = acc.view(np.int64)
         part = np.empty(_JT, np.float64)
+        parti = part.view(np.int64)
         tot = np.empty(_JT, np.float64)
         for j0 in range(0, ncols, _JT):
             jn = min(_JT, ncols - j0)
-            for jj in range(jn):
-                cv = c[bi, i, j0 + jj]
-                if promote > 0:
-                    tot[jj] = cv
-                    acc[jj] = 0.0
-                else:
-                    acc[jj] = cv
-            done = 0
-            for q0 in range(0, nslots, inst_k):
-                if c_late == 1:
-                    for jj in range(jn):
-                        part[jj] = 0.0
-                    for s0 in range(q0, q0 + inst_k, n):
-                        _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, part, pmax,
-                               ssum, scale, p_out, emin_out, emax_out, mode)
-                    for jj in range(jn):
-                        x = acc[jj]
-                        y = part[jj]
-                        s = x + y
-                        if math.isfinite(s):
-                            bb = s - x
-                            err = (x - (s - bb)) + (y - bb)
-                            acc[jj] = round_pair(s, err, p_out, emin_out, emax_out, mode, True)
-                        else:
-                            acc[jj] = s
-                else:
-                    for s0 in range(q0, q0 + inst_k, n):
-                        _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, acc, pmax,
-                               ssum, scale, p_out, emin_out, emax_out, mode)
-                done += inst_k
-                if promote > 0 and done % promote == 0:
-                    for jj in range(jn):
-                        tot[jj] = np.float32(tot[jj] + acc[jj])
+            for i in range(i_lo, i_hi):
+                for jj in range(jn):
+                    cv = c[bi, i, j0 + jj]
+                    if promote > 0:
+                        tot[jj] = cv
                         acc[jj] = 0.0
-            if promote > 0:
-                if done % promote != 0:
+                    else:
+                        acc[jj] = cv
+                done = 0
+                for q0 in range(0, nslots, inst_k):
+                    if c_late == 1:
+                        for jj in range(jn):
+                            part[jj] = 0.0
+                        for s0 in range(q0, q0 + inst_k, n):
+                            _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, part,
+                                   parti,
+                                   pmax, pmaxi, ssum, scale, vt, vti, p_out, emin_out, emax_out,
+                                   mode)
+                        for jj in range(jn):
+                            x = acc[jj]
+                            y = part[jj]
+                            s = x + y
+                            if math.isfinite(s):
+                                bb = s - x
+                                err = (x - (s - bb)) + (y - bb)
+                                acc[jj] = round_pair(s, err, p_out, emin_out, emax_out, mode,
+                                                     True)
+                            else:
+                                acc[jj] = s
+                    else:
+                        for s0 in range(q0, q0 + inst_k, n):
+                            _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, acc, acci,
+                                   pmax, pmaxi, ssum, scale, vt, vti, p_out, emin_out, emax_out,
+                                   mode)
+                    done += inst_k
+                    if promote > 0 and done % promote == 0:
+                        for jj in range(jn):
+                            tot[jj] = np.float32(tot[jj] + acc[jj])
+                            acc[jj] = 0.0
+                if promote > 0:
+                    if done % promote != 0:
+                        for jj in range(jn):
+                            tot[jj] = np.float32(tot[jj] + acc[jj])
                     for jj in range(jn):
-                        tot[jj] = np.float32(tot[jj] + acc[jj])
-                for jj in range(jn):
-                    out[bi, i, j0 + jj] = tot[jj]
-            else:
-                for jj in range(jn):
-                    out[bi, i, j0 + jj] = acc[jj]
+                        out[bi, i, j0 + jj] = tot[jj]
+                else:
+                    for jj in range(jn):
+                        out[bi, i, j0 + jj] = acc[jj]

@@ -104,7 +104,8 @@ class BlockFMAModel:
     def __post_init__(self) -> None:
         out = get_format(self.out_format).name
         if out not in _OUTPUTS:
-            raise ValueError(f"BlockFMAModel out_format must be fp32 or fp16, got {self.out_format!r}")
+            raise ValueError(f"BlockFMAModel out_format must be fp32 or fp16, got "
+                             f"{self.out_format!r}")
         object.__setattr__(self, "out_format", out)
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
             raise ValueError(f"BlockFMAModel n must be a positive int, got {self.n!r}")
