@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -21,10 +22,6 @@ COMMANDS = {
     "compare": ("lowprec.hardware.compare", "replay captured or published GPU results under lowprec's models"),
     "fit": ("lowprec.hardware.fit", "search block-FMA parameters that explain captured GPU results"),
 }
-
-
-class _UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +54,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if not argv else 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError) as e:
+        # lowprec reports bad user input with these; set LOWPREC_DEBUG=1 for the traceback
+        if os.environ.get("LOWPREC_DEBUG"):
+            raise
+        print(f"lowprec {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

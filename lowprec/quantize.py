@@ -214,8 +214,12 @@ def encode(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=No
     return out if isinstance(x, np.ndarray) or np.ndim(x) else out[()]
 
 
+# Below this many elements the serial kernels win: waking numba's thread pool costs more.
+PARALLEL_THRESHOLD = 1 << 15
+
+
 def _encode(a: np.ndarray, f: Format, opts: ConversionOptions) -> np.ndarray:
-    from ._kernels.convert import encode_fixed_array, encode_float_array
+    from ._kernels import convert as K
 
     if not f.has_nan and opts.nan is NaNPolicy.RAISE and a.size and np.isnan(a).any():
         raise ValueError(f"NaN input but {f.name} has no NaN code; pass nan='zero', 'max' or "
@@ -224,12 +228,15 @@ def _encode(a: np.ndarray, f: Format, opts: ConversionOptions) -> np.ndarray:
     bits = np.ascontiguousarray(a).reshape(-1).view(view)
     out = np.empty(bits.size, f.code_dtype)
     fp = format_params(f, opts.nan)
+    big = bits.size >= PARALLEL_THRESHOLD
     if isinstance(f, FloatFormat):
-        encode_float_array(bits, in_m, in_e, in_bias, fp, opts.rounding.id, opts.overflow.id,
-                           opts.ftz, opts.key, opts.sr_bits, out)
+        kern = K.encode_float_array if big else K.encode_float_serial
+        kern(bits, in_m, in_e, in_bias, fp, opts.rounding.id, opts.overflow.id, opts.ftz,
+             opts.key, opts.sr_bits, out)
     else:
-        encode_fixed_array(bits, in_m, in_e, in_bias, fp, opts.rounding.id, opts.overflow.id,
-                           opts.key, opts.sr_bits, out)
+        kern = K.encode_fixed_array if big else K.encode_fixed_serial
+        kern(bits, in_m, in_e, in_bias, fp, opts.rounding.id, opts.overflow.id, opts.key,
+             opts.sr_bits, out)
     return out.reshape(a.shape)
 
 
@@ -242,14 +249,15 @@ def _value_table(fmt: Format, dtype: np.dtype) -> np.ndarray:
 
 
 def _decode_kernel(codes: np.ndarray, fmt: Format) -> np.ndarray:
-    from ._kernels.convert import decode_fixed_array, decode_float_array
+    from ._kernels import convert as K
 
     flat = np.ascontiguousarray(codes).reshape(-1)
     out = np.empty(flat.size, np.float64)
     if isinstance(fmt, FloatFormat):
-        decode_float_array(flat, format_params(fmt), out)
+        kern = K.decode_float_array if flat.size >= PARALLEL_THRESHOLD else K.decode_float_serial
+        kern(flat, format_params(fmt), out)
     else:
-        decode_fixed_array(flat, format_params(fmt), out)
+        K.decode_fixed_array(flat, format_params(fmt), out)
     return out.reshape(codes.shape)
 
 

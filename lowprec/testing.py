@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -38,21 +39,42 @@ def _st():
 def finite_values_array(fmt) -> np.ndarray:
     """Sorted distinct finite values of a format of at most 16 bits (one zero), as float64.
 
+    Returns:
+        A read-only array (cached per format).
+
     Raises:
         ValueError: for formats wider than 16 bits.
     """
-    f = get_format(fmt)
+    return _finite_values(get_format(fmt))
+
+
+@functools.lru_cache(maxsize=None)
+def _finite_values(f: Format) -> np.ndarray:
     v = f.values()
-    v = v[np.isfinite(v)]
-    return np.unique(v)  # merges +0 and -0
+    v = np.unique(v[np.isfinite(v)])  # merges +0 and -0
+    v.flags.writeable = False
+    return v
 
 
+def _cached_strategy(fn):
+    """Strategies are immutable: build each one once per (format, options)."""
+    cached = functools.lru_cache(maxsize=None)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(fmt, *args, **kwargs):
+        return cached(get_format(fmt), *args, **kwargs)
+
+    return wrapper
+
+
+@_cached_strategy
 def codes(fmt):
     """Strategy: any code of the format (NaN codes included)."""
     f = get_format(fmt)
     return _st().integers(0, (1 << f.bits) - 1)
 
 
+@_cached_strategy
 def values(fmt, finite: bool = True):
     """Strategy: float64 values exactly on the format's grid.
 
@@ -92,6 +114,7 @@ def _grid_neighbour_pair(f: Format):
     return st.integers(0, top - 1).map(pair)
 
 
+@_cached_strategy
 def midpoints(fmt, signed: bool = True):
     """Strategy: exact midpoints between neighbouring values (round-to-nearest ties)."""
     f = get_format(fmt)
@@ -102,6 +125,7 @@ def midpoints(fmt, signed: bool = True):
     return s
 
 
+@_cached_strategy
 def near_overflow(fmt):
     """Strategy: values around max and the round-to-nearest overflow threshold."""
     f = get_format(fmt)
@@ -113,6 +137,7 @@ def near_overflow(fmt):
         lambda t: (-1 if t[2] else 1) * _step(t[0], t[1]))
 
 
+@_cached_strategy
 def subnormal_range(fmt):
     """Strategy: float64 values in (0, 2 * min_normal], where gradual underflow happens."""
     f = get_format(fmt)
@@ -122,12 +147,14 @@ def subnormal_range(fmt):
 
 def _step(x: float, n: int, dtype=np.float32) -> float:
     """x moved by n ulps of dtype (float32 by default)."""
-    v = dtype(x)
+    with np.errstate(over="ignore"):
+        v = dtype(x)
     for _ in range(abs(n)):
         v = np.nextafter(v, dtype(np.inf) if n > 0 else dtype(-np.inf))
     return float(v)
 
 
+@_cached_strategy
 def tricky_floats(fmt, dtype=np.float32):
     """Strategy: values of ``dtype`` concentrated where rounding into ``fmt`` is hard.
 

@@ -80,6 +80,8 @@ def encode_float_parts(neg, sig, e, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz, ke
     m = fp[F_MAN]
     emin = fp[F_EMIN]
     big_e = e + np.int64(math.frexp(float(sig))[1]) - 1  # floor(log2(sig * 2^e))
+    if lo_sig != 0 and lo_neg and (sig & (sig - 1)) == 0:
+        big_e -= 1  # a power of two minus a tail lies in the binade below
     mmode = magnitude_mode(mode, neg)
     one = np.int64(1) << m
     if big_e < emin and fp[F_SUBN] == 0:
@@ -139,6 +141,15 @@ def encode_float_array(bits, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key, s
                                     key, i, sr_bits)
 
 
+# Serial twins: waking the thread pool costs far more than converting a small array.
+@njit(cache=True)
+def encode_float_serial(bits, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key, sr_bits, out):
+    """Serial twin of :func:`encode_float_array` for small arrays."""
+    for i in range(bits.size):
+        out[i] = _encode_float_bits(bits[i], in_m, in_ebits, in_bias, fp, mode, ovf, ftz,
+                                    key, i, sr_bits)
+
+
 @njit(cache=True)
 def decode_float_code(code, fp):
     """float64 value of one code of a float format."""
@@ -160,11 +171,11 @@ def decode_float_code(code, fp):
         return -np.inf if neg else np.inf
     if ef == 0 and fp[F_ZERO] == 1:
         if fp[F_SUBN] == 1:
-            v = math.ldexp(float(mf), fp[F_EMIN] - m)
+            v = math.ldexp(float(mf), int(fp[F_EMIN] - m))
         else:
             v = 0.0
     else:
-        v = math.ldexp(float(mf | (np.int64(1) << m)), ef - fp[F_BIAS] - m)
+        v = math.ldexp(float(mf | (np.int64(1) << m)), int(ef - fp[F_BIAS] - m))
     return -v if neg else v
 
 
@@ -172,6 +183,13 @@ def decode_float_code(code, fp):
 def decode_float_array(codes, fp, out):
     """Decode every code (flat) of a float format into ``out`` (flat)."""
     for i in prange(codes.size):
+        out[i] = decode_float_code(codes[i], fp)
+
+
+@njit(cache=True)
+def decode_float_serial(codes, fp, out):
+    """Serial twin of :func:`decode_float_array`."""
+    for i in range(codes.size):
         out[i] = decode_float_code(codes[i], fp)
 
 
@@ -253,12 +271,20 @@ def encode_fixed_array(bits, in_m, in_ebits, in_bias, xp, mode, ovf, key, sr_bit
                                     sr_bits)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
+def encode_fixed_serial(bits, in_m, in_ebits, in_bias, xp, mode, ovf, key, sr_bits, out):
+    """Serial twin of :func:`encode_fixed_array`."""
+    for i in range(bits.size):
+        out[i] = _encode_fixed_bits(bits[i], in_m, in_ebits, in_bias, xp, mode, ovf, key, i,
+                                    sr_bits)
+
+
+@njit(cache=True)
 def decode_fixed_array(codes, xp, out):
     """Decode fixed-point words (flat) into values."""
     nbits = xp[X_BITS]
-    for i in prange(codes.size):
+    for i in range(codes.size):
         v = np.int64(codes[i]) & ((np.int64(1) << nbits) - 1)
         if xp[X_MININT] < 0 and v >= (np.int64(1) << (nbits - 1)):
             v -= np.int64(1) << nbits
-        out[i] = math.ldexp(float(v), -xp[X_FRAC])
+        out[i] = math.ldexp(float(v), int(-xp[X_FRAC]))

@@ -187,7 +187,7 @@ def round_sig(sig, e, lo_sig, lo_e, lo_neg, q, mmode, key, idx, sr_bits):
         k = sr_bits - shift
         hh = np.uint64(big_r) << np.uint64(k)
         if lo_dir != 0:
-            t = math.ldexp(float(lo_sig), k - h_bits)  # h * 2^k, exact
+            t = math.ldexp(float(lo_sig), int(k - h_bits))  # h * 2^k, exact
             if lo_dir > 0:
                 hh += np.uint64(math.floor(t))
             else:

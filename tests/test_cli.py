@@ -1,0 +1,41 @@
+"""The lowprec command: formats table, demo, help, and exit codes."""
+
+import json
+import subprocess
+import sys
+
+import lowprec as lp
+from lowprec.cli import main
+
+
+def test_formats_table_lists_every_named_format(capsys):
+    assert main(["formats"]) == 0
+    out = capsys.readouterr().out
+    for f in lp.list_formats():
+        assert f.name in out
+    assert "448" in out and "57344" in out and "all-ones" in out
+
+
+def test_formats_json(capsys):
+    assert main(["formats", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    e4m3 = next(r for r in rows if r["name"] == "float8_e4m3fn")
+    assert e4m3["max"] == "448" and e4m3["bias"] == 7 and e4m3["inf"] == "no"
+
+
+def test_demo_runs(capsys):
+    assert main(["demo", "--format", "bf16"]) == 0
+    out = capsys.readouterr().out
+    assert "rne" in out and "sr" in out and "bf16" in out
+
+
+def test_help_and_errors():
+    r = subprocess.run([sys.executable, "-m", "lowprec.cli", "--help"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "formats" in r.stdout and "study" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "lowprec.cli", "bogus"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "lowprec.cli", "demo", "--format", "fp7"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown format 'fp7'" in r.stderr
