@@ -89,26 +89,40 @@ class UpdateStats:
     Attributes:
         count: weights updated.
         nonzero: non-zero updates.
-        lost: non-zero updates after which the stored weight did not change (stagnation).
+        lost: non-zero updates after which the stored weight did not change. Under
+            stochastic rounding most small updates leave the weight unchanged on a given
+            step yet are not lost on average: see ``applied_ratio``.
+        requested: sum of |update| the optimizer asked for.
+        applied: sum of |new weight - old weight| actually stored.
     """
 
     count: int = 0
     nonzero: int = 0
     lost: int = 0
+    requested: float = 0.0
+    applied: float = 0.0
 
     def merge(self, other: "UpdateStats") -> "UpdateStats":
         self.count += other.count
         self.nonzero += other.nonzero
         self.lost += other.lost
+        self.requested += other.requested
+        self.applied += other.applied
         return self
 
     @property
     def lost_fraction(self) -> float:
         return self.lost / self.nonzero if self.nonzero else 0.0
 
+    @property
+    def applied_ratio(self) -> float:
+        """sum |stored change| / sum |requested update|: about 1 when updates survive on
+        average (fp32, stochastic rounding, Kahan), well below 1 under stagnation."""
+        return self.applied / self.requested if self.requested else 1.0
+
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["lost_fraction"] = self.lost_fraction
+        d.update(lost_fraction=self.lost_fraction, applied_ratio=self.applied_ratio)
         return d
 
 
@@ -152,7 +166,9 @@ def update_stats(delta: np.ndarray, old: np.ndarray, new: np.ndarray) -> UpdateS
     """Statistics of one rounded weight update ``new = round(old + delta)``."""
     nz = delta != 0
     return UpdateStats(delta.size, int(np.count_nonzero(nz)),
-                       int(np.count_nonzero(nz & (new == old))))
+                       int(np.count_nonzero(nz & (new == old))),
+                       float(np.abs(delta).sum(dtype=np.float64)),
+                       float(np.abs(new.astype(np.float64) - old).sum()))
 
 
 def log2_histogram(x: np.ndarray) -> np.ndarray:

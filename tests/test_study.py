@@ -1,0 +1,183 @@
+"""`lowprec study`: small-scale versions of the effects the study demonstrates, the
+loss-shift invariance of fp32, the command line and its error handling."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lowprec import cli
+from lowprec.study import (DEFAULT_RECIPES, RECIPES, StudyConfig, format_table, recipe_policy,
+                           run_study, train_recipe)
+
+SMALL = StudyConfig(epochs=3)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Three epochs of the recipes whose effects are checked (about 15 s)."""
+    names = ["fp32", "fixed16-rn", "fixed16-sr", "bf16-pure-rne", "bf16-pure-sr",
+             "bf16-pure-kahan", "fp8-current", "fp8-delayed"]
+    results, hists = run_study(names, SMALL)
+    return {r["recipe"]: r for r in results}, hists
+
+
+def test_recipe_names():
+    assert DEFAULT_RECIPES == ("fp32", "bf16", "fp16", "fp16-scaled", "fp8-current",
+                               "fp8-delayed", "bf16-pure-rne", "bf16-pure-sr", "bf16-pure-kahan",
+                               "fixed16-rn", "fixed16-sr")
+    assert set(DEFAULT_RECIPES) < set(RECIPES)
+    for r in RECIPES:
+        assert recipe_policy(r).name == r
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe_policy("fp4")
+
+
+def test_fixed16_rn_stalls_where_sr_tracks_fp32(runs):
+    res, _ = runs
+    fp32, rn, sr = res["fp32"], res["fixed16-rn"], res["fixed16-sr"]
+    assert fp32["test_accuracy"] > 0.6
+    assert rn["test_accuracy"] < 0.3                      # stalled near the initial model
+    assert sr["test_accuracy"] > rn["test_accuracy"] + 0.3
+    assert abs(sr["test_accuracy"] - fp32["test_accuracy"]) < 0.05
+    assert rn["update_applied_ratio"] < 0.05 < 0.9 < sr["update_applied_ratio"]
+
+
+def test_pure_bf16_rne_loses_updates_sr_and_kahan_recover(runs):
+    res, _ = runs
+    ref = res["fp32"]["final_loss"]
+    rne = res["bf16-pure-rne"]
+    assert rne["update_applied_ratio"] < 0.5
+    assert rne["final_loss"] > 1.25 * ref
+    for name in ("bf16-pure-sr", "bf16-pure-kahan"):
+        assert abs(res[name]["final_loss"] - ref) < 0.05 * ref, name
+        assert res[name]["update_applied_ratio"] > 0.9, name
+
+
+def test_fp8_with_scaling_matches_fp32(runs):
+    res, hists = runs
+    for name in ("fp8-current", "fp8-delayed"):
+        assert abs(res[name]["test_accuracy"] - res["fp32"]["test_accuracy"]) < 0.03, name
+        assert res[name]["final_loss"] < 1.1 * res["fp32"]["final_loss"], name
+    assert hists["fp8-current"].formats["2/gradient"] == "float8_e5m2"
+    assert hists["fp8-current"].formats["2/weight"] == "float8_e4m3fn"
+
+
+def test_loss_shift_fp16_needs_loss_scaling():
+    cfg = StudyConfig(epochs=2, loss_shift=20)
+    results, hists = run_study(["fp32", "fp16", "fp16-scaled"], cfg)
+    fp32, fp16, scaled = results
+    base, base_hist = train_recipe("fp32", StudyConfig(epochs=2))
+    # fp32 is unchanged by the shift, bit for bit
+    assert [s["loss"] for s in hists["fp32"].steps] == [s["loss"] for s in base_hist.steps]
+    assert fp32["test_accuracy"] == base["test_accuracy"]
+    assert fp16["underflow_fraction"] > 0.95 and fp16["test_accuracy"] < 0.3
+    assert scaled["underflow_fraction"] < 0.05
+    assert abs(scaled["test_accuracy"] - fp32["test_accuracy"]) < 0.03
+    assert all(s["scale"] == 65536.0 for s in hists["fp16-scaled"].steps)
+
+
+def test_dynamic_scaling_skips_overflowing_steps():
+    res, hist = train_recipe("fp16-scaled", StudyConfig(epochs=1, loss_shift=-8))
+    sc = [s["scale"] for s in hist.steps]  # the scale each step used
+    skipped = [s["skipped"] for s in hist.steps]
+    k = res["skipped_steps"]
+    assert k >= 1 and skipped[:k] == [True] * k       # overflow at the start ...
+    assert sc[:k + 1] == [65536.0 / 2 ** i for i in range(k + 1)]  # ... halves the scale
+    assert res["skipped_steps"] == sum(s["skipped"] for s in hist.steps)
+    assert res["test_accuracy"] > 0.3
+
+
+def test_runs_are_reproducible():
+    a, _ = train_recipe("bf16-pure-sr", StudyConfig(epochs=1, seed=5))
+    b, _ = train_recipe("bf16-pure-sr", StudyConfig(epochs=1, seed=5))
+    c, _ = train_recipe("bf16-pure-sr", StudyConfig(epochs=1, seed=6))
+    assert a["final_loss"] == b["final_loss"] and a["final_loss"] != c["final_loss"]
+
+
+def test_config_validation():
+    for bad in (dict(epochs=-1), dict(lr=0), dict(batch_size=0), dict(momentum=1.0),
+                dict(loss_shift=1.5), dict(seed=-2)):
+        with pytest.raises(ValueError):
+            StudyConfig(**bad)
+
+
+def test_table():
+    r = dict(recipe="fp32", test_accuracy=0.9, final_loss=None, skipped_steps=0,
+             underflow_fraction=0.0, saturated_fraction=0.0, update_applied_ratio=1.0,
+             seconds=1.0)
+    t = format_table([r])
+    assert "fp32" in t and "90.0%" in t and "nan" in t
+
+
+# --- command line ------------------------------------------------------------------------
+def test_cli_json_and_out(tmp_path, capsys):
+    out = tmp_path / "o" / "p"
+    rc = cli.main(["study", "--recipes", "fp32,bf16", "--epochs", "1", "--json", "--out",
+                   str(out)])
+    cap = capsys.readouterr()
+    assert rc == 0
+    data = json.loads(cap.out)  # stdout holds only the JSON list
+    assert [d["recipe"] for d in data] == ["fp32", "bf16"]
+    for d in data:
+        assert {"recipe", "test_accuracy", "final_loss", "skipped_steps", "underflow_fraction",
+                "seconds"} <= set(d)
+        assert 0 <= d["test_accuracy"] <= 1
+    assert sorted(os.listdir(out)) == ["curves.png", "gradient_histogram.png", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["epochs"] == 1 and len(summary["results"]) == 2
+    assert "gradient" in summary["histories"]["fp32"]["hist"]
+
+
+def test_cli_table(capsys):
+    assert cli.main(["study", "--recipes", "fixed16-sr", "--epochs", "0", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("recipe") and "fixed16-sr" in out
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--recipes", "fp32,fp7"], "unknown recipe"),
+    (["--epochs", "-1"], "epochs"),
+    (["--lr", "-0.1"], "lr"),
+    (["--recipes", ""], "empty"),
+    (["--recipes", "fp32,fp32"], "twice"),
+])
+def test_cli_bad_input_exit_2(argv, msg, capsys, tmp_path):
+    out = tmp_path / "never"
+    assert cli.main(["study", *argv, "--out", str(out)]) == 2
+    assert msg in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_argparse_error_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["study", "--batch-size", "x"])
+    assert e.value.code == 2 and "invalid int" in capsys.readouterr().err
+
+
+def test_cli_unwritable_out(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert cli.main(["study", "--epochs", "1", "--out", str(f)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert cli.main(["study", "--epochs", "1", "--out", str(f / "sub")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    # a directory nobody can create entries in (root included): /proc
+    if os.path.isdir("/proc/self"):
+        assert cli.main(["study", "--epochs", "1", "--out", "/proc/lowprec-study"]) == 2
+        assert "cannot be created" in capsys.readouterr().err
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        rc = cli.main(["study", "--epochs", "1", "--recipes", "fp32", "--out", str(ro / "sub"),
+                       "--no-progress"])
+        if os.access(ro, os.W_OK):  # root: the directory is writable after all
+            assert rc == 0
+        else:
+            assert rc == 2 and "cannot be created" in capsys.readouterr().err
+            assert not (ro / "sub").exists()
+        assert not [n for n in os.listdir(ro) if n.startswith(".lowprec-probe")]
+    finally:
+        os.chmod(ro, 0o700)
