@@ -42,6 +42,14 @@ def _epochs(h) -> list:
     return h.epochs if hasattr(h, "epochs") else h["epochs"]
 
 
+def _style(i: int) -> dict:
+    """Distinct colour and line style for the i-th run (more runs than one palette holds)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return dict(color=cmap(i % 10), linestyle=("-", "--", ":", "-.")[(i // 10) % 4])
+
+
 def loss_curves(histories, ax=None, log: bool = True):
     """Training loss per epoch, one line per run.
 
@@ -55,9 +63,10 @@ def loss_curves(histories, ax=None, log: bool = True):
         The Figure.
     """
     fig, ax = _axes(ax)
-    for name, h in _runs(histories).items():
+    for i, (name, h) in enumerate(_runs(histories).items()):
         ep = _epochs(h)
-        ax.plot([e["epoch"] + 1 for e in ep], [e["train_loss"] for e in ep], marker=".", label=name)
+        ax.plot([e["epoch"] + 1 for e in ep], [e["train_loss"] for e in ep], marker=".", label=name,
+                **_style(i))
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
     if log:
@@ -70,10 +79,10 @@ def loss_curves(histories, ax=None, log: bool = True):
 def accuracy_curves(histories, ax=None):
     """Test accuracy per epoch, one line per run (arguments as :func:`loss_curves`)."""
     fig, ax = _axes(ax)
-    for name, h in _runs(histories).items():
+    for i, (name, h) in enumerate(_runs(histories).items()):
         ep = _epochs(h)
         ax.plot([e["epoch"] + 1 for e in ep], [100 * e["test_accuracy"] for e in ep], marker=".",
-                label=name)
+                label=name, **_style(i))
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, alpha=0.3)
@@ -148,15 +157,17 @@ def log2_histogram(counts: np.ndarray, lo: int, formats: Sequence = ("fp16", "bf
             ax.axvspan(sub, norm, ymin=y0, ymax=y1, color=c, alpha=0.2)
         ax.axvline(sub, color=c, lw=0.8, ls=":")  # below this the format flushes to zero
     if len(nz):
-        left = min(e[nz[0]], min(r[0] for r in ranges.values()) if ranges else e[nz[0]]) - 2
-        right = max(e[nz[-1]] + 1, max(r[2] for r in ranges.values()) if ranges else 0) + 2
+        # Frame the data and the narrow formats; wide ones (bf16, fp32) run off the edges.
+        narrow = [r for r in ranges.values() if r[2] - r[0] < 80]
+        left = min([e[nz[0]]] + [r[0] for r in narrow]) - 3
+        right = max([e[nz[-1]] + 1] + [r[2] for r in narrow]) + 3
         ax.set_xlim(left, right)
     ax.set_ylim(0, max(frac.max() if len(frac) else 1, 1e-9) / (1 - n * 0.06 - 0.02))
     ax.set_xlabel("log2 |value|")
     ax.set_ylabel("fraction of values")
     if title:
         ax.set_title(title)
-    ax.legend(fontsize="small", loc="center left")
+    ax.legend(fontsize="small", loc="center right")
     return fig
 
 

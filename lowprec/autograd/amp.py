@@ -343,10 +343,11 @@ class Autocast:
         self.note(op, "out", None)
         return data
 
-    def store(self, data: np.ndarray, op: str) -> np.ndarray:
-        """An activation: rounded to the storage format (unchanged when it is fp32)."""
+    def store(self, data: np.ndarray, op: str, exact: bool = False) -> np.ndarray:
+        """An activation: rounded to the storage format (unchanged when it is fp32, or
+        when ``exact`` says the op cannot leave its input's format, as relu)."""
         self.note(op, "out", self._storage)
-        if self._storage is None or data.dtype == np.float64:
+        if self._storage is None or data.dtype == np.float64 or exact:
             return data
         return self._round(data, self._storage)[1]
 

@@ -316,14 +316,15 @@ class Tensor:
 
     # --- elementwise nonlinearities ---------------------------------------------------
     def _unary(self, data: np.ndarray, dfdx: Callable[[], np.ndarray], op: str,
-               store: bool) -> "Tensor":
+               store: bool, exact: bool = False) -> "Tensor":
         """An elementwise op; ``store`` rounds the output to the policy's activation
         storage format (torch autocast keeps relu/gelu/tanh/sigmoid in the low dtype,
-        exp/log in fp32)."""
+        exp/log in fp32). ``exact``: the op only selects input values (relu), so its
+        output is already in the input's format and is not rounded again."""
         from . import amp
 
         ctx = amp.current()
-        data = ctx.store(data, op) if store else ctx.fp32(data, op)
+        data = ctx.store(data, op, exact) if store else ctx.fp32(data, op)
         out = self._make(data, (self,), op)
 
         def _backward():
@@ -334,7 +335,7 @@ class Tensor:
     def relu(self) -> "Tensor":
         x = self.data
         return self._unary(np.where(x > 0, x, np.zeros_like(x)), lambda: (x > 0).astype(x.dtype),
-                           "relu", True)
+                           "relu", True, exact=True)
 
     def tanh(self) -> "Tensor":
         t = np.tanh(self.data)

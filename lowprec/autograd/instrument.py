@@ -12,7 +12,7 @@ the loss, the loss scale and skipped steps, and the per-epoch curves.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -76,10 +76,11 @@ class CastStats:
         return self.saturated / finite if finite else 0.0
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d.update(flushed_fraction=self.flushed_fraction, subnormal_fraction=self.subnormal_fraction,
-                 saturated_fraction=self.saturated_fraction)
-        return d
+        return dict(count=self.count, nonzero=self.nonzero, flushed=self.flushed,
+                    subnormal=self.subnormal, saturated=self.saturated, nonfinite=self.nonfinite,
+                    amax=self.amax, flushed_fraction=self.flushed_fraction,
+                    subnormal_fraction=self.subnormal_fraction,
+                    saturated_fraction=self.saturated_fraction)
 
 
 @dataclass
@@ -121,9 +122,9 @@ class UpdateStats:
         return self.applied / self.requested if self.requested else 1.0
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d.update(lost_fraction=self.lost_fraction, applied_ratio=self.applied_ratio)
-        return d
+        return dict(count=self.count, nonzero=self.nonzero, lost=self.lost,
+                    requested=self.requested, applied=self.applied,
+                    lost_fraction=self.lost_fraction, applied_ratio=self.applied_ratio)
 
 
 def cast_stats(x: np.ndarray, q: np.ndarray, fmt: Optional[Format], amax: Optional[float] = None
@@ -183,12 +184,13 @@ class Tracker:
     """Collects cast and update statistics for one step at a time, and totals per role.
 
     Args:
-        histogram: whether to accumulate log2|x| histograms per role.
+        histogram: the roles whose log2|x| histograms are accumulated (default: gradients,
+            the ones Micikevicius et al. plot); True for every role, False for none.
     """
 
-    def __init__(self, histogram: bool = True):
+    def __init__(self, histogram=("gradient",)):
         self.histogram = histogram
-        self.step: Dict[str, object] = {}
+        self.step: Dict[str, object] = {}  # key -> CastStats / UpdateStats of this step
         self.roles: Dict[str, str] = {}
         self.formats: Dict[str, str] = {}
         self.totals: Dict[str, CastStats] = {}
@@ -205,7 +207,7 @@ class Tracker:
         self.roles[key] = role
         self.formats[key] = "fp32" if fmt is None else fmt.name
         self.totals.setdefault(role, CastStats()).merge(s)
-        if self.histogram:
+        if self.histogram is True or (self.histogram and role in self.histogram):
             h = log2_histogram(x)
             self.hist[role] = self.hist[role] + h if role in self.hist else h
             self.zeros[role] = self.zeros.get(role, 0) + int(np.count_nonzero(x == 0))
