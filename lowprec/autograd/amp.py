@@ -448,9 +448,7 @@ class Autocast:
         qb = self.cast(b, "weight", key, axis=0)
         self.note("matmul", "activation", self._fmts["activation"])
         self.note("matmul", "weight", self._fmts["weight"])
-        out = self._gemm(qa, qb)
-        if a.dtype == np.float64 and self.policy.acc == "fp64":
-            out = out.astype(np.float64)
+        out = self._gemm(qa, qb).astype(a.dtype, copy=False)  # float32 GEMMs upcast exactly
         out = self.store(out, "matmul")
         return out, (a, b, qa, qb)
 
@@ -480,9 +478,8 @@ class Autocast:
             self.note("matmul.dgrad", "gradient", gfmt)
         if need_b:
             self.note("matmul.wgrad", "gradient", gfmt)
-        if g.dtype == np.float64 and self.policy.acc == "fp64":
-            ga = None if ga is None else ga.astype(np.float64)
-            gb = None if gb is None else gb.astype(np.float64)
+        ga = None if ga is None else ga.astype(a.dtype, copy=False)
+        gb = None if gb is None else gb.astype(b.dtype, copy=False)
         return ga, gb
 
 

@@ -333,25 +333,30 @@ class Tensor:
         return out
 
     def relu(self) -> "Tensor":
+        """max(x, 0); kept in the input's format."""
         x = self.data
         return self._unary(np.where(x > 0, x, np.zeros_like(x)), lambda: (x > 0).astype(x.dtype),
                            "relu", True, exact=True)
 
     def tanh(self) -> "Tensor":
+        """Hyperbolic tangent; rounded to the policy's activation storage format."""
         t = np.tanh(self.data)
         return self._unary(t, lambda: 1 - t * t, "tanh", True)
 
     def sigmoid(self) -> "Tensor":
+        """Logistic sigmoid 1 / (1 + e^-x), evaluated without overflow; rounded to the storage format."""
         x = self.data
         e = np.exp(-np.abs(x))  # stable on both sides
         s = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
         return self._unary(s, lambda: s * (1 - s), "sigmoid", True)
 
     def exp(self) -> "Tensor":
+        """e^x, kept in fp32 under autocast."""
         e = np.exp(self.data)
         return self._unary(e, lambda: e, "exp", False)
 
     def log(self) -> "Tensor":
+        """Natural logarithm, kept in fp32 under autocast."""
         x = self.data
         return self._unary(np.log(x), lambda: 1 / x, "log", False)
 
@@ -373,10 +378,12 @@ class Tensor:
 
     # --- functional ops defined in ops.py, offered as methods --------------------------
     def softmax(self, axis: int = -1) -> "Tensor":
+        """See :func:`lowprec.autograd.ops.softmax`."""
         from .ops import softmax
         return softmax(self, axis)
 
     def log_softmax(self, axis: int = -1) -> "Tensor":
+        """See :func:`lowprec.autograd.ops.log_softmax`."""
         from .ops import log_softmax
         return log_softmax(self, axis)
 
