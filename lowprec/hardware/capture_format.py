@@ -1,0 +1,115 @@
+"""The capture file: one ``.npz`` holding codes of every captured tensor plus JSON metadata.
+
+Layout (no pickles, so a capture from an untrusted machine is safe to open):
+
+- ``meta.json``: a uint8 array holding UTF-8 JSON: ``{"version", "device", "torch",
+  "seed", "ops": [...]}``. Each op is a dict with ``id`` (unique), ``kind`` ("convert",
+  "gemm", "train"), ``status`` ("ok" or "skipped" with ``reason``), its parameters, and
+  ``arrays``: role -> {"key": npz key, "format": lowprec format name}.
+- one array per tensor: the tensor's codes (uint8/uint16/uint32) in the named format, so
+  that NaN payloads and signed zeros survive; integer tensors (class labels) as int64 with
+  format "int64".
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..formats import get_format
+from ..quantize import decode
+
+__all__ = ["Capture", "load_capture", "CAPTURE_VERSION"]
+
+CAPTURE_VERSION = 1
+_META_KEY = "meta.json"
+
+
+@dataclass
+class Capture:
+    """Captured ops: metadata plus the code arrays they refer to.
+
+    Attributes:
+        meta: the JSON metadata (see the module docstring).
+        arrays: npz key -> code array.
+        path: file it was loaded from or saved to ("" while in memory).
+    """
+
+    meta: dict
+    arrays: dict = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def ops(self) -> list:
+        """The op records, in capture order."""
+        return self.meta.setdefault("ops", [])
+
+    def add_op(self, spec: dict, tensors: Optional[dict] = None) -> dict:
+        """Record an op. ``tensors``: role -> (codes, format name); keys are derived from
+        the op id."""
+        if any(o["id"] == spec["id"] for o in self.ops):
+            raise ValueError(f"capture: duplicate op id {spec['id']!r}")
+        spec = dict(spec)
+        spec.setdefault("status", "ok")
+        spec["arrays"] = {}
+        for role, (codes, fmt) in (tensors or {}).items():
+            key = f"{spec['id']}/{role}"
+            self.arrays[key] = np.ascontiguousarray(codes)
+            spec["arrays"][role] = {"key": key, "format": fmt}
+        self.ops.append(spec)
+        return spec
+
+    def codes(self, op: dict, role: str) -> np.ndarray:
+        """The raw code array of one of an op's tensors."""
+        return self.arrays[op["arrays"][role]["key"]]
+
+    def format(self, op: dict, role: str) -> str:
+        """Format name of one of an op's tensors."""
+        return op["arrays"][role]["format"]
+
+    def values(self, op: dict, role: str, dtype=np.float64) -> np.ndarray:
+        """Decoded values of one of an op's tensors (ints stay int64)."""
+        codes = self.codes(op, role)
+        fmt = self.format(op, role)
+        if fmt == "int64":
+            return codes.astype(np.int64)
+        return decode(codes, get_format(fmt), dtype=dtype)
+
+    def save(self, path) -> str:
+        """Write the capture to ``path`` (``.npz`` appended by numpy if missing)."""
+        meta = json.dumps(self.meta, indent=1, sort_keys=False).encode("utf-8")
+        path = str(path)
+        np.savez_compressed(path, **{_META_KEY: np.frombuffer(meta, np.uint8)}, **self.arrays)
+        self.path = path if path.endswith(".npz") else path + ".npz"
+        return self.path
+
+
+def load_capture(path) -> Capture:
+    """Read a capture file written by :func:`lowprec.hardware.capture.capture`.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file is not a lowprec capture.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"capture file {path} not found")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if _META_KEY not in z.files:
+                raise ValueError(f"{path} is not a lowprec capture file (no {_META_KEY})")
+            meta = json.loads(bytes(z[_META_KEY]).decode("utf-8"))
+            arrays = {k: z[k] for k in z.files if k != _META_KEY}
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable npz capture file: {e}") from e
+    if not isinstance(meta, dict) or "ops" not in meta:
+        raise ValueError(f"{path}: metadata has no op list")
+    if meta.get("version", 0) > CAPTURE_VERSION:
+        raise ValueError(f"{path}: capture version {meta.get('version')} is newer than this "
+                         f"lowprec understands ({CAPTURE_VERSION})")
+    return Capture(meta, arrays, str(p))
