@@ -263,12 +263,21 @@ class QTensor(NamedTuple):
                        None if self.codes is None else self.codes.T)
 
     def operand(self):
-        """What :func:`lowprec.matmul` gets: an LPArray of the codes (so they are not
+        """What :func:`lowprec.matmul` gets: the codes with their format (so they are not
         rounded again), or the float32 values."""
         if self.fmt is None:
             return np.ascontiguousarray(self.values)
-        from ..array import LPArray
-        return LPArray(np.ascontiguousarray(self.codes), self.fmt)
+        return _Coded(np.ascontiguousarray(self.codes), self.fmt)
+
+
+class _Coded(NamedTuple):
+    """Codes plus format, which :func:`lowprec.matmul` accepts as it accepts an LPArray.
+
+    Not an LPArray because importing :mod:`lowprec.array` rebinds ``lowprec.array`` from
+    the function to the module (a name clash in the package)."""
+
+    codes: np.ndarray
+    fmt: Format
 
 
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("lowprec_autocast", default=None)
