@@ -11,11 +11,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .core import magnitude_mode, round_sig, split_float
+from .core import bitlen, magnitude_mode, round_sig, split_float
+from .random import rand64
 from .params import (
     F_BIAS, F_EMAX, F_EMIN, F_HAS_INF, F_HAS_NAN, F_INF, F_MAN, F_MAXCODE, F_MAXSIG,
     F_NAN_KIND, F_NAN_NEG, F_NAN_POS, F_SIGNBIT, F_SIGNED, F_SUBN, F_ZERO, F_EXPMASK,
-    M_DOWN, M_RTO, X_BITS, X_FRAC, X_MAXINT, X_MININT, X_NAN_CODE,
+    M_DOWN, M_RTO, X_BITS, X_FRAC, X_MAXINT, X_MININT, X_NAN_CODE, fixed_tuple, float_tuple,
 )
 
 _OVF_INF = 0
@@ -24,12 +25,12 @@ _OVF_WRAP = 2
 _NAN_NEG_ZERO = 2  # formats.NAN_ENCODINGS.index("neg_zero")
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _nan_code(neg, fp):
     return fp[F_NAN_NEG] if neg else fp[F_NAN_POS]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _overflow_code(neg, mmode, ovf, fp):
     sgn = fp[F_SIGNBIT] if neg else 0
     if ovf == _OVF_SATURATE or mmode == M_DOWN or mmode == M_RTO:
@@ -41,14 +42,14 @@ def _overflow_code(neg, mmode, ovf, fp):
     return sgn | fp[F_MAXCODE]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _zero_code(neg, fp):
     if neg and fp[F_SIGNED] == 1 and fp[F_NAN_KIND] != _NAN_NEG_ZERO:
         return fp[F_SIGNBIT]
     return np.int64(0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _inf_code(neg, ovf, fp):
     sgn = fp[F_SIGNBIT] if neg else 0
     if neg and fp[F_SIGNED] == 0:
@@ -61,25 +62,26 @@ def _inf_code(neg, ovf, fp):
     return sgn | fp[F_MAXCODE]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _zero_input_code(neg, fp):
     if fp[F_ZERO] == 0:  # no zero to round to (E8M0): NaN, as ml_dtypes does
         return fp[F_NAN_POS]
     return _zero_code(neg, fp)
 
 
-@njit(cache=True)
-def encode_float_parts(neg, sig, e, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz, key, idx, sr_bits):
+@njit(cache=True, inline="always")
+def encode_float_parts(neg, sig, e, big_e, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz, key, idx,
+                       sr_bits):
     """Code of the finite non-zero value (-1)^neg (sig*2^e + tail) in a float format.
 
-    ``mode`` is a lowprec.rounding id, ``ovf`` an overflow id, ``ftz`` flushes subnormal
-    results to zero. See :func:`.core.round_sig` for the tail's preconditions.
+    ``big_e`` is floor(log2(sig * 2^e)). ``mode`` is a lowprec.rounding id, ``ovf`` an
+    overflow id, ``ftz`` flushes subnormal results to zero. See :func:`.core.round_sig`
+    for the tail's preconditions.
     """
     if neg and fp[F_SIGNED] == 0:
         return fp[F_NAN_POS] if fp[F_HAS_NAN] == 1 else np.int64(0)
     m = fp[F_MAN]
     emin = fp[F_EMIN]
-    big_e = e + np.int64(math.frexp(float(sig))[1]) - 1  # floor(log2(sig * 2^e))
     if lo_sig != 0 and lo_neg and (sig & (sig - 1)) == 0:
         big_e -= 1  # a power of two minus a tail lies in the binade below
     mmode = magnitude_mode(mode, neg)
@@ -127,30 +129,134 @@ def _encode_float_bits(b, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key, idx,
             return _zero_input_code(neg, fp)
         sig = mf
         e = 1 - in_bias - in_m
+        big_e = e + bitlen(sig) - 1
     else:
         sig = mf | (np.int64(1) << in_m)
         e = ef - in_bias - in_m
-    return encode_float_parts(neg, sig, e, 0, 0, False, fp, mode, ovf, ftz, key, idx, sr_bits)
+        big_e = ef - in_bias
+    return encode_float_parts(neg, sig, e, big_e, 0, 0, False, fp, mode, ovf, ftz, key, idx,
+                              sr_bits)
+
+
+@njit(cache=True, inline="always")
+def _fast_code(b, in_m, in_ebits, in_bias, m, emin, emax, maxsig, bias, sbit, base, use_lsb,
+               up_pos, up_neg, sr, sr_bits, key, i):
+    """Code for the common case, or -1 when the general path must decide.
+
+    Common case: a normal input, a normal and finite result, and RNE/RNA/RTZ/RUP/RDN or
+    SR. Written without data-dependent branches so that LLVM can vectorise the loop.
+    Stochastic decisions read the random stream exactly as :func:`.core.round_sig` does,
+    so both paths give identical results.
+    """
+    ub = np.int64(b)
+    emask = (np.int64(1) << in_ebits) - 1
+    ef = (ub >> in_m) & emask
+    big_e = ef - in_bias
+    neg = (ub >> (in_m + in_ebits)) & 1
+    sig = (ub & ((np.int64(1) << in_m) - 1)) | (np.int64(1) << in_m)
+    shift = in_m - m
+    ones = (np.int64(1) << shift) - 1
+    if sr:
+        rem = sig & ones
+        r = rand64(key, i, 0)
+        if sr_bits == 0:  # exact: up iff the first `shift` random bits < rem
+            up = np.int64((r >> np.uint64(64 - shift)) < np.uint64(rem))
+        else:
+            if shift >= sr_bits:
+                h = np.uint64(rem >> (shift - sr_bits))
+            else:
+                h = np.uint64(rem) << np.uint64(sr_bits - shift)
+            lim = np.uint64(1) << np.uint64(sr_bits)
+            up = np.int64(h + (r >> np.uint64(64 - sr_bits)) >= lim)
+        kept = (sig >> shift) + up
+    else:
+        add = base + use_lsb * ((sig >> shift) & 1) + ones * (up_pos * (1 - neg) + up_neg * neg)
+        kept = (sig + add) >> shift
+    carry = kept >> (m + 1)  # rounded up to the next binade: kept == 2^(m+1)
+    kept >>= carry
+    big_e += carry
+    code = (((big_e + bias) << m) | (kept - (np.int64(1) << m))) | (sbit * neg)
+    bad = ((ef == 0) | (ef == emask) | (big_e < emin) | (big_e > emax)
+           | ((big_e == emax) & (kept > maxsig)))
+    return np.int64(-1) if bad else code
+
+
+@njit(cache=True)
+def _fast_rounding_constants(mode, shift):
+    """(base, use_lsb, up_pos, up_neg): RNE adds half-1 plus the kept LSB, RNA half,
+    RTZ nothing, RUP/RDN all ones for positive/negative values."""
+    half = np.int64(1) << (shift - 1)
+    if mode == 0:
+        return half - 1, np.int64(1), np.int64(0), np.int64(0)
+    if mode == 1:
+        return half, np.int64(0), np.int64(0), np.int64(0)
+    if mode == 3:
+        return np.int64(0), np.int64(0), np.int64(1), np.int64(0)
+    if mode == 4:
+        return np.int64(0), np.int64(0), np.int64(0), np.int64(1)
+    return np.int64(0), np.int64(0), np.int64(0), np.int64(0)
+
+
+@njit(cache=True)
+def _fast_applies(fp, mode, in_m):
+    # RTO, unsigned formats and targets as wide as the input take the general path
+    return mode != 5 and fp[F_SIGNED] == 1 and in_m > fp[F_MAN]
+
+
+@njit(cache=True, inline="always")
+def _encode_range(bits, start, stop, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key,
+                  sr_bits, out, flag):
+    # pass 1: the branch-free common case over the whole range; pass 2: the rest
+    if _fast_applies(fp, mode, in_m):
+        rc = _fast_rounding_constants(mode, in_m - fp[F_MAN])
+        sr = mode == 6
+        m, emin, emax, maxsig = fp[F_MAN], fp[F_EMIN], fp[F_EMAX], fp[F_MAXSIG]
+        bias, sbit = fp[F_BIAS], fp[F_SIGNBIT]
+        nbad = 0
+        for i in range(start, stop):
+            c = _fast_code(bits[i], in_m, in_ebits, in_bias, m, emin, emax, maxsig, bias, sbit,
+                           rc[0], rc[1], rc[2], rc[3], sr, sr_bits, key, i)
+            out[i] = c
+            flag[i - start] = c < 0
+            nbad += c < 0
+        if nbad:
+            for i in range(start, stop):
+                if flag[i - start]:
+                    out[i] = _encode_float_bits(bits[i], in_m, in_ebits, in_bias, fp, mode,
+                                                ovf, ftz, key, i, sr_bits)
+    else:
+        for i in range(start, stop):
+            out[i] = _encode_float_bits(bits[i], in_m, in_ebits, in_bias, fp, mode, ovf, ftz,
+                                        key, i, sr_bits)
+
+
+_BLOCK = 1 << 14  # elements per parallel task (its flags stay in L1)
 
 
 @njit(cache=True, parallel=True)
 def encode_float_array(bits, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key, sr_bits, out):
     """Encode every element of ``bits`` (raw IEEE patterns, flat) into ``out`` (flat)."""
-    for i in prange(bits.size):
-        out[i] = _encode_float_bits(bits[i], in_m, in_ebits, in_bias, fp, mode, ovf, ftz,
-                                    key, i, sr_bits)
+    fp = float_tuple(fp)
+    nblocks = (bits.size + _BLOCK - 1) // _BLOCK
+    for blk in prange(nblocks):
+        start = blk * _BLOCK
+        stop = min(start + _BLOCK, bits.size)
+        flag = np.empty(stop - start, np.bool_)
+        _encode_range(bits, start, stop, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key,
+                      sr_bits, out, flag)
 
 
-# Serial twins: waking the thread pool costs far more than converting a small array.
+# Serial twin: waking the thread pool costs far more than converting a small array.
 @njit(cache=True)
 def encode_float_serial(bits, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key, sr_bits, out):
     """Serial twin of :func:`encode_float_array` for small arrays."""
-    for i in range(bits.size):
-        out[i] = _encode_float_bits(bits[i], in_m, in_ebits, in_bias, fp, mode, ovf, ftz,
-                                    key, i, sr_bits)
+    fp = float_tuple(fp)
+    flag = np.empty(bits.size, np.bool_)
+    _encode_range(bits, 0, bits.size, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key,
+                  sr_bits, out, flag)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def decode_float_code(code, fp):
     """float64 value of one code of a float format."""
     m = fp[F_MAN]
@@ -182,6 +288,7 @@ def decode_float_code(code, fp):
 @njit(cache=True, parallel=True)
 def decode_float_array(codes, fp, out):
     """Decode every code (flat) of a float format into ``out`` (flat)."""
+    fp = float_tuple(fp)
     for i in prange(codes.size):
         out[i] = decode_float_code(codes[i], fp)
 
@@ -189,6 +296,7 @@ def decode_float_array(codes, fp, out):
 @njit(cache=True)
 def decode_float_serial(codes, fp, out):
     """Serial twin of :func:`decode_float_array`."""
+    fp = float_tuple(fp)
     for i in range(codes.size):
         out[i] = decode_float_code(codes[i], fp)
 
@@ -210,12 +318,12 @@ def round_float_value(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits):
     if lo != 0.0:
         lneg, lo_sig, lo_e = split_float(lo)
         lo_neg = lneg != neg  # tail direction relative to the magnitude
-    code = encode_float_parts(neg, sig, e, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz, key,
-                              idx, sr_bits)
+    code = encode_float_parts(neg, sig, e, e + 52, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz,
+                              key, idx, sr_bits)
     return decode_float_code(code, fp)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _encode_fixed_bits(b, in_m, in_ebits, in_bias, xp, mode, ovf, key, idx, sr_bits):
     ub = np.uint64(b)
     neg = (ub >> np.uint64(in_m + in_ebits)) & np.uint64(1) == np.uint64(1)
@@ -238,14 +346,14 @@ def _encode_fixed_bits(b, in_m, in_ebits, in_bias, xp, mode, ovf, key, idx, sr_b
     return encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits):
     """Two's complement word of (-1)^neg sig*2^e in a fixed-point format."""
     q = -xp[X_FRAC]
     nbits = xp[X_BITS]
     wmask = (np.int64(1) << nbits) - 1
     mmode = magnitude_mode(mode, neg)
-    big_e = e + np.int64(math.frexp(float(sig))[1]) - 1
+    big_e = e + bitlen(sig) - 1
     if big_e - q >= 40:  # far beyond any 32-bit word
         if ovf == _OVF_WRAP:
             s = e - q
@@ -266,6 +374,7 @@ def encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits):
 @njit(cache=True, parallel=True)
 def encode_fixed_array(bits, in_m, in_ebits, in_bias, xp, mode, ovf, key, sr_bits, out):
     """Encode every element (raw IEEE patterns, flat) into fixed-point words."""
+    xp = fixed_tuple(xp)
     for i in prange(bits.size):
         out[i] = _encode_fixed_bits(bits[i], in_m, in_ebits, in_bias, xp, mode, ovf, key, i,
                                     sr_bits)
@@ -274,6 +383,7 @@ def encode_fixed_array(bits, in_m, in_ebits, in_bias, xp, mode, ovf, key, sr_bit
 @njit(cache=True)
 def encode_fixed_serial(bits, in_m, in_ebits, in_bias, xp, mode, ovf, key, sr_bits, out):
     """Serial twin of :func:`encode_fixed_array`."""
+    xp = fixed_tuple(xp)
     for i in range(bits.size):
         out[i] = _encode_fixed_bits(bits[i], in_m, in_ebits, in_bias, xp, mode, ovf, key, i,
                                     sr_bits)
@@ -282,6 +392,7 @@ def encode_fixed_serial(bits, in_m, in_ebits, in_bias, xp, mode, ovf, key, sr_bi
 @njit(cache=True)
 def decode_fixed_array(codes, xp, out):
     """Decode fixed-point words (flat) into values."""
+    xp = fixed_tuple(xp)
     nbits = xp[X_BITS]
     for i in range(codes.size):
         v = np.int64(codes[i]) & ((np.int64(1) << nbits) - 1)

@@ -22,7 +22,7 @@ from .random import rand64
 _ONES64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def bitlen(x):
     """Number of bits of a non-negative int64 below 2^53 (0 for 0)."""
     if x == 0:
@@ -30,7 +30,7 @@ def bitlen(x):
     return math.frexp(float(x))[1]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _mask64(n):
     # low n bits set, 0 <= n <= 64
     if n >= 64:
@@ -92,7 +92,7 @@ def stream_cmp(sig, nbits, key, idx, word):
     return 0, w
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def magnitude_mode(mode, neg):
     """Map a signed rounding mode id (lowprec.rounding order) to a magnitude mode."""
     if mode == 0:
@@ -110,7 +110,7 @@ def magnitude_mode(mode, neg):
     return M_SR
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def round_sig(sig, e, lo_sig, lo_e, lo_neg, q, mmode, key, idx, sr_bits):
     """Round the magnitude ``sig*2^e +- lo_sig*2^lo_e`` to a multiple of ``2^q``.
 

@@ -41,3 +41,22 @@ M_DOWN = 2
 M_UP = 3
 M_RTO = 4
 M_SR = 5
+
+
+# Kernels unpack the parameter array into a tuple once, outside their loops: a tuple is a
+# plain value, while handing an array to a helper costs an atomic reference-count update
+# per call (and, with several threads, a cache line bouncing between cores).
+from numba import njit  # noqa: E402
+
+
+@njit(cache=True)
+def float_tuple(fp):
+    """The float-format parameter array as a tuple (see the F_* layout above)."""
+    return (fp[0], fp[1], fp[2], fp[3], fp[4], fp[5], fp[6], fp[7], fp[8], fp[9], fp[10],
+            fp[11], fp[12], fp[13], fp[14], fp[15], fp[16], fp[17])
+
+
+@njit(cache=True)
+def fixed_tuple(xp):
+    """The fixed-point parameter array as a tuple (see the X_* layout above)."""
+    return (xp[0], xp[1], xp[2], xp[3], xp[4])
