@@ -5,7 +5,7 @@ when no backend has been chosen, so ``import lowprec.plot`` costs nothing.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 

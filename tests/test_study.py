@@ -4,7 +4,6 @@ loss-shift invariance of fp32, the command line and its error handling."""
 import json
 import os
 
-import numpy as np
 import pytest
 
 from lowprec import cli

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import contextvars
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
