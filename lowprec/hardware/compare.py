@@ -526,7 +526,10 @@ def _main(args) -> int:
             from .report import write_tc_report
             print(f"report: {write_tc_report(recs, args.report)}", file=sys.stderr)
         return 0
-    cap = load_capture(args.file)
+    try:
+        cap = load_capture(args.file)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from e
     recs = compare_capture(cap, models=args.model, progress=not args.json)
     if args.json:
         print(json.dumps({"meta": {k: v for k, v in cap.meta.items() if k != "ops"},

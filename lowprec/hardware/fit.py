@@ -1,0 +1,355 @@
+"""Search the block-FMA parameter space for what explains a device: ``lowprec fit``.
+
+A :class:`~lowprec.hardware.models.BlockFMAModel` has a handful of discrete parameters
+(products per block n, fraction bits F kept when aligning, final rounding, whether c
+enters the block or is added after it, an fp32 promotion interval, a narrowed result,
+and, for the extended grid, two blocks per instruction dealt round-robin and inputs
+converted to fp16 first). :func:`fit_problem` runs every point of a grid over some device
+results and ranks the points by mismatch count. Branch and bound keeps it fast: the
+results are cut into pieces (a small one first) and a candidate stops as soon as its
+mismatches exceed the best complete count so far, which no later piece can lower.
+
+Ties are broken by grid order, which lists simpler models first (fewer products per
+block, fewer fraction bits, RTZ before RNE, c in the block before c late, no promotion,
+full result width). The data cannot tell apart parameters that act the same on it (e.g.
+any n >= K when every case has K products), so read the table, not only its first row.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from ..formats import get_format
+from ..quantize import quantize
+from .models import BlockFMAModel, list_models, select_block
+
+__all__ = ["Piece", "FitProblem", "grid", "fit_problem", "fit_tc", "fit_capture",
+           "named_matches", "register"]
+
+NS = (4, 8, 16, 32)
+FRACS = tuple(range(13, 27))
+ROUNDINGS = ("rtz", "rne")
+C_MODES = ("block", "late")
+PROMOTE = (None, 128)
+
+
+@dataclass
+class Piece:
+    """Device results to explain: d ~ out(scale_b * (scale_a * model(c + a @ b))).
+
+    a: (batch, M, K), b: (batch, K, N), c: None or broadcastable to (batch, M, N); inputs
+    as arrays of their format's numpy/ml_dtypes dtype (or float values with ``inputs``);
+    ``want``: float32 device results; ``out``: the format they were compared in.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    want: np.ndarray
+    out: str
+    c: Optional[np.ndarray] = None
+    inputs: Optional[str] = None
+    scale_a: Optional[float] = None
+    scale_b: Optional[float] = None
+
+    @property
+    def cases(self) -> int:
+        return int(np.size(self.want))
+
+
+@dataclass
+class FitProblem:
+    """A named fitting problem: pieces with one input and one output format."""
+
+    name: str
+    in_format: str
+    out_format: str
+    pieces: list
+    block_outs: tuple = ("float32",)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def cases(self) -> int:
+        return sum(p.cases for p in self.pieces)
+
+
+def grid(in_format: str, block_outs: Sequence[str] = ("float32",), *, ns=NS, fracs=FRACS,
+         roundings=ROUNDINGS, c_modes=C_MODES, promote=PROMOTE, extended: bool = False
+         ) -> list:
+    """Block models to try, simplest first.
+
+    Args:
+        in_format: input format (the fp16 conversion of the extended grid applies to fp8).
+        block_outs: output formats of the block ("float32", "float16").
+        ns, fracs, roundings, c_modes, promote: values of n, F, rounding, c_mode and
+            promote_every (None or a number of products; skipped where it is not a
+            multiple of the instruction's products).
+        extended: also try two blocks per instruction (instruction_k = 2n), contiguous or
+            dealt round-robin in runs of 1, 2 or 4, and fp8 inputs converted to fp16
+            (Hopper's fp16-accumulating fp8 path).
+
+    Returns:
+        A list of :class:`BlockFMAModel`.
+    """
+    fin = get_format(in_format).name
+    convs = [None] + (["float16"] if extended and fin.startswith("float8") else [])
+    out = []
+    for bo in block_outs:
+        man = get_format(bo).man_bits
+        for n in ns:
+            layouts = [(None, 0)]
+            if extended:
+                layouts += [(2 * n, g) for g in (0, 1, 2, 4) if g == 0 or n % g == 0]
+            for f in fracs:
+                for rnd in roundings:
+                    for cm in c_modes:
+                        for ik, g in layouts:
+                            if ik is not None and g == 0 and cm == "block":
+                                continue  # same as one block per instruction
+                            kk = ik or n
+                            for p in promote:
+                                if p is not None and (p < kk or p % kk):
+                                    continue
+                                for narrow in (False, True) if f < man else (False,):
+                                    for conv in convs:
+                                        out.append(BlockFMAModel(
+                                            n, f, rnd, bo, out_frac_bits=f if narrow else None,
+                                            c_mode=cm, instruction_k=ik, interleave=g,
+                                            promote_every=p, convert_inputs=conv))
+    return out
+
+
+def _mismatches(blk: BlockFMAModel, piece: Piece) -> int:
+    from ..gemm import matmul
+
+    fp16_path = blk.out_format == "float16"
+    r = matmul(piece.a, piece.b, c=piece.c, inputs=piece.inputs, model=blk,
+               out="fp16" if fp16_path else None, scale_a=piece.scale_a, scale_b=piece.scale_b)
+    r = np.asarray(r.to_numpy() if hasattr(r, "to_numpy") else r, np.float32)
+    if get_format(piece.out).name != ("float16" if fp16_path else "float32"):
+        r = quantize(r.astype(np.float64), piece.out).astype(np.float32)
+    r = r.reshape(-1)
+    w = np.asarray(piece.want, np.float32).reshape(-1)
+    same = (r.view(np.uint32) == w.view(np.uint32)) | (np.isnan(r) & np.isnan(w))
+    return int((~same).sum())
+
+
+def describe(blk: BlockFMAModel) -> dict:
+    """The fitted parameters as a JSON-friendly dict."""
+    return {"n": blk.n, "frac_bits": blk.frac_bits, "rounding": blk.rounding,
+            "out_format": blk.out_format, "result_frac_bits": blk.result_frac_bits,
+            "c_mode": blk.c_mode, "instruction_k": blk.k_per_instruction,
+            "interleave": blk.interleave, "promote_every": blk.promote_every,
+            "convert_inputs": blk.convert_inputs}
+
+
+def named_matches(blk: BlockFMAModel, in_format: str) -> list:
+    """Named GPUs whose path for ``in_format`` has exactly these parameters."""
+    hits = []
+    for g in list_models():
+        try:
+            ref = select_block(g, in_format, blk.out_format)
+        except ValueError:
+            continue
+        if describe(ref) == describe(blk):
+            hits.append(g)
+    return hits
+
+
+def fit_problem(problem: FitProblem, candidates: Optional[Iterable[BlockFMAModel]] = None,
+                *, extended: bool = False, progress: bool = False) -> list:
+    """Rank block models by how many device results they miss.
+
+    Args:
+        problem: the :class:`FitProblem`.
+        candidates: models to try (default :func:`grid` for the problem's formats).
+        extended: use the extended grid (see :func:`grid`) when ``candidates`` is None.
+        progress: tqdm progress bar on stderr.
+
+    Returns:
+        Rows sorted best first: dicts with params (see :func:`describe`), model (the
+        :class:`BlockFMAModel`), mismatches (complete count, or the count when stopped),
+        cases (results checked), complete (bool), named (GPUs with these parameters).
+    """
+    if candidates is None:
+        candidates = grid(problem.in_format, problem.block_outs, extended=extended)
+    cands = list(candidates)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(cands, desc=f"fit {problem.name}", file=sys.stderr, leave=False)
+    else:
+        it = cands
+    import numba
+
+    threads = numba.get_num_threads()
+    # Thousands of small kernel calls: a thread-pool launch per call costs more than the
+    # work (results do not depend on the thread count).
+    numba.set_num_threads(1)
+    try:
+        rows = _search(problem, it)
+    finally:
+        numba.set_num_threads(threads)
+    rows.sort(key=lambda r: (not r["complete"], r["mismatches"] if r["complete"]
+                             else -r["cases"] / max(r["mismatches"], 1), r["order"]))
+    for r in rows[:50]:
+        r["named"] = named_matches(r["model"], problem.in_format)
+    return rows
+
+
+def _search(problem: FitProblem, cands) -> list:
+    best = np.inf
+    rows = []
+    for idx, blk in enumerate(cands):
+        miss = checked = 0
+        complete = True
+        for piece in problem.pieces:
+            try:
+                miss += _mismatches(blk, piece)
+            except ValueError:  # e.g. a path the inputs cannot take
+                miss, complete = np.iinfo(np.int64).max, False
+                break
+            checked += piece.cases
+            if miss > best:
+                complete = checked == problem.cases
+                break
+        if complete:
+            best = min(best, miss)
+        rows.append({"order": idx, "model": blk, "params": describe(blk), "mismatches": int(miss),
+                     "cases": checked, "complete": complete})
+    return rows
+
+
+def _split(n: int) -> list:
+    cuts = [0] + [c for c in (64, 512) if c < n] + [n]
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def tc_problems(root, limit: Optional[int] = None) -> list:
+    """One :class:`FitProblem` per data set under ``root`` (see
+    :func:`lowprec.hardware.compare.find_tc_datasets`)."""
+    from .compare import find_tc_datasets
+    from .tcdata import load_dataset
+
+    probs = []
+    for gpu, folder, out in find_tc_datasets(root):
+        ds = load_dataset(gpu, folder, out, root=root, limit=limit)
+        pieces = [Piece(ds.a[s, None, :], ds.b[s, :, None], ds.d[s], out, c=ds.c[s, None, None],
+                        inputs=ds.input_format) for s in _split(ds.cases)]
+        probs.append(FitProblem(f"{gpu}/{folder}/{'fp16' if out == 'float16' else 'fp32'}",
+                                ds.input_format, out, pieces, block_outs=(out,),
+                                info={"gpu": gpu, "input": folder, "k": ds.k}))
+    return probs
+
+
+def capture_problems(cap) -> list:
+    """One :class:`FitProblem` per (inputs, output, accumulation request) group of captured
+    GEMMs that a tensor-core model can take (fp16, bf16, fp8 inputs)."""
+    from .capture_format import Capture, load_capture
+    from .compare import _typed
+
+    if not isinstance(cap, Capture):
+        cap = load_capture(cap)
+    groups = {}
+    for op in cap.ops:
+        if op.get("status") != "ok" or op.get("kind") != "gemm":
+            continue
+        fa, fb = op["inputs"], op.get("inputs_b", op["inputs"])
+        if fa not in ("float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"):
+            continue
+        key = (op["torch_op"], f"{fa}x{fb}" if fa != fb else fa, op["out"], op["acc_request"])
+        sa = op.get("scale_a")
+        sb = op.get("scale_b")
+        piece = Piece(_typed(cap.values(op, "a"), fa)[None], _typed(cap.values(op, "b"), fb)[None],
+                      cap.values(op, "d").astype(np.float32)[None], op["out"],
+                      scale_a=None if sa in (None, 1.0) else sa,
+                      scale_b=None if sb in (None, 1.0) else sb)
+        groups.setdefault(key, []).append(piece)
+    probs = []
+    for (top, fin, out, acc), pieces in groups.items():
+        outs = ("float32", "float16") if out == "float16" and "x" not in fin else ("float32",)
+        pieces.sort(key=lambda p: p.cases)
+        probs.append(FitProblem(f"{top} {fin}->{out} acc={acc}", fin.split("x")[0], out,
+                                pieces, block_outs=outs, info={"torch_op": top}))
+    return probs
+
+
+def fit_tc(root, *, limit: Optional[int] = None, extended: bool = False,
+           progress: bool = False) -> list:
+    """Fit every data set under ``root``: a list of (problem, ranked rows)."""
+    return [(p, fit_problem(p, extended=extended, progress=progress))
+            for p in tc_problems(root, limit)]
+
+
+def fit_capture(cap, *, extended: bool = False, progress: bool = False) -> list:
+    """Fit every GEMM group of a capture: a list of (problem, ranked rows)."""
+    return [(p, fit_problem(p, extended=extended, progress=progress))
+            for p in capture_problems(cap)]
+
+
+def format_rows(problem: FitProblem, rows: list, top: int = 10) -> str:
+    """Ranked table of the best ``top`` candidates."""
+    zero = sum(1 for r in rows if r["complete"] and r["mismatches"] == 0)
+    lines = [f"{problem.name}: {problem.cases} results, {len(rows)} candidates, {zero} with no "
+             f"mismatch",
+             f"  {'#':>3} {'n':>3} {'F':>3} {'rnd':4} {'out':8} {'res':>3} {'c':6} {'ik':>3} "
+             f"{'il':>2} {'prom':>5} {'conv':8} {'mismatches':>16}  named"]
+    for i, r in enumerate(rows[:top], 1):
+        p = r["params"]
+        mm = (f"{r['mismatches']}/{r['cases']}" if r["complete"]
+              else f">={r['mismatches']} in {r['cases']}")
+        lines.append(f"  {i:3d} {p['n']:3d} {p['frac_bits']:3d} {p['rounding']:4} "
+                     f"{p['out_format']:8} {p['result_frac_bits']:3d} {p['c_mode']:6} "
+                     f"{p['instruction_k']:3d} {p['interleave']:2d} "
+                     f"{str(p['promote_every'] or '-'):>5} {str(p['convert_inputs'] or '-'):8} "
+                     f"{mm:>16}  {','.join(r.get('named', [])) or '-'}")
+    return "\n".join(lines)
+
+
+def _json_rows(problem: FitProblem, rows: list, top: int) -> dict:
+    return {"problem": problem.name, "input": problem.in_format, "output": problem.out_format,
+            "cases": problem.cases, "info": problem.info, "candidates": len(rows),
+            "ranked": [{"params": r["params"], "mismatches": r["mismatches"],
+                        "cases": r["cases"], "complete": r["complete"],
+                        "named": r.get("named", [])} for r in rows[:top]]}
+
+
+def _main(args) -> int:
+    if (args.file is None) == (args.tc_dir is None):
+        raise ValueError("fit: give a capture FILE or --tc-dir DIR (exactly one)")
+    if args.top < 1:
+        raise ValueError(f"fit: --top must be positive, got {args.top}")
+    if args.tc_dir is not None:
+        probs = tc_problems(args.tc_dir, args.limit)
+    else:
+        try:
+            probs = capture_problems(args.file)
+        except FileNotFoundError as e:
+            raise ValueError(str(e)) from e
+    if not probs:
+        print("nothing to fit (no data sets / no tensor-core-type GEMMs found)")
+        return 0
+    results = [(p, fit_problem(p, extended=args.extended, progress=True)) for p in probs]
+    if args.json:
+        print(json.dumps([_json_rows(p, r, args.top) for p, r in results], indent=1))
+    else:
+        print("\n\n".join(format_rows(p, r, args.top) for p, r in results))
+    return 0
+
+
+def register(sub, name: str) -> None:
+    """Add the ``fit`` subcommand."""
+    p = sub.add_parser(name, help="search block-FMA parameters that explain captured GPU "
+                                  "results")
+    p.add_argument("file", nargs="?", help="capture file written by `lowprec capture`")
+    p.add_argument("--tc-dir", help="folder of published real-GPU dot-product data")
+    p.add_argument("--extended", action="store_true",
+                   help="also try two blocks per instruction (interleaved) and fp8 inputs "
+                        "converted to fp16")
+    p.add_argument("--limit", type=int, default=None, help="cases per data set (--tc-dir)")
+    p.add_argument("--top", type=int, default=10, help="rows to print per problem")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_main)

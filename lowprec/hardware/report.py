@@ -1,0 +1,114 @@
+"""PNG plots and an HTML page for ``lowprec compare --report DIR``.
+
+matplotlib is imported only here, with the Agg backend, when a report is written.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from .compare import ULP_BINS
+
+__all__ = ["write_capture_report", "write_tc_report"]
+
+_HIST = [b[0] for b in ULP_BINS] + ["nan"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")
+
+
+def _op_figure(rec: dict, path: Path) -> None:
+    plt = _plt()
+    cands = rec["candidates"]
+    best = next(c for c in cands if c["name"] == rec["best"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, max(2.5, 0.22 * len(cands) + 1)))
+    ax1.barh([c["name"] for c in cands], [c["match_pct"] for c in cands], color="tab:blue")
+    ax1.invert_yaxis()
+    ax1.set_xlim(0, 100)
+    ax1.set_xlabel("exact bit matches (%)")
+    ax1.tick_params(axis="y", labelsize=7)
+    ax2.bar(_HIST, [best["ulp_hist"][k] for k in _HIST], color="tab:orange")
+    ax2.set_yscale("symlog")
+    ax2.set_xlabel(f"ULP distance in {rec['format']} (best: {best['name']})")
+    ax2.set_ylabel("cases")
+    fig.suptitle(rec["id"], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_capture_report(recs: list, meta: dict, out_dir) -> str:
+    """Write one PNG per op (match rate per candidate, ULP histogram of the best) and
+    ``index.html`` with the summary table. Returns the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = meta.get("device", {})
+    rows = []
+    for rec in recs:
+        rid = html.escape(rec["id"])
+        if rec.get("status") != "ok":
+            rows.append(f"<tr><td>{rid}</td><td colspan=5>skipped: "
+                        f"{html.escape(str(rec.get('reason', '')))}</td></tr>")
+            continue
+        png = f"{_slug(rec['id'])}.png"
+        _op_figure(rec, out / png)
+        best = next(c for c in rec["candidates"] if c["name"] == rec["best"])
+        rows.append(f"<tr><td><a href='#{png}'>{rid}</a></td><td>{rec['cases']}</td>"
+                    f"<td>{best['match_pct']:.2f}%</td><td>{html.escape(best['name'])}</td>"
+                    f"<td>{best['max_rel']:.3g}</td><td>{best['median_rel']:.3g}</td></tr>")
+    figs = "\n".join(f"<h3 id='{_slug(r['id'])}.png'>{html.escape(r['id'])}</h3>"
+                     f"<img src='{_slug(r['id'])}.png'>" for r in recs if r.get("status") == "ok")
+    title = f"lowprec compare: {html.escape(str(dev.get('name', '')))} ({dev.get('device')})"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+            "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
+            "</style></head><body>"
+            f"<h1>{title}</h1><p>torch {html.escape(str(dev.get('torch')))}, CUDA "
+            f"{html.escape(str(dev.get('cuda')))}, compute capability "
+            f"{html.escape(str(dev.get('compute_capability', '-')))}, seed {meta.get('seed')}</p>"
+            "<table><tr><th>op</th><th>cases</th><th>match</th><th>best model</th>"
+            "<th>max rel</th><th>median rel</th></tr>" + "\n".join(rows) + "</table>"
+            + figs + "</body></html>")
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return str(path)
+
+
+def write_tc_report(recs: list, out_dir) -> str:
+    """Write a bar chart of match rates per data set and ``index.html``. Returns the HTML
+    path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plt = _plt()
+    labels = [f"{r['gpu']} {r['input']}->{r['output']} ({r['model']})" for r in recs]
+    vals = [r["match_pct"] or 0.0 for r in recs]
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.3 * len(recs) + 1)))
+    ax.barh(labels, vals, color="tab:green")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("exact bit matches (%)")
+    fig.tight_layout()
+    fig.savefig(out / "tc_matches.png", dpi=80)
+    plt.close(fig)
+    rows = "\n".join(
+        f"<tr><td>{html.escape(r['gpu'])}</td><td>{html.escape(r['input'])}</td>"
+        f"<td>{r['output']}</td><td>{r['cases']}</td><td>{r['matches']}</td>"
+        f"<td>{html.escape(r['model'])}</td></tr>" for r in recs)
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>lowprec compare "
+            "--tc-dir</title></head><body><h1>Real-GPU data vs lowprec models</h1><table>"
+            "<tr><th>gpu</th><th>input</th><th>output</th><th>cases</th><th>matches</th>"
+            "<th>model</th></tr>" + rows + "</table><img src='tc_matches.png'></body></html>")
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return str(path)
