@@ -48,6 +48,11 @@ def _axes(ax, figsize=(7.0, 4.0)):
     return ax.figure, ax
 
 
+def _legend(ax, **kw) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", **kw)
+
+
 def _fmt(fmt):
     from .formats import get_format
 
@@ -179,7 +184,7 @@ def relative_error(x, q, fmt=None, ax=None, *, label: Optional[str] = None, shad
         ax.set_xlim(lo, hi)
         ax.set_ylim(bottom=u * 2.0 ** -12)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="lower left")
+    _legend(ax, loc="lower left")
     return fig
 
 
@@ -279,7 +284,7 @@ def running_sums(steps, sums: Mapping[str, np.ndarray], exact=None, ax=None, *,
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 
@@ -314,7 +319,7 @@ def error_vs_k(ks, errors: Mapping[str, np.ndarray], ax=None, *,
     if title:
         ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 
@@ -343,7 +348,7 @@ def sr_probability(position, probs: Mapping[str, np.ndarray], ax=None):
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 
@@ -377,8 +382,7 @@ def curves(x, ys: Mapping[str, np.ndarray], ax=None, *, xlabel: str = "", ylabel
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    if ys:
-        ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 
@@ -400,8 +404,7 @@ def agreement(table: Mapping[str, Mapping[str, float]], ax=None, *,
     cols = list(dict.fromkeys(c for r in rows for c in table[r]))
     m = np.array([[table[r].get(c, np.nan) for c in cols] for r in rows], np.float64)
     fig, ax = _axes(ax, figsize=(1.0 + 1.05 * len(cols), 0.9 + 0.5 * len(rows)))
-    cmap = plt.get_cmap("RdYlGn").copy()
-    cmap.set_bad("0.9")
+    cmap = plt.get_cmap("RdYlGn").with_extremes(bad="0.9")
     ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     for i in range(len(rows)):
         for j in range(len(cols)):
@@ -451,7 +454,7 @@ def ulp_histogram(diffs: Mapping[str, np.ndarray], ax=None, *, max_ulps: int = 8
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of cases")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 
