@@ -226,7 +226,7 @@ def _compare_gemm(cap: Capture, op: dict, wanted) -> dict:
 def _compare_convert(cap: Capture, op: dict, wanted) -> dict:
     dst = op["dst"]
     f = get_format(dst)
-    x = cap.values(op, "x", dtype=np.float32)
+    x = cap.codes(op, "x").view(np.float32)  # the raw bits: NaN signs and payloads kept
     want = cap.codes(op, "y")
     cands = {"torch-compatible": dict(overflow=_TORCH_OVERFLOW.get(dst)),
              "lowprec-default": {}}
@@ -502,6 +502,9 @@ def format_capture_report(recs: list, meta: Optional[dict] = None, all_candidate
     for r in recs:
         if r["status"] != "ok":
             out.append(f"{r['id']:58} skipped: {r['reason'].splitlines()[0][:80]}")
+            continue
+        if r["best"] is None:
+            out.append(f"{r['id']:58} {r['cases']:7d}  no candidate selected applies")
             continue
         best = next(c for c in r["candidates"] if c["name"] == r["best"])
         h = " ".join(str(best["ulp_hist"][k]) for k in hist_labels)

@@ -58,6 +58,10 @@ def write_capture_report(recs: list, meta: dict, out_dir) -> str:
     rows = []
     for rec in recs:
         rid = html.escape(rec["id"])
+        if rec.get("status") == "ok" and rec["best"] is None:
+            rows.append(f"<tr><td>{rid}</td><td colspan=5>no candidate selected applies"
+                        f"</td></tr>")
+            continue
         if rec.get("status") != "ok":
             rows.append(f"<tr><td>{rid}</td><td colspan=5>skipped: "
                         f"{html.escape(str(rec.get('reason', '')))}</td></tr>")
@@ -69,7 +73,8 @@ def write_capture_report(recs: list, meta: dict, out_dir) -> str:
                     f"<td>{best['match_pct']:.2f}%</td><td>{html.escape(best['name'])}</td>"
                     f"<td>{best['max_rel']:.3g}</td><td>{best['median_rel']:.3g}</td></tr>")
     figs = "\n".join(f"<h3 id='{_slug(r['id'])}.png'>{html.escape(r['id'])}</h3>"
-                     f"<img src='{_slug(r['id'])}.png'>" for r in recs if r.get("status") == "ok")
+                     f"<img src='{_slug(r['id'])}.png'>" for r in recs
+                     if r.get("status") == "ok" and r["best"] is not None)
     title = f"lowprec compare: {html.escape(str(dev.get('name', '')))} ({dev.get('device')})"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
             "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
