@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from .formats import FloatFormat, Format, get_format
-from .quantize import _fits, decode, encode, format_params, resolve_options
+from .quantize import _fits, decode, encode, format_tuple, resolve_options
 from .rounding import Rounding, parse_rounding
 
 # `abs` below shadows the builtin inside this module on purpose (lowprec.abs).
@@ -141,7 +141,7 @@ def _run(op: str, operands, names, fmt, rounding, overflow, subnormals, daz, sr_
     shape = bc[0].shape
     flat = [np.ascontiguousarray(b).reshape(-1) for b in bc]
     out = np.empty(flat[0].size, np.float64)
-    fp = format_params(f)
+    fp = format_tuple(f)
     args = (fp, opts.rounding.id, opts.overflow.id, opts.ftz, daz, opts.key, opts.sr_bits, out)
     from ._kernels import arith as K
 

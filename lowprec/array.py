@@ -23,7 +23,7 @@ import numpy as np
 
 from . import arith
 from .formats import FixedFormat, FloatFormat, Format, get_format
-from .quantize import _fits, decode, encode, format_params, resolve_options, seed_key
+from .quantize import _fits, decode, encode, format_tuple, resolve_options, seed_key
 from .rounding import parse_nan_policy, parse_overflow, parse_rounding
 
 __all__ = ["LPArray", "array", "concatenate", "stack", "RoundingContext"]
@@ -472,7 +472,7 @@ class LPArray:
 
         num = s.to_numpy(np.float64)
         res = np.empty(num.size, np.float64)
-        binary_array(OP_DIV, num, np.full(num.size, float(n)), format_params(f),
+        binary_array(OP_DIV, num, np.full(num.size, float(n)), format_tuple(f),
                      opts.rounding.id, opts.overflow.id, opts.ftz, False, opts.key,
                      opts.sr_bits, res)
         res = _from_values(res, f, self._ctx.replace(), "mean")
@@ -600,7 +600,7 @@ def _reduce(kind, a, b, src: LPArray, acc, order) -> LPArray:
     from ._kernels.reduce import dot_rows, sum_rows
 
     out = np.empty(a.shape[0], np.float64)
-    args = (_ORDERS[order], format_params(f), opts.rounding.id, opts.overflow.id, opts.ftz,
+    args = (_ORDERS[order], format_tuple(f), opts.rounding.id, opts.overflow.id, opts.ftz,
             daz, opts.key, opts.sr_bits, out)
     if kind == "sum":
         sum_rows(a, *args)

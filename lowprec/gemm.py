@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 
 from .formats import FloatFormat, IntFormat, get_format
-from .quantize import decode, format_params, quantize, resolve_options
+from .quantize import decode, format_tuple, quantize, resolve_options
 from .rounding import Overflow, Rounding, parse_overflow, parse_rounding
 
 __all__ = ["matmul"]
@@ -221,7 +221,7 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
     opts = resolve_options(accf, rnd, None, True, None, seed)
     fast = accf.has_inf and accf.subnormals
     out = np.empty(cv.shape, np.float64)
-    gemm_acc(av, np.ascontiguousarray(np.swapaxes(bv, 1, 2)), cv, format_params(accf),
+    gemm_acc(av, np.ascontiguousarray(np.swapaxes(bv, 1, 2)), cv, format_tuple(accf),
              rnd.id, opts.overflow.id, opts.key, bool(fma), int(chunk or 0), fast,
              accf.precision, accf.emin, accf.emax, out)
     return out

@@ -17,7 +17,7 @@ from ._kernels import params as P
 from .formats import NAN_KIND, FixedFormat, FloatFormat, Format, get_format
 from .rounding import NaNPolicy, Overflow, Rounding, parse_nan_policy, parse_overflow, parse_rounding
 
-__all__ = ["encode", "decode", "quantize", "format_params", "seed_key", "ConversionOptions",
+__all__ = ["encode", "decode", "quantize", "format_params", "format_tuple", "seed_key", "ConversionOptions",
            "resolve_options"]
 
 _MASK64 = (1 << 64) - 1
@@ -162,6 +162,16 @@ def format_params(fmt: Format, nan: NaNPolicy = NaNPolicy.RAISE) -> np.ndarray:
     fp[P.F_EXPMASK] = expmask
     fp.flags.writeable = False
     return fp
+
+
+@functools.lru_cache(maxsize=None)
+def format_tuple(fmt: Format, nan: NaNPolicy = NaNPolicy.RAISE) -> tuple:
+    """:func:`format_params` as a tuple of ints, the form per-element kernels should take.
+
+    A tuple reaches numba as a plain value; an array argument handed on to a helper for
+    every element costs an atomic reference-count update per call.
+    """
+    return tuple(int(v) for v in format_params(fmt, nan))
 
 
 def _as_float_array(x) -> np.ndarray:

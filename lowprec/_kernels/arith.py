@@ -18,10 +18,6 @@ float64 approximation of it.
   the discarded bits of ``q`` exactly (probability <= 2^-29) or, with ``sr_bits`` wider than
   the discarded field, for the extra low random bits.
 
-The pair goes through :func:`round_pair`, which moves a power-of-two ``hi`` with a tail
-toward zero into the binade below before calling round_float_value (that function takes
-the binade from ``hi`` alone).
-
 Operands and results stay far inside float64's range (formats of at most 32 bits), so
 none of these transformations can overflow or underflow.
 """
@@ -76,32 +72,6 @@ def two_prod(a, b):
 
 
 @njit(cache=True)
-def round_pair(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits):
-    """Round the exact value x + lo (an error-free pair, |lo| <= half the spacing of
-    float64 on lo's side of x) once into the format.
-
-    round_float_value takes the binade from x alone; when |x| is a power of two and lo
-    points toward zero, the exact value lies in the binade below, where the format's
-    spacing is half as large. There the pair is rewritten as x' = x - u (u: the float64
-    spacing below |x|) and lo' = u - |lo| toward +|x|: the same value, with x' in the right
-    binade. lo' is exact when |lo| >= u/2 (Sterbenz) and otherwise rounded to 53 bits
-    (it keeps its sign, so deterministic modes stay exact; an SR probability moves by
-    less than 2^-80).
-    """
-    if lo != 0.0 and (lo < 0.0) != (x < 0.0):
-        fr, ex = math.frexp(x)
-        if math.fabs(fr) == 0.5:
-            u = math.ldexp(1.0, ex - 54)
-            t = u - math.fabs(lo)
-            if t >= u:  # |lo| below half an ulp of u: keep lo' strictly under u
-                t = u - math.ldexp(1.0, ex - 107)
-            ax = math.fabs(x) - u
-            return round_float_value(math.copysign(ax, x), math.copysign(t, x), fp, mode,
-                                     ovf, ftz, key, idx, sr_bits)
-    return round_float_value(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits)
-
-
-@njit(cache=True)
 def flush_input(x, fp, daz):
     """x, or a zero of x's sign when ``daz`` and x is below the format's smallest normal."""
     if daz and x != 0.0 and math.fabs(x) < math.ldexp(1.0, int(fp[F_EMIN])):
@@ -126,7 +96,7 @@ def add_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     if s == 0.0:
         return round_float_value(exact_zero_sum(a, b, mode), 0.0, fp, mode, ovf, ftz, key,
                                  idx, sr_bits)
-    return round_pair(s, t, fp, mode, ovf, ftz, key, idx, sr_bits)
+    return round_float_value(s, t, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
 @njit(cache=True)
@@ -136,7 +106,7 @@ def mul_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     if p == 0.0 or not math.isfinite(p):  # signed zero, inf, NaN: IEEE float64 is exact
         return round_float_value(p, 0.0, fp, mode, ovf, ftz, key, idx, sr_bits)
     p, e = two_prod(a, b)
-    return round_pair(p, e, fp, mode, ovf, ftz, key, idx, sr_bits)
+    return round_float_value(p, e, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
 @njit(cache=True)
@@ -149,7 +119,7 @@ def fma_value(a, b, c, fp, mode, ovf, ftz, key, idx, sr_bits):
     if s == 0.0:
         return round_float_value(exact_zero_sum(p, c, mode), 0.0, fp, mode, ovf, ftz, key,
                                  idx, sr_bits)
-    return round_pair(s, t, fp, mode, ovf, ftz, key, idx, sr_bits)
+    return round_float_value(s, t, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
 @njit(cache=True)
@@ -160,7 +130,7 @@ def div_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
         return round_float_value(q, 0.0, fp, mode, ovf, ftz, key, idx, sr_bits)
     ph, pl = two_prod(q, b)
     r = (a - ph) - pl  # both subtractions exact: Sterbenz, then a representable result
-    return round_pair(q, r / b, fp, mode, ovf, ftz, key, idx, sr_bits)
+    return round_float_value(q, r / b, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
 @njit(cache=True)
@@ -173,7 +143,7 @@ def sqrt_value(a, fp, mode, ovf, ftz, key, idx, sr_bits):
     s = math.sqrt(a)
     ph, pl = two_prod(s, s)
     r = (a - ph) - pl
-    return round_pair(s, r / (2.0 * s), fp, mode, ovf, ftz, key, idx, sr_bits)
+    return round_float_value(s, r / (2.0 * s), fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
 @njit(cache=True)

@@ -139,16 +139,6 @@ def gemm_f32(a, b, c, out):
 def _rnd(x, lo, fp, mode, ovf, key, idx, fast, p, emin, emax):
     if fast and mode <= 4:
         return round_pair(x, lo, p, emin, emax, mode, False)
-    if lo != 0.0 and (lo < 0.0) != (x < 0.0) and abs(math.frexp(x)[0]) == 0.5:
-        # The exact value lies just below |x| = 2^e, in the binade below, which
-        # round_float_value would not see from the head alone: move the head there. The
-        # new tail is below one unit of the head's last place, which its rounding core
-        # handles (it compares the tail only to break ties and to find "just below").
-        step = math.ldexp(1.0, math.frexp(x)[1] - 54)
-        if x < 0.0:
-            step = -step
-        x = x - step
-        lo = lo + step
     return round_float_value(x, lo, fp, mode, ovf, False, key, idx, 0)
 
 
