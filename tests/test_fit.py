@@ -58,7 +58,8 @@ def test_fit_h100_fp8_fp16_output_needs_the_extended_grid():
     zero = [r["params"] for r in rows if r["complete"] and r["mismatches"] == 0]
     assert describe(named) in zero
     top = rows[0]["params"]
-    assert (top["n"], top["instruction_k"], top["interleave"], top["rounding"]) == (16, 32, 2, "rne")
+    assert (top["n"], top["instruction_k"], top["interleave"], top["rounding"]) == \
+        (16, 32, 2, "rne")
 
 
 def test_pruning_keeps_complete_counts_exact():

@@ -71,7 +71,8 @@ def conversion_sample(n: int, seed: int = 0) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     parts = [rng.integers(0, 2 ** 32, n // 4, dtype=np.uint64).astype(np.uint32).view(np.float32),
-             (rng.standard_normal(n // 4) * 2.0 ** rng.integers(-30, 30, n // 4)).astype(np.float32)]
+             (rng.standard_normal(n // 4)
+              * 2.0 ** rng.integers(-30, 30, n // 4)).astype(np.float32)]
     for name in CONVERT_TARGETS:
         f = get_format(name)
         v = np.unique(f.values()[np.isfinite(f.values())])
@@ -160,7 +161,9 @@ def _draw(rng, shape, fmt: str, dist: str) -> np.ndarray:
 
 
 def _skip(cap: Capture, spec: dict, err) -> None:
-    spec = dict(spec, status="skipped", reason=f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300])
+    msg = str(err).strip()
+    first = msg.splitlines()[0] if msg else ""  # torch's dispatcher errors run for pages
+    spec = dict(spec, status="skipped", reason=f"{type(err).__name__}: {first}"[:300])
     cap.add_op(spec)
 
 
@@ -172,7 +175,8 @@ def _capture_conversions(torch, cap: Capture, dev: str, n: int, seed: int) -> No
                 "torch_op": f"Tensor.to(torch.{name})", "seed": seed}
         try:
             y = xt.to(_torch_dtype(name))
-            cap.add_op(spec, {"x": (x.view(np.uint32), "float32"), "y": (_torch_codes(y, name), name)})
+            cap.add_op(spec, {"x": (x.view(np.uint32), "float32"),
+                              "y": (_torch_codes(y, name), name)})
         except Exception as e:  # the device lacks this dtype (e.g. fp8 on MPS)
             _skip(cap, spec, e)
 
