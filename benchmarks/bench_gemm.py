@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import lowprec
-from lowprec.array import array as lparray
+from lowprec.lparray import array as lparray
 
 
 def _best(fn, repeat: int, warm: bool) -> float:

@@ -13,8 +13,10 @@ del _export_named
 _LAZY = {
     **{n: "lowprec.arith" for n in ("add", "sub", "mul", "div", "fma", "sqrt", "neg", "abs",
                                     "maximum", "minimum")},
-    **{n: "lowprec.array" for n in ("array", "LPArray", "concatenate", "stack")},
-    **{n: "lowprec.scaled" for n in ("quantize_scaled", "ScaledTensor", "pack", "unpack")},
+    **{n: "lowprec.lparray" for n in ("array", "LPArray", "concatenate", "stack",
+                                      "RoundingContext")},
+    **{n: "lowprec.scaled" for n in ("quantize_scaled", "ScaledTensor", "pack", "unpack",
+                                     "mx_quantize", "nvfp4_quantize", "fp8_scale")},
     "matmul": "lowprec.gemm",
 }
 _SUBMODULES = ("testing", "hardware", "autograd", "reference", "datasets", "plot", "study")

@@ -22,7 +22,6 @@ NaN (fp6, fp4) cannot hold a NaN result: by default that raises ValueError; ``na
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import numpy as np
@@ -38,15 +37,10 @@ _BINARY = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "minimum": 5}
 _UNARY = {"sqrt": 0, "neg": 1, "abs": 2, "round": 3}
 
 
-class _NoLPArray:
-    """Stands in for LPArray before lowprec.array is imported (no instance can exist yet)."""
-
-
 def _lparray_type():
-    # Looked up instead of imported: importing the submodule lowprec.array would rebind the
-    # package attribute `lowprec.array` from the function to the module.
-    mod = sys.modules.get("lowprec.array")
-    return mod.LPArray if mod is not None else _NoLPArray
+    from .lparray import LPArray  # lazily: lparray builds on this module
+
+    return LPArray
 
 
 def _operand_values(x, name: str, op: str) -> np.ndarray:

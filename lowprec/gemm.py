@@ -385,7 +385,7 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     res = _finish_shape(res, squeeze_m, squeeze_n)
     if out_fmt is None:
         return res
-    from .array import array as lp_array
+    from .lparray import array as lp_array
 
     out_seed = None if seed is None else int(seed) + 1
     return lp_array(res, out_fmt, rounding=out_rounding, seed=out_seed)

@@ -355,7 +355,7 @@ def test_errors():
 
 
 def test_wide_integer_lparray_operands_are_checked():
-    from lowprec.array import array
+    from lowprec.lparray import array
 
     big = array([2**30 + 1], "int32")
     with pytest.raises(ValueError, match="float32"):

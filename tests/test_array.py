@@ -7,7 +7,7 @@ import pytest
 
 import lowprec as lp
 from lowprec import arith
-from lowprec.array import LPArray, RoundingContext, array, concatenate, stack
+from lowprec.lparray import LPArray, RoundingContext, array, concatenate, stack
 
 
 def bits(x):

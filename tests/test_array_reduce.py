@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import lowprec as lp
 from lowprec.arith_reference import apply, dot_reference, sum_reference
-from lowprec.array import LPArray, RoundingContext
+from lowprec.lparray import LPArray, RoundingContext
 from lowprec.quantize import seed_key
 from lowprec.reference import decode_exact
 
@@ -101,7 +101,7 @@ def test_mean_is_sum_then_one_division(case):
 def test_axis_keepdims_and_numpy_sum():
     rng = np.random.default_rng(0)
     x = lp.quantize(rng.normal(size=(3, 4, 5)), "bf16")
-    from lowprec.array import array
+    from lowprec.lparray import array
 
     a = array(x, "bf16", rounding="rtz")
     for axis in [0, 1, 2, -1]:
@@ -128,7 +128,7 @@ def test_axis_keepdims_and_numpy_sum():
 
 
 def test_orders_differ_where_they_should():
-    from lowprec.array import array
+    from lowprec.lparray import array
 
     # 1 followed by many halves of an ulp: sequential RNE never leaves 1 (each step is a
     # tie to even), pairwise adds the small terms together first, Kahan compensates.
@@ -142,7 +142,7 @@ def test_orders_differ_where_they_should():
 
 
 def test_stochastic_reductions_reproducible():
-    from lowprec.array import array
+    from lowprec.lparray import array
 
     def run():
         a = array(np.full(500, 2.0**-9), "bf16", rounding="sr", seed=9)

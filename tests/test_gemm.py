@@ -228,7 +228,7 @@ def test_scales_follow_scaled_mm_convention():
 
 
 def test_out_format_returns_lparray():
-    pytest.importorskip("lowprec.array")
+    pytest.importorskip("lowprec.lparray")
     a = np.array([[1.0, 2.0 ** -9]], np.float32)
     b = np.array([[1.0], [1.0]], np.float32)
     r = lowprec.matmul(a, b, out="bf16")
@@ -239,7 +239,7 @@ def test_out_format_returns_lparray():
 
 
 def test_lparray_operands():
-    lparray = pytest.importorskip("lowprec.array").array
+    lparray = pytest.importorskip("lowprec.lparray").array
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 20))
     y = rng.standard_normal((20, 2))

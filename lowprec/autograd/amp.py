@@ -271,10 +271,8 @@ class QTensor(NamedTuple):
 
 
 class _Coded(NamedTuple):
-    """Codes plus format, which :func:`lowprec.matmul` accepts as it accepts an LPArray.
-
-    Not an LPArray because importing :mod:`lowprec.array` rebinds ``lowprec.array`` from
-    the function to the module (a name clash in the package)."""
+    """Codes plus format, which :func:`lowprec.matmul` accepts as it accepts an LPArray:
+    the casts here need nothing else of an LPArray (context, operators)."""
 
     codes: np.ndarray
     fmt: Format
