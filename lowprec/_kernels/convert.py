@@ -69,7 +69,7 @@ def _zero_input_code(neg, fp):
     return _zero_code(neg, fp)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def encode_float_parts(neg, sig, e, big_e, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz, key, idx,
                        sr_bits):
     """Code of the finite non-zero value (-1)^neg (sig*2^e + tail) in a float format.
@@ -139,12 +139,15 @@ def _encode_float_bits(b, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key, idx,
 
 
 @njit(cache=True, inline="always")
-def _fast_code(b, in_m, in_ebits, in_bias, m, emin, emax, maxsig, bias, sbit, base, use_lsb,
-               up_pos, up_neg, sr, sr_bits, key, i):
+def _fast_code(b, in_m, in_ebits, in_bias, m, emin, maxcode, bias, sbit, zsbit, subn, ftz,
+               k_half, k_lsb, k_rna, up_pos, up_neg, ovf_pos, ovf_neg, sr, sr_bits, key, i):
     """Code for the common case, or -1 when the general path must decide.
 
-    Common case: a normal input, a normal and finite result, and RNE/RNA/RTZ/RUP/RDN or
-    SR. Written without data-dependent branches so that LLVM can vectorise the loop.
+    Common case: a normal input, any result (normal, subnormal, zero or overflowing), and
+    RNE/RNA/RTZ/RUP/RDN or SR. ``zsbit`` is the sign bit a zero result may carry (0 for
+    the fnuz formats, whose 1000...0 code is NaN). Written without data-dependent branches so that LLVM
+    can vectorise the loop. IEEE encodings are monotone, so ``((E + bias) << m) + kept -
+    2^m`` encodes subnormal results (E = emin) and carries into the next binade alike.
     Stochastic decisions read the random stream exactly as :func:`.core.round_sig` does,
     so both paths give identical results.
     """
@@ -154,53 +157,59 @@ def _fast_code(b, in_m, in_ebits, in_bias, m, emin, emax, maxsig, bias, sbit, ba
     big_e = ef - in_bias
     neg = (ub >> (in_m + in_ebits)) & 1
     sig = (ub & ((np.int64(1) << in_m) - 1)) | (np.int64(1) << in_m)
-    shift = in_m - m
-    ones = (np.int64(1) << shift) - 1
+    e_eff = big_e if big_e > emin else emin
+    sh = in_m - m + (e_eff - big_e)
+    tiny = sh > 62
+    sh = 62 if tiny else sh
+    ones = (np.int64(1) << sh) - 1
     if sr:
         rem = sig & ones
         r = rand64(key, i, 0)
-        if sr_bits == 0:  # exact: up iff the first `shift` random bits < rem
-            up = np.int64((r >> np.uint64(64 - shift)) < np.uint64(rem))
+        if sr_bits == 0:  # exact: up iff the first `sh` random bits < rem
+            up = np.int64((r >> np.uint64(64 - sh)) < np.uint64(rem))
         else:
-            if shift >= sr_bits:
-                h = np.uint64(rem >> (shift - sr_bits))
+            if sh >= sr_bits:
+                h = np.uint64(rem >> (sh - sr_bits))
             else:
-                h = np.uint64(rem) << np.uint64(sr_bits - shift)
+                h = np.uint64(rem) << np.uint64(sr_bits - sh)
             lim = np.uint64(1) << np.uint64(sr_bits)
             up = np.int64(h + (r >> np.uint64(64 - sr_bits)) >= lim)
-        kept = (sig >> shift) + up
+        kept = (sig >> sh) + up
     else:
-        add = base + use_lsb * ((sig >> shift) & 1) + ones * (up_pos * (1 - neg) + up_neg * neg)
-        kept = (sig + add) >> shift
-    carry = kept >> (m + 1)  # rounded up to the next binade: kept == 2^(m+1)
-    kept >>= carry
-    big_e += carry
-    code = (((big_e + bias) << m) | (kept - (np.int64(1) << m))) | (sbit * neg)
-    bad = ((ef == 0) | (ef == emask) | (big_e < emin) | (big_e > emax)
-           | ((big_e == emax) & (kept > maxsig)))
-    return np.int64(-1) if bad else code
+        add = (k_half * (ones >> 1) + k_lsb * ((sig >> sh) & 1) + k_rna
+               + ones * (up_pos * (1 - neg) + up_neg * neg))
+        kept = (sig + add) >> sh
+    mag = ((e_eff + bias) << m) + kept - (np.int64(1) << m)
+    if ftz and mag < (np.int64(1) << m):
+        mag = np.int64(0)
+    bad = (ef == 0) | (ef == emask) | tiny | ((subn == 0) & (big_e < emin))
+    if bad:
+        return np.int64(-1)
+    if mag > maxcode:
+        return ovf_neg if neg else ovf_pos
+    return mag | ((sbit if mag != 0 else zsbit) * neg)
 
 
 @njit(cache=True)
-def _fast_rounding_constants(mode, shift):
-    """(base, use_lsb, up_pos, up_neg): RNE adds half-1 plus the kept LSB, RNA half,
-    RTZ nothing, RUP/RDN all ones for positive/negative values."""
-    half = np.int64(1) << (shift - 1)
-    if mode == 0:
-        return half - 1, np.int64(1), np.int64(0), np.int64(0)
-    if mode == 1:
-        return half, np.int64(0), np.int64(0), np.int64(0)
-    if mode == 3:
-        return np.int64(0), np.int64(0), np.int64(1), np.int64(0)
-    if mode == 4:
-        return np.int64(0), np.int64(0), np.int64(0), np.int64(1)
-    return np.int64(0), np.int64(0), np.int64(0), np.int64(0)
+def _fast_constants(mode, ovf, fp):
+    """Per-call constants of the fast pass: (k_half, k_lsb, k_rna, up_pos, up_neg,
+    ovf_pos, ovf_neg). Rounding adds k_half*(half-1) + k_lsb*lsb + k_rna, or all ones
+    below the kept bit for RUP (positive) / RDN (negative); overflow codes per sign."""
+    k_half = np.int64(1) if mode == 0 or mode == 1 else np.int64(0)
+    k_lsb = np.int64(1) if mode == 0 else np.int64(0)
+    k_rna = np.int64(1) if mode == 1 else np.int64(0)
+    up_pos = np.int64(1) if mode == 3 else np.int64(0)
+    up_neg = np.int64(1) if mode == 4 else np.int64(0)
+    ovf_pos = _overflow_code(False, magnitude_mode(mode, False), ovf, fp)
+    ovf_neg = _overflow_code(True, magnitude_mode(mode, True), ovf, fp)
+    return k_half, k_lsb, k_rna, up_pos, up_neg, ovf_pos, ovf_neg
 
 
 @njit(cache=True)
 def _fast_applies(fp, mode, in_m):
-    # RTO, unsigned formats and targets as wide as the input take the general path
-    return mode != 5 and fp[F_SIGNED] == 1 and in_m > fp[F_MAN]
+    # RTO, unsigned formats, formats without zero and targets as wide as the input take
+    # the general path
+    return (mode != 5 and fp[F_SIGNED] == 1 and fp[F_ZERO] == 1 and in_m > fp[F_MAN])
 
 
 @njit(cache=True, inline="always")
@@ -208,14 +217,15 @@ def _encode_range(bits, start, stop, in_m, in_ebits, in_bias, fp, mode, ovf, ftz
                   sr_bits, out, flag):
     # pass 1: the branch-free common case over the whole range; pass 2: the rest
     if _fast_applies(fp, mode, in_m):
-        rc = _fast_rounding_constants(mode, in_m - fp[F_MAN])
+        kh, kl, kr, upp, upn, ovp, ovn = _fast_constants(mode, ovf, fp)
         sr = mode == 6
-        m, emin, emax, maxsig = fp[F_MAN], fp[F_EMIN], fp[F_EMAX], fp[F_MAXSIG]
-        bias, sbit = fp[F_BIAS], fp[F_SIGNBIT]
+        m, emin, bias, sbit, subn = fp[F_MAN], fp[F_EMIN], fp[F_BIAS], fp[F_SIGNBIT], fp[F_SUBN]
+        maxcode = fp[F_MAXCODE]
+        zsbit = _zero_code(True, fp)
         nbad = 0
         for i in range(start, stop):
-            c = _fast_code(bits[i], in_m, in_ebits, in_bias, m, emin, emax, maxsig, bias, sbit,
-                           rc[0], rc[1], rc[2], rc[3], sr, sr_bits, key, i)
+            c = _fast_code(bits[i], in_m, in_ebits, in_bias, m, emin, maxcode, bias, sbit,
+                           zsbit, subn, ftz, kh, kl, kr, upp, upn, ovp, ovn, sr, sr_bits, key, i)
             out[i] = c
             flag[i - start] = c < 0
             nbad += c < 0
@@ -256,7 +266,7 @@ def encode_float_serial(bits, in_m, in_ebits, in_bias, fp, mode, ovf, ftz, key, 
                   sr_bits, out, flag)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def decode_float_code(code, fp):
     """float64 value of one code of a float format."""
     m = fp[F_MAN]
@@ -323,7 +333,7 @@ def round_float_value(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits):
     return decode_float_code(code, fp)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _encode_fixed_bits(b, in_m, in_ebits, in_bias, xp, mode, ovf, key, idx, sr_bits):
     ub = np.uint64(b)
     neg = (ub >> np.uint64(in_m + in_ebits)) & np.uint64(1) == np.uint64(1)
@@ -346,7 +356,7 @@ def _encode_fixed_bits(b, in_m, in_ebits, in_bias, xp, mode, ovf, key, idx, sr_b
     return encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits):
     """Two's complement word of (-1)^neg sig*2^e in a fixed-point format."""
     q = -xp[X_FRAC]

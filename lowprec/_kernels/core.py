@@ -110,7 +110,7 @@ def magnitude_mode(mode, neg):
     return M_SR
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def round_sig(sig, e, lo_sig, lo_e, lo_neg, q, mmode, key, idx, sr_bits):
     """Round the magnitude ``sig*2^e +- lo_sig*2^lo_e`` to a multiple of ``2^q``.
 
