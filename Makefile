@@ -19,8 +19,7 @@ $(TEST_STAMP): pyproject.toml $(STAMP)
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/lowprec formats
-	$(BIN)/lowprec demo
+	$(BIN)/lowprec study --out build/study
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -n 2 -q
