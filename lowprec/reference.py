@@ -16,7 +16,7 @@ from typing import Optional, Union
 from .formats import FixedFormat, FloatFormat, Format, get_format
 from .rounding import NaNPolicy, Overflow, Rounding, parse_nan_policy, parse_overflow, parse_rounding
 
-__all__ = ["rand64", "encode_exact", "decode_exact", "round_exact", "neighbours"]
+__all__ = ["rand64", "encode_exact", "decode_exact", "round_exact", "neighbours", "floor_log2"]
 
 _MASK = (1 << 64) - 1
 Number = Union[float, int, Fraction]
@@ -35,7 +35,8 @@ def rand64(key: int, idx: int, word: int) -> int:
     return _mix(z + ((idx * 0x9E3779B97F4A7C15) & _MASK))
 
 
-def _floor_log2(a: Fraction) -> int:
+def floor_log2(a: Fraction) -> int:
+    """Exact floor(log2(a)) for a > 0 (never through floating point)."""
     e = a.numerator.bit_length() - a.denominator.bit_length()
     if Fraction(2) ** e > a:
         e -= 1
@@ -52,7 +53,7 @@ def _quantum(a: Fraction, fmt: Format) -> int:
     """Exponent q of the grid spacing 2^q around the positive value a."""
     if isinstance(fmt, FixedFormat):
         return -fmt.frac_bits
-    e = _floor_log2(a)
+    e = floor_log2(a)
     if e < fmt.emin and not fmt.subnormals:
         return fmt.emin  # grid {0, 2^emin} (just 2^emin without a zero)
     return max(e, fmt.emin) - fmt.man_bits
@@ -194,7 +195,7 @@ def _max_or_special(f: FloatFormat, neg: bool, special: bool) -> int:
 
 def _value_code(v: Fraction, f: FloatFormat, neg: bool) -> int:
     m = f.man_bits
-    e = _floor_log2(v)
+    e = floor_log2(v)
     if e < f.emin:
         mant = v / _pow2(f.emin - m)
         assert mant.denominator == 1 and f.subnormals

@@ -13,6 +13,7 @@ import math
 from fractions import Fraction
 
 from .formats import FixedFormat, FloatFormat, Format
+from .reference import floor_log2
 
 __all__ = ["element_table", "round_to_element", "floor_log2", "mx_block_reference",
            "int_code_reference"]
@@ -66,16 +67,6 @@ def round_to_element(q: Fraction, negative: bool, fmt: Format) -> int:
         val = -code if negative else code
         return val & ((1 << fmt.bits) - 1)
     return code | ((1 << (fmt.bits - 1)) if negative and fmt.signed else 0)
-
-
-def floor_log2(q: Fraction) -> int:
-    """Exact floor(log2(q)) for q > 0."""
-    e = q.numerator.bit_length() - q.denominator.bit_length()
-    while Fraction(2) ** e > q:
-        e -= 1
-    while Fraction(2) ** (e + 1) <= q:
-        e += 1
-    return e
 
 
 def _ceil_log2(q: Fraction) -> int:
