@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
+# the test suite builds the docs (strict) and runs the notebooks, so it needs both extras
 $(TEST_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,docs]'
 	touch $@
 
 demo: $(STAMP)
@@ -26,6 +27,9 @@ test: $(TEST_STAMP)
 
 test-slow: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+docs: $(TEST_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_convert.py

@@ -19,7 +19,8 @@ _LAZY = {
                                      "mx_quantize", "nvfp4_quantize", "fp8_scale")},
     "matmul": "lowprec.gemm",
 }
-_SUBMODULES = ("testing", "hardware", "autograd", "reference", "datasets", "plot", "study")
+_SUBMODULES = ("testing", "hardware", "autograd", "reference", "datasets", "plot",
+               "plot_numerics", "study")
 
 
 def __getattr__(name):

@@ -5,6 +5,8 @@ when no backend has been chosen, so ``import lowprec.plot`` costs nothing.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
@@ -14,13 +16,18 @@ __all__ = ["training_curves", "loss_curves", "accuracy_curves", "log2_histogram"
 
 
 def _plt():
+    """pyplot, choosing the Agg backend only when nothing has chosen one yet (so a
+    user's GUI or notebook backend is kept, and headless runs never need a display)."""
     import matplotlib
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        try:
-            matplotlib.use("Agg")
-        except Exception:  # a GUI backend already drew something: keep it
-            pass
+
+    chosen = bool(os.environ.get("MPLBACKEND")) or "matplotlib.pyplot" in sys.modules
+    if not chosen:
+        get = getattr(matplotlib.rcParams, "_get_backend_or_none", None)
+        chosen = get is not None and get() is not None
+    if not chosen:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 

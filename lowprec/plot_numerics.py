@@ -13,11 +13,11 @@ backend is kept.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
+
+from .plot import _axes as _plot_axes, _plt  # one backend policy for every picture
 
 __all__ = ["number_line", "relative_error", "rounding_modes", "running_sums", "error_vs_k",
            "sr_probability", "curves", "agreement", "ulp_histogram", "save"]
@@ -26,26 +26,8 @@ _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
            "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 
 
-def _plt():
-    import matplotlib
-
-    chosen = bool(os.environ.get("MPLBACKEND")) or "matplotlib.pyplot" in sys.modules
-    if not chosen:
-        get = getattr(matplotlib.rcParams, "_get_backend_or_none", None)
-        chosen = get is not None and get() is not None
-    if not chosen:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _axes(ax, figsize=(7.0, 4.0)):
-    plt = _plt()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-        return fig, ax
-    return ax.figure, ax
+    return _plot_axes(ax, figsize)
 
 
 def _legend(ax, **kw) -> None:

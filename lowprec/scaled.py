@@ -170,14 +170,18 @@ class ScaledTensor:
             each exactly representable in ``scale_fmt``; NaN marks a block whose input held
             NaN or infinity. Shape: see the module docstring. For NVFP4 these are the E4M3
             block scales *before* the global scale is applied.
-        fmt: element format. scale_fmt: scale format. scheme: the named scheme or recipe.
-        granularity, axis (non-negative, None for "tensor"), block_size (None unless
-            "block").
+        fmt: element format.
+        scale_fmt: scale format.
+        scheme: the named scheme or recipe.
+        granularity: "tensor", "channel" or "block".
+        axis: the (non-negative) axis of channels or blocks; None for "tensor".
+        block_size: elements per block; None unless "block".
         zero_point: int64 array like ``scales`` (asymmetric integer quantization) or None.
         global_scale: the float32 per-tensor scale of two-level (NVFP4) scaling, or None.
         quant_multiplier: for the float32-scale recipes (fp8 current scaling, integers) the
             float32 factor the elements were multiplied by before the cast, or None.
-        scale_rule: how the scales were derived. rounding: element rounding mode.
+        scale_rule: how the scales were derived.
+        rounding: element rounding mode.
     """
 
     codes: np.ndarray
