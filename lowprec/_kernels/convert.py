@@ -176,8 +176,11 @@ def _fast_code(b, in_m, in_ebits, in_bias, m, emin, maxcode, bias, sbit, zsbit, 
             up = np.int64(h + (r >> np.uint64(64 - sr_bits)) >= lim)
         kept = (sig >> sh) + up
     else:
-        add = (k_half * (ones >> 1) + k_lsb * ((sig >> sh) & 1) + k_rna
-               + ones * (up_pos * (1 - neg) + up_neg * neg))
+        half_m1 = ones >> 1
+        lsb = (sig >> sh) & 1
+        add = half_m1 + lsb if k_lsb else (half_m1 + 1 if k_rna else np.int64(0))
+        add = add if k_half else (ones if (up_pos & (neg == 0)) | (up_neg & (neg == 1))
+                                  else np.int64(0))
         kept = (sig + add) >> sh
     mag = ((e_eff + bias) << m) + kept - (np.int64(1) << m)
     if ftz and mag < (np.int64(1) << m):
@@ -193,8 +196,9 @@ def _fast_code(b, in_m, in_ebits, in_bias, m, emin, maxcode, bias, sbit, zsbit, 
 @njit(cache=True)
 def _fast_constants(mode, ovf, fp):
     """Per-call constants of the fast pass: (k_half, k_lsb, k_rna, up_pos, up_neg,
-    ovf_pos, ovf_neg). Rounding adds k_half*(half-1) + k_lsb*lsb + k_rna, or all ones
-    below the kept bit for RUP (positive) / RDN (negative); overflow codes per sign."""
+    ovf_pos, ovf_neg). Rounding adds half-1 plus the kept LSB (RNE) or half (RNA) below
+    the kept bit, nothing (RTZ), or all ones there for RUP (positive) / RDN (negative)
+    values; overflow codes per sign."""
     k_half = np.int64(1) if mode == 0 or mode == 1 else np.int64(0)
     k_lsb = np.int64(1) if mode == 0 else np.int64(0)
     k_rna = np.int64(1) if mode == 1 else np.int64(0)
