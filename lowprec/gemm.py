@@ -198,15 +198,21 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
     return out
 
 
-def _products_exact_f32(av: np.ndarray, bv: np.ndarray) -> bool:
-    def span(x):
-        ax = np.abs(x[np.isfinite(x) & (x != 0)])
-        return (float(ax.min()), float(ax.max())) if ax.size else None
-
-    sa, sb = span(av), span(bv)
-    if sa is None or sb is None:
+def _products_exact_f32(av: np.ndarray, bv: np.ndarray, fa: FloatFormat,
+                        fb: FloatFormat) -> bool:
+    """Whether every product a*b is exact in float32 (precisions add to <= 24 bits and no
+    product leaves float32's normal range): decided from the formats' ranges when they
+    guarantee it (fp16, fp8, ...), otherwise from the data's extreme magnitudes (bf16)."""
+    if fa.precision + fb.precision > 24:
+        return False
+    if fa.min_subnormal * fb.min_subnormal >= 2.0 ** -126 and fa.max * fb.max <= _F32_MAX:
         return True
-    return sa[0] * sb[0] >= 2.0 ** -126 and sa[1] * sb[1] <= _F32_MAX
+    from ._kernels.gemm import abs_span
+
+    (alo, ahi), (blo, bhi) = abs_span(av.reshape(-1)), abs_span(bv.reshape(-1))
+    if ahi == 0.0 or bhi == 0.0:
+        return True
+    return alo * blo >= 2.0 ** -126 and ahi * bhi <= _F32_MAX
 
 
 def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, chunk, seed):
@@ -214,9 +220,10 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
 
     rne = rnd is Rounding.RNE
     if accf == _F32 and rne and not chunk and (
-            not fma or (fa.precision + fb.precision <= 24 and _products_exact_f32(av, bv))):
+            not fma or _products_exact_f32(av, bv, fa, fb)):
         out = np.empty(cv.shape, np.float32)
-        gemm_f32(av.astype(np.float32), bv.astype(np.float32), cv.astype(np.float32), out)
+        f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # no copy when already so
+        gemm_f32(f32(av), f32(bv), f32(cv), out)
         return out
     opts = resolve_options(accf, rnd, None, True, None, seed)
     fast = accf.has_inf and accf.subnormals

@@ -136,6 +136,20 @@ def gemm_f32(a, b, c, out):
 
 
 @njit(cache=True)
+def abs_span(x):
+    """(smallest, largest) |value| over the finite non-zero elements of a flat array, in one
+    pass; (inf, 0) when there are none."""
+    lo = np.inf
+    hi = 0.0
+    for i in range(x.size):
+        v = abs(float(x[i]))
+        if v != 0.0 and v != np.inf and v == v:
+            lo = min(lo, v)
+            hi = max(hi, v)
+    return lo, hi
+
+
+@njit(cache=True)
 def _rnd(x, lo, fp, mode, ovf, key, idx, fast, p, emin, emax):
     if fast and mode <= 4:
         return round_pair(x, lo, p, emin, emax, mode, False)
