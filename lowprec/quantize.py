@@ -21,6 +21,7 @@ __all__ = ["encode", "decode", "quantize", "format_params", "format_tuple", "see
            "resolve_options"]
 
 _MASK64 = (1 << 64) - 1
+_FLOAT32 = get_format("float32")
 
 # Raw-bit layouts of the IEEE input dtypes: (mantissa bits, exponent bits, bias, uint view).
 _INPUT_LAYOUT = {
@@ -300,6 +301,8 @@ def decode(codes, fmt, dtype=np.float32) -> np.ndarray:
         idx = (c.astype(np.int64) & mask) if c.dtype.kind == "i" or c.dtype.itemsize > 2 \
             else (c & c.dtype.type(mask))
         return _value_table(f, dt)[idx]
+    if f == _FLOAT32 and dt.itemsize >= 4:  # the code is the value: keeps NaN payloads
+        return (c.astype(np.uint32) & np.uint32(mask)).view(np.float32).astype(dt)
     cc = c.astype(np.uint64) & np.uint64(mask)
     return _decode_kernel(cc, f).astype(dt, copy=False)
 
