@@ -88,8 +88,9 @@ def exact_zero_sum(a, b, mode):
 
 
 @njit(cache=True)
-def add_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
-    """a + b rounded once into the format."""
+def _round_sum(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
+    """a + b (exact float64 operands) rounded once: TwoSum for finite operands, IEEE
+    float64 for specials, and the signed-zero rule for exact zero sums."""
     if not (math.isfinite(a) and math.isfinite(b)):
         return round_float_value(a + b, 0.0, fp, mode, ovf, ftz, key, idx, sr_bits)
     s, t = two_sum(a, b)
@@ -97,6 +98,12 @@ def add_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
         return round_float_value(exact_zero_sum(a, b, mode), 0.0, fp, mode, ovf, ftz, key,
                                  idx, sr_bits)
     return round_float_value(s, t, fp, mode, ovf, ftz, key, idx, sr_bits)
+
+
+@njit(cache=True)
+def add_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
+    """a + b rounded once into the format."""
+    return _round_sum(a, b, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
 @njit(cache=True)
@@ -112,14 +119,7 @@ def mul_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
 @njit(cache=True)
 def fma_value(a, b, c, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a * b + c rounded once; a and b must have at most 26 significant bits each."""
-    p = a * b
-    if not (math.isfinite(p) and math.isfinite(c)):
-        return round_float_value(p + c, 0.0, fp, mode, ovf, ftz, key, idx, sr_bits)
-    s, t = two_sum(p, c)
-    if s == 0.0:
-        return round_float_value(exact_zero_sum(p, c, mode), 0.0, fp, mode, ovf, ftz, key,
-                                 idx, sr_bits)
-    return round_float_value(s, t, fp, mode, ovf, ftz, key, idx, sr_bits)
+    return _round_sum(a * b, c, fp, mode, ovf, ftz, key, idx, sr_bits)  # a*b is exact
 
 
 @njit(cache=True)

@@ -12,7 +12,7 @@ the loss, the loss scale and skipped steps, and the per-epoch curves.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -26,6 +26,13 @@ __all__ = ["CastStats", "UpdateStats", "cast_stats", "update_stats", "Tracker", 
 #: outside are counted in the end bins. float32's smallest subnormal is 2^-149.
 HIST_LO = -150
 HIST_HI = 20
+
+
+def _add_fields(record, other, skip=()) -> None:
+    """Add other's dataclass fields into record's (all but ``skip``)."""
+    for f in fields(record):
+        if f.name not in skip:
+            setattr(record, f.name, getattr(record, f.name) + getattr(other, f.name))
 
 
 @dataclass
@@ -53,12 +60,7 @@ class CastStats:
 
     def merge(self, other: "CastStats") -> "CastStats":
         """Add another record's counts to this one (amax is the larger); returns self."""
-        self.count += other.count
-        self.nonzero += other.nonzero
-        self.flushed += other.flushed
-        self.subnormal += other.subnormal
-        self.saturated += other.saturated
-        self.nonfinite += other.nonfinite
+        _add_fields(self, other, skip=("amax",))
         self.amax = max(self.amax, other.amax)
         return self
 
@@ -104,11 +106,7 @@ class UpdateStats:
     applied: float = 0.0
 
     def merge(self, other: "UpdateStats") -> "UpdateStats":
-        self.count += other.count
-        self.nonzero += other.nonzero
-        self.lost += other.lost
-        self.requested += other.requested
-        self.applied += other.applied
+        _add_fields(self, other)
         return self
 
     @property
