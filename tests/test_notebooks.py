@@ -81,7 +81,16 @@ def test_notebook_runs_top_to_bottom(name, kernel_dir, monkeypatch):
     assert nb.cells[-1].outputs[0]["text"].strip() == sys.executable
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]
-    assert len(images) >= 3, f"{name} drew {len(images)} pictures"
+    # notebook 6's capture round trip (its third picture) needs torch; without torch the
+    # notebook says so and skips that part
+    import importlib.util
+
+    wanted = 2 if name.startswith("06") and importlib.util.find_spec("torch") is None else 3
+    assert len(images) >= wanted, f"{name} drew {len(images)} pictures"
+    if wanted == 2:
+        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                       for o in c.outputs)
+        assert "PyTorch is not installed" in text
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.get("output_type") == "error"]
     assert not errors
