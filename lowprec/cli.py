@@ -13,6 +13,10 @@ import os
 import sys
 from typing import Optional, Sequence
 
+#: Exit status after a write to a closed stdout (``lowprec ... | head``): 128 + SIGPIPE,
+#: what a shell reports for a Unix tool that the signal ended (``yes | head``).
+EXIT_BROKEN_PIPE = 141
+
 # command -> (module, one-line help)
 COMMANDS = {
     "formats": ("lowprec.cli_formats", "print the table of named formats"),
@@ -55,13 +59,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 0 if not argv else 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (ValueError, TypeError) as e:
         # lowprec reports bad user input with these; set LOWPREC_DEBUG=1 for the traceback
         if os.environ.get("LOWPREC_DEBUG"):
             raise
         print(f"lowprec {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null: the reader is gone, and Python's flush
+    at exit would otherwise report the same broken pipe as "Exception ignored"."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured by pytest)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

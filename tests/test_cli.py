@@ -1,11 +1,17 @@
 """The lowprec command: formats table, demo, help, and exit codes."""
 
 import json
+import os
 import subprocess
 import sys
 
+import pytest
+
 import lowprec as lp
 from lowprec.cli import main
+from lowprec.hardware.tcdata import default_root
+
+TCDATA = default_root()
 
 
 def test_formats_table_lists_every_named_format(capsys):
@@ -39,3 +45,30 @@ def test_help_and_errors():
     r = subprocess.run([sys.executable, "-m", "lowprec.cli", "demo", "--format", "fp7"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "unknown format 'fp7'" in r.stderr
+
+
+def _run_into_closed_pipe(*args):
+    """Run ``lowprec ARGS`` with stdout a pipe whose reader is already gone (``| head``
+    after head exited): every write fails with EPIPE."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "lowprec.cli", *args], stdout=w,
+                              stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("args", [["formats", "--json"], ["formats"], ["compare", "--json"]])
+def test_closed_stdout_exits_quietly_with_sigpipe_status(args, tmp_path):
+    # `lowprec ... | head`: exit as a Unix tool killed by SIGPIPE is reported (128 + 13),
+    # with nothing on stderr (no traceback, no "Exception ignored" from the exit flush)
+    if args[0] == "compare":
+        d = tmp_path / "V100" / "fp16"
+        d.mkdir(parents=True)
+        for f in (TCDATA / "V100" / "fp16").iterdir():
+            d.joinpath(f.name).write_text("\n".join(f.read_text().splitlines()[:20]) + "\n")
+        args = args + ["--tc-dir", str(tmp_path)]
+    r = _run_into_closed_pipe(*args)
+    assert r.returncode == 141, r.stderr
+    assert r.stderr == ""
