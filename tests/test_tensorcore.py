@@ -16,20 +16,28 @@ def _bits(x):
     return np.where(np.isnan(x), np.uint32(0x7FC00000), x.view(np.uint32))
 
 
-DATASETS = list_datasets()
+# No published model explains B200's fp8 outputs, nor the fp16-output files of Ada's and
+# B200's fp8 sets (tests/data/tensor-cores/README.md; test_compare_tc lists them): the
+# models must reproduce every other shipped data set.
+UNEXPLAINED = {("B200", "E4M3", "float32"), ("B200", "E5M2", "float32"),
+               ("B200", "E4M3", "float16"), ("B200", "E5M2", "float16"),
+               ("Ada", "E4M3", "float16"), ("Ada", "E5M2", "float16")}
+DATASETS = [d for d in list_datasets() if d not in UNEXPLAINED]
 
 
-def test_all_six_datasets_present():
+def test_all_datasets_present():
     assert {(g, f) for g, f, _ in DATASETS} == {("V100", "fp16"), ("A100", "fp16"),
                                               ("A100", "bf16"), ("H100", "fp16"),
-                                              ("H100", "bf16"), ("H100", "E4M3")}
-    assert len(DATASETS) == 10
+                                              ("H100", "bf16"), ("H100", "E4M3"),
+                                              ("Ada", "E4M3"), ("Ada", "E5M2")}
+    assert len(DATASETS) == 12
+    assert UNEXPLAINED <= set(list_datasets())
 
 
 @pytest.mark.parametrize("gpu,folder,out", DATASETS)
 def test_models_reproduce_gpu_outputs(gpu, folder, out):
     ds = load_dataset(gpu, folder, out)
-    assert ds.cases == 2500
+    assert ds.cases == (1000 if gpu in ("Ada", "B200") else 2500)
     got = lowprec.matmul(ds.a[:, None, :], ds.b[:, :, None], c=ds.c[:, None, None],
                          inputs=ds.input_format, model=ds.model_name,
                          out="fp16" if out == "float16" else None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -24,7 +25,7 @@ import numpy as np
 from ..formats import get_format
 from ..quantize import decode
 
-__all__ = ["Capture", "load_capture", "CAPTURE_VERSION"]
+__all__ = ["Capture", "load_capture", "typed_values", "CAPTURE_VERSION"]
 
 CAPTURE_VERSION = 1
 _META_KEY = "meta.json"
@@ -89,26 +90,64 @@ class Capture:
         return self.path
 
 
+def typed_values(values: np.ndarray, fmt: str) -> np.ndarray:
+    """Values as an array of the numpy / ml_dtypes dtype of ``fmt`` (exact): how captured
+    inputs are handed to :func:`lowprec.matmul`."""
+    name = get_format(fmt).name
+    if name == "float16":
+        return values.astype(np.float16)
+    if name == "float32":
+        return values.astype(np.float32)
+    import ml_dtypes  # optional: only the other formats' captures need it
+
+    return values.astype(np.float32).astype(getattr(ml_dtypes, name))
+
+
+class _NotCapture(ValueError):
+    """A file that is not a lowprec capture (told apart from numpy's own errors)."""
+
+
 def load_capture(path) -> Capture:
     """Read a capture file written by :func:`lowprec.hardware.capture.capture`.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not a lowprec capture.
+        ValueError: if the file is not a lowprec capture (not an npz archive, a truncated
+            or damaged one, one without readable metadata or with pickled members).
     """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"capture file {path} not found")
+
+    def not_capture(why: str) -> ValueError:
+        return _NotCapture(f"{path} is not a lowprec capture file ({why})")
+
+    # np.load would take any other file for a pickle and answer with its allow_pickle error
+    if not zipfile.is_zipfile(p):
+        raise not_capture("not an .npz archive, or a truncated one")
     try:
         with np.load(p, allow_pickle=False) as z:
             if _META_KEY not in z.files:
-                raise ValueError(f"{path} is not a lowprec capture file (no {_META_KEY})")
-            meta = json.loads(bytes(z[_META_KEY]).decode("utf-8"))
+                raise not_capture(f"no {_META_KEY} member")
+            meta_codes = z[_META_KEY]
+            if meta_codes.dtype != np.uint8:
+                raise not_capture(f"{_META_KEY} is {meta_codes.dtype}, not UTF-8 bytes")
+            meta = json.loads(bytes(meta_codes).decode("utf-8"))
             arrays = {k: z[k] for k in z.files if k != _META_KEY}
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not a readable npz capture file: {e}") from e
-    if not isinstance(meta, dict) or "ops" not in meta:
-        raise ValueError(f"{path}: metadata has no op list")
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise not_capture(f"damaged archive: {e}") from e
+    except UnicodeDecodeError as e:
+        raise not_capture(f"{_META_KEY} is not UTF-8") from e
+    except json.JSONDecodeError as e:
+        raise not_capture(f"{_META_KEY} is not JSON: {e}") from e
+    except _NotCapture:
+        raise
+    except ValueError as e:
+        # numpy's own complaints: an object (pickled) member, a malformed .npy header
+        raise not_capture("a member is not a plain numeric array; captures hold no "
+                          "pickled objects") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("ops"), list):
+        raise not_capture("its metadata has no op list")
     if meta.get("version", 0) > CAPTURE_VERSION:
         raise ValueError(f"{path}: capture version {meta.get('version')} is newer than this "
                          f"lowprec understands ({CAPTURE_VERSION})")

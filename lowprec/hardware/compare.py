@@ -42,17 +42,17 @@ import numpy as np
 from ..formats import get_format
 from ..quantize import decode, encode, quantize
 from ..testing import ulp_distance
-from .capture_format import Capture, load_capture
+from .capture_format import Capture, load_capture, typed_values
+from .fit import dataset_problem, quick_fit
 from .models import get_model, list_models, select_block
+from .tcdata import load_dataset, scan
 
-__all__ = ["compare_capture", "compare_tc", "score", "ULP_BINS", "register", "TC_GPUS",
-           "TC_FORMATS", "find_tc_datasets"]
+__all__ = ["compare_capture", "compare_tc", "score", "ULP_BINS", "register",
+           "find_tc_datasets", "format_tc_table", "format_capture_report"]
 
 #: ULP-distance histogram bins: (label, low, high) inclusive.
 ULP_BINS = (("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-16", 5, 16),
             ("17-256", 17, 256), (">256", 257, np.inf))
-TC_GPUS = ("V100", "A100", "A2", "A30", "Ada", "L40S", "H100", "H200", "B200")
-TC_FORMATS = ("fp16", "bf16", "tf32", "E4M3", "E5M2")
 _CHUNKS = (8, 16, 32, 64)
 _TORCH_OVERFLOW = {"float8_e4m3fn": "saturate", "float8_e5m2": "inf", "float16": "inf",
                    "bfloat16": "inf"}
@@ -135,22 +135,10 @@ def parse_candidates(names) -> Optional[list]:
         if key in fixed or base in gpus or re.fullmatch(r"fp32-chunk[1-9][0-9]*", key):
             out.append(key)
         else:
-            raise ValueError(f"compare: unknown model {n!r}; known: fp32, fp32-chunkN, "
+            raise ValueError(f"unknown model {n!r}; known: fp32, fp32-chunkN, "
                              f"fp16-acc, bf16-acc, {', '.join(gpus)}, <gpu>-fp16out, "
                              f"torch-compatible, lowprec-default")
     return out
-
-
-def _typed(values: np.ndarray, fmt: str) -> np.ndarray:
-    """Values as an array of the numpy / ml_dtypes dtype of ``fmt`` (exact)."""
-    name = get_format(fmt).name
-    if name == "float16":
-        return values.astype(np.float16)
-    if name == "float32":
-        return values.astype(np.float32)
-    import ml_dtypes
-
-    return values.astype(np.float32).astype(getattr(ml_dtypes, name))
 
 
 def _gemm_candidates(fa: str, fb: str, out: str, K: int, wanted: Optional[list]) -> list:
@@ -208,8 +196,8 @@ def _fmt_of(arr: np.ndarray) -> str:
 def _compare_gemm(cap: Capture, op: dict, wanted) -> dict:
     fa, fb = op["inputs"], op.get("inputs_b", op["inputs"])
     out = op["out"]
-    a = _typed(cap.values(op, "a"), fa)
-    b = _typed(cap.values(op, "b"), fb)
+    a = typed_values(cap.values(op, "a"), fa)
+    b = typed_values(cap.values(op, "b"), fb)
     want = cap.values(op, "d")
     sa, sb = op.get("scale_a"), op.get("scale_b")
     sa = None if sa in (None, 1.0) else sa
@@ -276,13 +264,13 @@ def _compare_train(cap: Capture, op: dict, wanted) -> list:
 
     v = lambda r: cap.values(op, r)  # noqa: E731
     bf, f32 = "bfloat16", "float32"
-    to_bf = lambda x: _typed(quantize(np.asarray(x, np.float32), bf), bf)  # noqa: E731
+    to_bf = lambda x: typed_values(quantize(np.asarray(x, np.float32), bf), bf)  # noqa: E731
     x, w1, b1, w2, b2 = v("x"), v("w1"), v("b1"), v("w2"), v("b2")
     h, a, z, gh, ga, gz = v("h"), v("a"), v("z"), v("gh"), v("ga"), v("gz")
     recs = []
     xb, w1b, w2b = to_bf(x), to_bf(w1), to_bf(w2)
     b1b, b2b = quantize(b1.astype(np.float32), bf), quantize(b2.astype(np.float32), bf)
-    ab, gzb, ghb = _typed(a, bf), _typed(gz, bf), _typed(gh, bf)
+    ab, gzb, ghb = typed_values(a, bf), typed_values(gz, bf), typed_values(gh, bf)
     pre = op["id"]
     recs.append(_train_gemm(f"{pre}/linear1", xb, np.ascontiguousarray(w1b.T), h, bf, wanted,
                             bias=b1b, extra={"what": "h = bf16(x) @ bf16(W1)^T + bf16(b1)"}))
@@ -297,7 +285,7 @@ def _compare_train(cap: Capture, op: dict, wanted) -> list:
         recs.append(rec)
     for name, g, what in (("grad_b2", gzb, "db2 = sum over batch of dL/dz"),
                           ("grad_b1", ghb, "db1 = sum over batch of dL/dh")):
-        ones = _typed(np.ones((1, g.shape[0])), bf)
+        ones = typed_values(np.ones((1, g.shape[0])), bf)
         recs.append(_train_gemm(f"{pre}/{name}", ones, g, v("g" + name[-2:]).reshape(1, -1),
                                 bf, wanted, extra={"what": what + " (as ones @ g)"}))
     if wanted is None or "exact" in wanted:
@@ -389,31 +377,13 @@ def compare_capture(cap, models=None, progress: bool = False) -> list:
 
 
 def find_tc_datasets(root) -> list:
-    """(gpu, folder, out_format) of every ``<GPU>/<fmt>/`` data set under ``root``.
+    """(gpu, folder, out_format) of every data set under ``root``: the ``datasets`` of
+    :func:`lowprec.hardware.tcdata.scan` (which also says what it skips and why).
 
-    Folders whose names are not a known GPU / input format, or that lack one of the a, b,
-    c files, are skipped.
+    Raises:
+        ValueError: if ``root`` is not a directory.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"compare: --tc-dir {root} is not a directory")
-    gpus = {g.lower() for g in TC_GPUS}
-    fmts = {f.lower() for f in TC_FORMATS}
-    found = []
-    for gdir in sorted(p for p in root.iterdir() if p.is_dir()):
-        if gdir.name.lower() not in gpus:
-            continue
-        for fdir in sorted(p for p in gdir.iterdir() if p.is_dir()):
-            if fdir.name.lower() not in fmts:
-                continue
-            g, f = gdir.name, fdir.name
-            need = [fdir / f"a_{g}_{f}.txt", fdir / f"b_{g}_{f}.txt", fdir / f"c_{g}_fp32.txt"]
-            if not all(p.is_file() for p in need):
-                continue
-            for out, suf in (("float32", "fp32"), ("float16", "fp16")):
-                if (fdir / f"d_{g}_{suf}.txt").is_file():
-                    found.append((g, f, out))
-    return found
+    return scan(root).datasets
 
 
 def tc_predict(ds, model) -> np.ndarray:
@@ -430,6 +400,14 @@ def tc_predict(ds, model) -> np.ndarray:
 def compare_tc(root, models=None, limit: Optional[int] = None, progress: bool = False) -> list:
     """Score the named models on published real-GPU data.
 
+    Every output file of every data set is scored (see
+    :func:`lowprec.hardware.tcdata.scan`). Without ``models`` each set is scored with its
+    own GPU's model; where that model has no path for the set's input and output formats
+    the record says "no named model" and carries the best block model of a quick search
+    (:func:`lowprec.hardware.fit.quick_fit`). Folders that are not data sets (an unknown
+    GPU, a name that is no input format, missing files) are listed as skipped with the
+    reason.
+
     Args:
         root: a folder in the layout ``<GPU>/<fmt>/a_*, b_*, c_*, d_*_fp32.txt,
             d_*_fp16.txt`` (see :mod:`lowprec.hardware.tcdata`).
@@ -438,35 +416,62 @@ def compare_tc(root, models=None, limit: Optional[int] = None, progress: bool = 
         progress: tqdm progress bar on stderr.
 
     Returns:
-        One record per data set and model: gpu, input, output, cases, matches, match_pct,
-        model, ulp_hist (in the output format), and ``note`` when the model has no path for
-        that input/output.
+        Records (JSON-serialisable dicts) with gpu, input, output, status and:
+        status "ok": cases, model, matches, match_pct, ulp_hist (in the output format);
+        status "no path" (a model given in ``models`` that has no path for the set):
+        cases, model, matches and match_pct None, note; status "no named model": cases,
+        model None, matches and match_pct None, note, best_candidate (label, params,
+        matches, cases, match_pct, named); status "skipped": path, reason (output and
+        cases None). Data sets come first, in folder order, then the skipped entries.
 
     Raises:
-        ValueError: if ``root`` is not a directory or a model name is unknown.
+        ValueError: if ``root`` is not a directory or holds no data set, or a model name
+            is unknown.
     """
-    from .tcdata import load_dataset
-
     names = None if not models else [get_model(m).name for m in models]
-    sets = find_tc_datasets(root)
+    found = scan(root)
+    found.require_datasets()
+    sets = found.datasets
     if progress:
         from tqdm import tqdm
         sets = tqdm(sets, desc="tc data", file=sys.stderr, leave=False)
     recs = []
     for gpu, folder, out in sets:
         ds = load_dataset(gpu, folder, out, root=root, limit=limit)
-        for m in names or [gpu.lower()]:
-            rec = {"gpu": gpu, "input": folder, "output": "fp16" if out == "float16" else "fp32",
-                   "cases": ds.cases, "model": m}
+        base = {"gpu": gpu, "input": folder, "output": _OUT_NAMES[out], "cases": ds.cases}
+        for m in names or [ds.model_name]:
             try:
                 got = tc_predict(ds, m)
             except ValueError as e:
-                recs.append(dict(rec, matches=None, match_pct=None, note=str(e)))
+                if names:
+                    recs.append(dict(base, status="no path", model=m, matches=None,
+                                     match_pct=None, note=str(e)))
+                else:
+                    recs.append(_no_named_model(ds, base, str(e)))
                 continue
             s = score(got, ds.d, ds.out_format)
-            recs.append(dict(rec, matches=s["matches"], match_pct=s["match_pct"],
-                             ulp_hist=s["ulp_hist"]))
+            recs.append(dict(base, status="ok", model=m, matches=s["matches"],
+                             match_pct=s["match_pct"], ulp_hist=s["ulp_hist"]))
+    for path, reason in found.skipped:
+        parts = path.split("/")
+        recs.append({"gpu": parts[0], "input": parts[1] if len(parts) > 1 else None,
+                     "output": None, "cases": None, "status": "skipped", "path": path,
+                     "reason": reason})
     return recs
+
+
+_OUT_NAMES = {"float32": "fp32", "float16": "fp16"}
+
+
+def _no_named_model(ds, base: dict, why: str) -> dict:
+    """The record of a data set no named model covers, with a quick search's best guess."""
+    best = quick_fit(dataset_problem(ds))
+    cand = {"label": best["label"], "params": best["params"], "matches": best["matches"],
+            "cases": best["cases"],
+            "match_pct": round(100.0 * best["matches"] / best["cases"], 4),
+            "named": best.get("named", [])}
+    return dict(base, status="no named model", model=None, matches=None, match_pct=None,
+                note=why, best_candidate=cand)
 
 
 # ---------------------------------------------------------------- text output
@@ -479,10 +484,20 @@ def format_tc_table(recs: list) -> str:
     """Plain-text table of :func:`compare_tc` records."""
     lines = [f"{'gpu':6} {'input':6} {'output':6} {'cases':>6} {'matches':>8} {'match':>8}  model"]
     for r in recs:
+        status = r.get("status", "ok")
+        if status == "skipped":
+            lines.append(f"skipped {r['path']}: {r['reason']}")
+            continue
         m = "-" if r["matches"] is None else str(r["matches"])
-        lines.append(f"{r['gpu']:6} {r['input']:6} {r['output']:6} {r['cases']:6d} {m:>8} "
-                     f"{_fmt_pct(r['match_pct']):>8}  {r['model']}"
-                     + (f"  ({r['note']})" if r.get("note") else ""))
+        head = (f"{r['gpu']:6} {r['input']:6} {r['output']:6} {r['cases']:6d} {m:>8} "
+                f"{_fmt_pct(r['match_pct']):>8}  ")
+        if status == "no named model":
+            b = r["best_candidate"]
+            named = f" (= {', '.join(b['named'])})" if b["named"] else ""
+            lines.append(head + f"no named model; best of a quick search: {b['label']}{named}:"
+                                f" {b['matches']}/{b['cases']} ({_fmt_pct(b['match_pct'])})")
+            continue
+        lines.append(head + str(r["model"]) + (f"  ({r['note']})" if r.get("note") else ""))
     return "\n".join(lines)
 
 
@@ -518,13 +533,13 @@ def format_capture_report(recs: list, meta: Optional[dict] = None, all_candidate
 
 def _main(args) -> int:
     if (args.file is None) == (args.tc_dir is None):
-        raise ValueError("compare: give a capture FILE or --tc-dir DIR (exactly one)")
+        raise ValueError("give a capture FILE or --tc-dir DIR (exactly one)")
     if args.tc_dir is not None:
         recs = compare_tc(args.tc_dir, models=args.model, progress=not args.json)
         if args.json:
             print(json.dumps(recs, indent=1))
         else:
-            print(format_tc_table(recs) if recs else f"no data sets found under {args.tc_dir}")
+            print(format_tc_table(recs))
         if args.report:
             from .report import write_tc_report
             print(f"report: {write_tc_report(recs, args.report)}", file=sys.stderr)

@@ -26,10 +26,12 @@ import numpy as np
 
 from ..formats import get_format
 from ..quantize import quantize
+from .capture_format import Capture, load_capture, typed_values
 from .models import BlockFMAModel, list_models, select_block
+from .tcdata import TCDataset, load_dataset, scan
 
 __all__ = ["Piece", "FitProblem", "grid", "fit_problem", "fit_tc", "fit_capture",
-           "named_matches", "register"]
+           "named_matches", "dataset_problem", "quick_fit", "label", "register"]
 
 NS = (4, 8, 16, 32)
 FRACS = tuple(range(13, 27))
@@ -228,29 +230,72 @@ def _split(n: int) -> list:
     return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def tc_problems(root, limit: Optional[int] = None) -> list:
-    """One :class:`FitProblem` per data set under ``root`` (see
-    :func:`lowprec.hardware.compare.find_tc_datasets`)."""
-    from .compare import find_tc_datasets
-    from .tcdata import load_dataset
+def dataset_problem(ds: TCDataset) -> FitProblem:
+    """The :class:`FitProblem` of one real-GPU data set (c as the instruction saw it)."""
+    out = ds.out_format
+    pieces = [Piece(ds.a[s, None, :], ds.b[s, :, None], ds.d[s], out, c=ds.c[s, None, None],
+                    inputs=ds.input_format) for s in _split(ds.cases)]
+    return FitProblem(f"{ds.gpu}/{ds.folder}/{'fp16' if out == 'float16' else 'fp32'}",
+                      ds.input_format, out, pieces, block_outs=(out,),
+                      info={"gpu": ds.gpu, "input": ds.folder, "k": ds.k})
 
-    probs = []
-    for gpu, folder, out in find_tc_datasets(root):
-        ds = load_dataset(gpu, folder, out, root=root, limit=limit)
-        pieces = [Piece(ds.a[s, None, :], ds.b[s, :, None], ds.d[s], out, c=ds.c[s, None, None],
-                        inputs=ds.input_format) for s in _split(ds.cases)]
-        probs.append(FitProblem(f"{gpu}/{folder}/{'fp16' if out == 'float16' else 'fp32'}",
-                                ds.input_format, out, pieces, block_outs=(out,),
-                                info={"gpu": gpu, "input": folder, "k": ds.k}))
-    return probs
+
+def tc_problems(root, limit: Optional[int] = None) -> list:
+    """One :class:`FitProblem` per data set (output file) under ``root`` (see
+    :func:`lowprec.hardware.tcdata.scan`).
+
+    Raises:
+        ValueError: if ``root`` is not a directory or holds no data set.
+    """
+    found = scan(root)
+    found.require_datasets()
+    return [dataset_problem(load_dataset(gpu, folder, out, root=root, limit=limit))
+            for gpu, folder, out in found.datasets]
+
+
+#: The small grid of :func:`quick_fit`: the block sizes and alignment widths of the
+#: published models, both roundings and c placements, and the extended layouts (two
+#: interleaved blocks per instruction, fp8 inputs through fp16) for fp16 outputs.
+QUICK = dict(ns=(8, 16, 32), fracs=(13, 23, 24, 25), promote=(None,))
+
+
+def quick_fit(problem: FitProblem) -> dict:
+    """The best block model of a small grid (:data:`QUICK`) for a problem no named model
+    covers: a first guess to report, not a fitted model.
+
+    Returns:
+        The best row of :func:`fit_problem` (params, model, mismatches, cases, complete,
+        named) with ``label`` (see :func:`label`) and ``matches`` added.
+    """
+    cands = grid(problem.in_format, problem.block_outs,
+                 extended="float16" in problem.block_outs, **QUICK)
+    best = dict(fit_problem(problem, cands)[0])
+    best["label"] = label(best["model"])
+    best["matches"] = best["cases"] - best["mismatches"] if best["complete"] else None
+    return best
+
+
+def label(blk: BlockFMAModel) -> str:
+    """A one-line description of a block model's parameters (defaults left out)."""
+    parts = [f"n={blk.n}", f"F={blk.frac_bits}", blk.rounding, f"into {blk.out_format}"]
+    if blk.out_frac_bits is not None:
+        parts.append(f"{blk.out_frac_bits} result bits")
+    if blk.c_mode != "block":
+        parts.append(f"c {blk.c_mode}")
+    if blk.k_per_instruction != blk.n:
+        parts.append(f"{blk.k_per_instruction} products per instruction")
+    if blk.interleave:
+        parts.append(f"interleave {blk.interleave}")
+    if blk.promote_every:
+        parts.append(f"fp32 promotion every {blk.promote_every}")
+    if blk.convert_inputs:
+        parts.append(f"inputs via {blk.convert_inputs}")
+    return "block " + " ".join(parts[:4]) + "".join(f", {p}" for p in parts[4:])
 
 
 def capture_problems(cap) -> list:
     """One :class:`FitProblem` per (inputs, output, accumulation request) group of captured
     GEMMs that a tensor-core model can take (fp16, bf16, fp8 inputs)."""
-    from .capture_format import Capture, load_capture
-    from .compare import _typed
-
     if not isinstance(cap, Capture):
         cap = load_capture(cap)
     groups = {}
@@ -263,7 +308,8 @@ def capture_problems(cap) -> list:
         key = (op["torch_op"], f"{fa}x{fb}" if fa != fb else fa, op["out"], op["acc_request"])
         sa = op.get("scale_a")
         sb = op.get("scale_b")
-        piece = Piece(_typed(cap.values(op, "a"), fa)[None], _typed(cap.values(op, "b"), fb)[None],
+        piece = Piece(typed_values(cap.values(op, "a"), fa)[None],
+                      typed_values(cap.values(op, "b"), fb)[None],
                       cap.values(op, "d").astype(np.float32)[None], op["out"],
                       scale_a=None if sa in (None, 1.0) else sa,
                       scale_b=None if sb in (None, 1.0) else sb)
@@ -319,10 +365,13 @@ def _json_rows(problem: FitProblem, rows: list, top: int) -> dict:
 
 def _main(args) -> int:
     if (args.file is None) == (args.tc_dir is None):
-        raise ValueError("fit: give a capture FILE or --tc-dir DIR (exactly one)")
+        raise ValueError("give a capture FILE or --tc-dir DIR (exactly one)")
     if args.top < 1:
-        raise ValueError(f"fit: --top must be positive, got {args.top}")
+        raise ValueError(f"--top must be positive, got {args.top}")
     if args.tc_dir is not None:
+        found = scan(args.tc_dir)
+        for path, reason in found.skipped:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
         probs = tc_problems(args.tc_dir, args.limit)
     else:
         try:

@@ -91,29 +91,54 @@ def write_capture_report(recs: list, meta: dict, out_dir) -> str:
 
 
 def write_tc_report(recs: list, out_dir) -> str:
-    """Write a bar chart of match rates per data set and ``index.html``. Returns the HTML
-    path."""
+    """Write a bar chart of match rates per data set and ``index.html`` (data sets no
+    named model covers show their best quick-search candidate; skipped folders are listed
+    with the reason). Returns the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plt = _plt()
-    labels = [f"{r['gpu']} {r['input']}->{r['output']} ({r['model']})" for r in recs]
-    vals = [r["match_pct"] or 0.0 for r in recs]
-    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.3 * len(recs) + 1)))
-    ax.barh(labels, vals, color="tab:green")
+    sets = [r for r in recs if r.get("status", "ok") != "skipped"]
+    labels = [f"{r['gpu']} {r['input']}->{r['output']} ({_tc_model(r)})" for r in sets]
+    vals = [_tc_pct(r) for r in sets]
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.3 * len(sets) + 1)))
+    ax.barh(labels, vals, color=["tab:green" if r.get("status", "ok") == "ok" else "tab:gray"
+                                 for r in sets])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel("exact bit matches (%)")
+    ax.set_xlabel("exact bit matches (%); grey: no named model, best quick-search candidate")
     fig.tight_layout()
     fig.savefig(out / "tc_matches.png", dpi=80)
     plt.close(fig)
     rows = "\n".join(
         f"<tr><td>{html.escape(r['gpu'])}</td><td>{html.escape(r['input'])}</td>"
-        f"<td>{r['output']}</td><td>{r['cases']}</td><td>{r['matches']}</td>"
-        f"<td>{html.escape(r['model'])}</td></tr>" for r in recs)
+        f"<td>{r['output']}</td><td>{r['cases']}</td><td>{_tc_matches(r)}</td>"
+        f"<td>{html.escape(_tc_model(r))}</td></tr>" for r in sets)
+    skipped = "".join(f"<li>{html.escape(r['path'])}: {html.escape(r['reason'])}</li>"
+                      for r in recs if r.get("status") == "skipped")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>lowprec compare "
             "--tc-dir</title></head><body><h1>Real-GPU data vs lowprec models</h1><table>"
             "<tr><th>gpu</th><th>input</th><th>output</th><th>cases</th><th>matches</th>"
-            "<th>model</th></tr>" + rows + "</table><img src='tc_matches.png'></body></html>")
+            "<th>model</th></tr>" + rows + "</table>"
+            + (f"<h2>Skipped</h2><ul>{skipped}</ul>" if skipped else "")
+            + "<img src='tc_matches.png'></body></html>")
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return str(path)
+
+
+def _tc_model(r: dict) -> str:
+    if r.get("status") == "no named model":
+        return f"no named model; best candidate: {r['best_candidate']['label']}"
+    return str(r["model"])
+
+
+def _tc_pct(r: dict) -> float:
+    if r.get("status") == "no named model":
+        return r["best_candidate"]["match_pct"]
+    return r["match_pct"] or 0.0
+
+
+def _tc_matches(r: dict) -> str:
+    if r.get("status") == "no named model":
+        return f"- (best candidate: {r['best_candidate']['matches']})"
+    return "-" if r["matches"] is None else str(r["matches"])
