@@ -308,3 +308,52 @@ def test_optimizers_match_torch(kind):
         ((w * w) * c + w * float(k)).sum().backward()
         opt.step()
         np.testing.assert_allclose(traj[k], w.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+# --- a second backward through the same graph (issue 10): as torch ------------------------
+@pytest.mark.parametrize("make", [lambda a: (a * 3).sum(), lambda a: (a * a).sum(),
+                                  lambda a: ((a * a) * a + a).sum()])
+def test_second_backward_as_torch(make):
+    torch = pytest.importorskip("torch")
+    x = np.array([1.0, -2.0, 0.5])
+    a = Tensor(x.copy(), requires_grad=True)
+    s = make(a)
+    s.backward(retain_graph=True)
+    s.backward()
+    ta = torch.tensor(x, requires_grad=True)
+    ts = make(ta)
+    ts.backward(retain_graph=True)
+    ts.backward()
+    np.testing.assert_array_equal(a.grad, ta.grad.numpy())
+    # without retain_graph the graph is freed: both refuse a third pass
+    with pytest.raises(RuntimeError):
+        ts.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        s.backward()
+
+
+def test_second_backward_without_retain_graph_raises_and_keeps_leaf_grads():
+    a = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    s = (a * 3).sum()
+    s.backward()
+    np.testing.assert_array_equal(a.grad, [3.0, 3.0])
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        s.backward()
+    np.testing.assert_array_equal(a.grad, [3.0, 3.0])  # nothing was added
+
+
+def test_non_leaf_grads_are_not_kept_unless_retained():
+    torch = pytest.importorskip("torch")
+    x = np.array([0.5, -1.5])
+    a = Tensor(x.copy(), requires_grad=True)
+    h = a * a
+    h2 = (a * 3).retain_grad()
+    (h.sum() + (h2 * h2).sum()).backward()
+    assert h.grad is None and not h.is_leaf and a.is_leaf
+    ta = torch.tensor(x, requires_grad=True)
+    th = ta * ta
+    th2 = ta * 3
+    th2.retain_grad()
+    (th.sum() + (th2 * th2).sum()).backward()
+    np.testing.assert_array_equal(h2.grad, th2.grad.numpy())
+    np.testing.assert_array_equal(a.grad, ta.grad.numpy())

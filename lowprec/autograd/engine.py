@@ -39,6 +39,15 @@ def is_grad_enabled() -> bool:
     return _GRAD_ENABLED.get()
 
 
+def _leaf_backward() -> None:
+    """A leaf has nothing to propagate to."""
+
+
+def _freed_backward() -> None:
+    """Stands in for the closure of a node whose graph was freed by backward()."""
+    raise RuntimeError("the graph was freed by an earlier backward()")
+
+
 def _unbroadcast(g: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
     """Sum a gradient back to the shape of an operand that was broadcast."""
     if g.shape == shape:
@@ -63,18 +72,23 @@ class Tensor:
     """
 
     __array_priority__ = 100  # make ndarray (op) Tensor defer to Tensor's reflected op
-    __slots__ = ("data", "grad", "requires_grad", "name", "_prev", "_backward", "_op")
+    __slots__ = ("data", "grad", "requires_grad", "name", "_prev", "_backward", "_op",
+                 "_retain")
 
     def __init__(self, data, requires_grad: bool = False, name: str = "",
                  _prev: Tuple["Tensor", ...] = (), _op: str = ""):
         a = np.asarray(data)
+        if a.dtype.kind not in "fiub":
+            what = "complex" if a.dtype.kind == "c" else f"dtype {a.dtype}"
+            raise TypeError(f"Tensor data must be real numbers, got {what}")
         self.data = a if a.dtype.kind == "f" else a.astype(np.float32)
         self.grad: Optional[np.ndarray] = None
         self.requires_grad = bool(requires_grad)
         self.name = name
         self._prev = _prev
-        self._backward: Callable[[], None] = lambda: None
+        self._backward: Callable[[], None] = _leaf_backward
         self._op = _op
+        self._retain = False
 
     # --- plumbing -------------------------------------------------------------------
     def _lift(self, other) -> "Tensor":
@@ -93,16 +107,35 @@ class Tensor:
         g = _unbroadcast(np.asarray(g), self.data.shape).astype(self.data.dtype, copy=False)
         self.grad = g.copy() if self.grad is None else self.grad + g
 
-    def backward(self, grad=None) -> None:
-        """Fill ``.grad`` of every tensor this one depends on that requires a gradient.
+    @property
+    def is_leaf(self) -> bool:
+        """Whether this tensor was made by the user rather than by an op (torch's rule:
+        only leaves keep ``.grad`` after :meth:`backward`)."""
+        return not self._prev
+
+    def retain_grad(self) -> "Tensor":
+        """Keep ``.grad`` of this non-leaf tensor after :meth:`backward` (as torch's
+        ``retain_grad``); returns self."""
+        self._retain = True
+        return self
+
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Accumulate d self / d leaf into ``.grad`` of every leaf that requires a gradient.
+
+        As in torch: gradients accumulate into leaves across calls; non-leaf tensors keep
+        no ``.grad`` unless :meth:`retain_grad` was called; the graph is freed after the
+        pass, so a second backward through it raises unless the first passed
+        ``retain_graph=True``.
 
         Args:
             grad: gradient of the final objective with respect to this tensor; defaults
                 to ones (so a scalar loss gets d loss / d loss = 1).
+            retain_graph: keep the graph for another backward pass.
 
         Raises:
             ValueError: when this tensor does not require a gradient, or ``grad`` has the
                 wrong shape.
+            RuntimeError: when the graph was freed by an earlier backward.
         """
         if not self.requires_grad:
             raise ValueError("backward() on a tensor that does not require grad")
@@ -117,13 +150,31 @@ class Tensor:
             seen.add(id(v))
             stack.append((v, True))
             stack.extend((p, False) for p in v._prev if p.requires_grad and id(p) not in seen)
+        if any(v._backward is _freed_backward for v in topo):
+            raise RuntimeError("Trying to backward through the graph a second time: its "
+                               "intermediate results were freed by the first backward(); "
+                               "pass retain_graph=True to the first call to keep them")
         g = np.ones_like(self.data) if grad is None else np.asarray(grad, self.data.dtype)
         if g.shape != self.data.shape:
             raise ValueError(f"grad has shape {g.shape}, tensor has {self.data.shape}")
+        # Non-leaf tensors hold their incoming gradient in .grad only while the pass runs
+        # (it starts empty: an earlier pass must not be counted again).
+        inner = [v for v in topo if not v.is_leaf]
+        kept = {id(v): v.grad for v in inner if v._retain}
+        for v in inner:
+            v.grad = None
         self._accumulate(g)
         for v in reversed(topo):
-            if v.grad is not None:
+            if v.grad is not None and not v.is_leaf:
                 v._backward()
+        for v in inner:
+            if v._retain:
+                old = kept[id(v)]
+                v.grad = v.grad if old is None or v.grad is None else old + v.grad
+            else:
+                v.grad = None
+            if not retain_graph:
+                v._backward = _freed_backward
 
     def detach(self) -> "Tensor":
         """The same data, cut from the graph."""
