@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional
+from fractions import Fraction
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from . import _kernels  # noqa: F401  (package marker; kernels are imported lazily below)
 from ._kernels import params as P
+from .reference import encode_exact
 from .formats import NAN_KIND, FixedFormat, FloatFormat, Format, get_format
 from .rounding import NaNPolicy, Overflow, Rounding, parse_nan_policy, parse_overflow, parse_rounding
 
@@ -175,18 +177,126 @@ def format_tuple(fmt: Format, nan: NaNPolicy = NaNPolicy.RAISE) -> tuple:
     return tuple(int(v) for v in format_params(fmt, nan))
 
 
-def _as_float_array(x) -> np.ndarray:
+_EXACT53 = float(2 ** 53)  # integers below this magnitude are exact in float64
+
+
+class _Input(NamedTuple):
+    """An input prepared for the kernels.
+
+    ``hi`` is a native float16/32/64 array with the input's shape. ``lo`` (float64, or None)
+    holds exact tails where the input is wider than float64's significand (integers beyond
+    2^53, long doubles): the value is ``hi + lo`` with |lo| <= ulp(hi)/2. ``big`` maps flat
+    indices to Python ints that not even a float64 pair carries (beyond 64 bits).
+    """
+
+    hi: np.ndarray
+    lo: Optional[np.ndarray] = None
+    big: Optional[dict] = None
+
+
+def _int_pair(a: np.ndarray) -> tuple:
+    """(hi, lo) float64 arrays with hi + lo == a exactly, for int64/uint64 arrays.
+
+    hi is a rounded to nearest (numpy's integer-to-double casts round correctly); the
+    residual has at most 11 bits, so it is computed exactly in wrapping uint64 arithmetic.
+    """
+    if a.dtype.kind == "i":
+        a = a.astype(np.int64)
+        neg = a < 0
+        mag = np.where(neg, ~a.view(np.uint64) + np.uint64(1), a.view(np.uint64))
+    else:
+        a = a.astype(np.uint64)
+        neg = np.zeros(a.shape, bool)
+        mag = a
+    hi = mag.astype(np.float64)
+    hi_u = np.where(hi >= 2.0 ** 64, 0.0, hi).astype(np.uint64)  # 2^64 wraps to 0
+    lo = (mag - hi_u).view(np.int64).astype(np.float64)
+    return np.where(neg, -hi, hi), np.where(neg, -lo, lo)
+
+
+def _from_objects(a: np.ndarray) -> "_Input":
+    """An object array of Python numbers: floats and ints, ints rounded exactly."""
+    flat = a.reshape(-1)
+    hi = np.empty(flat.size, np.float64)
+    lo = np.zeros(flat.size, np.float64)
+    big = {}
+    for i, v in enumerate(flat):
+        if isinstance(v, (bool, np.bool_)):
+            hi[i] = float(v)
+            continue
+        if not isinstance(v, (int, float, np.integer, np.floating)):
+            what = "complex numbers" if isinstance(v, (complex, np.complexfloating)) else \
+                f"{type(v).__name__} values"
+            raise TypeError(f"expected real numbers, got {what} (e.g. {v!r})")
+        if isinstance(v, (int, np.integer)):
+            v = int(v)
+            if -(1 << 63) <= v < (1 << 64):
+                h, t = _int_pair(np.array([v], np.uint64 if v >= (1 << 63) else np.int64))
+                hi[i], lo[i] = h[0], t[0]
+            else:
+                big[i] = v
+                hi[i] = 0.0
+        else:
+            hi[i] = float(v)
+    shape = a.shape
+    return _Input(hi.reshape(shape), lo.reshape(shape) if lo.any() else None, big or None)
+
+
+def _prepare(x) -> _Input:
+    """Validate an input and bring it into the kernels' form without losing exactness.
+
+    Raises:
+        TypeError: None, strings, complex numbers and other non-real input.
+    """
+    if x is None:
+        raise TypeError("expected real numbers, got None")
+    if isinstance(x, int) and not isinstance(x, bool):
+        return _from_objects(np.array(x, dtype=object))
+    if isinstance(x, (list, tuple)):
+        # numpy turns a list mixing large Python ints into float64 (rounding them): look first
+        obj = np.array(x, dtype=object)
+        if any(isinstance(v, int) and not isinstance(v, bool) for v in obj.reshape(-1)):
+            return _from_objects(obj)
     a = np.asarray(x)
-    if a.dtype in _INPUT_LAYOUT:
-        return a
-    if a.dtype.kind in "biu":
-        return a.astype(np.float64)
-    if a.dtype.kind == "f":  # longdouble and friends
-        return a.astype(np.float64)
-    try:
-        return a.astype(np.float64)
-    except (TypeError, ValueError):
+    kind = a.dtype.kind
+    if kind == "c":
+        raise TypeError(f"complex input (dtype {a.dtype}) is not supported: lowprec formats "
+                        f"are real; pass x.real or abs(x) explicitly")
+    if kind == "O":
+        return _from_objects(a)
+    if kind == "b":
+        return _Input(a.astype(np.float64))
+    if kind in "iu":
+        if a.size == 0 or a.dtype.itemsize < 8 or (np.abs(a.astype(np.float64)).max()
+                                                   < _EXACT53):
+            return _Input(a.astype(np.float64))
+        hi, lo = _int_pair(a)
+        return _Input(hi, lo if lo.any() else None)
+    if kind != "f":
         raise TypeError(f"cannot convert input of dtype {a.dtype} to floating point")
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    if a.dtype in _INPUT_LAYOUT:
+        return _Input(a)
+    # long double: a float64 pair carries its 64-bit significand exactly
+    hi = a.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        lo = (a - hi.astype(a.dtype)).astype(np.float64)
+    lo = np.where(np.isfinite(hi), lo, 0.0)
+    return _Input(hi, lo if lo.any() else None)
+
+
+def _as_float_array(x) -> np.ndarray:
+    """x as a native float16/32/64 array, for callers that need plain values (integers
+    beyond 2^53 are rounded to float64 here; :func:`encode` itself rounds them exactly).
+
+    Raises:
+        TypeError: for non-real input.
+    """
+    p = _prepare(x)
+    if p.big:
+        raise ValueError("integers beyond 64 bits need lowprec.encode/quantize")
+    return p.hi if p.lo is None else p.hi + p.lo
 
 
 def encode(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=None,
@@ -221,7 +331,7 @@ def encode(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=No
     """
     f = get_format(fmt)
     opts = resolve_options(f, rounding, overflow, subnormals, sr_bits, seed, nan)
-    out = _encode(_as_float_array(x), f, opts)
+    out = _encode(_prepare(x), f, opts)
     return out if isinstance(x, np.ndarray) or np.ndim(x) else out[()]
 
 
@@ -229,15 +339,41 @@ def encode(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=No
 PARALLEL_THRESHOLD = 1 << 15
 
 
-def _encode(a: np.ndarray, f: Format, opts: ConversionOptions) -> np.ndarray:
+def _encode(inp: "_Input | np.ndarray", f: Format, opts: ConversionOptions) -> np.ndarray:
     from ._kernels import convert as K
 
+    if isinstance(inp, np.ndarray):
+        inp = _Input(inp)
+    a = inp.hi
     if not f.has_nan and opts.nan is NaNPolicy.RAISE and a.size and np.isnan(a).any():
         raise ValueError(f"NaN input but {f.name} has no NaN code; pass nan='zero', 'max' or "
                          f"'ml_dtypes' to map it")
+    out = np.empty(a.size, f.code_dtype)
+    exact = dict(inp.big or {})
+    if inp.lo is not None and isinstance(f, FloatFormat):
+        K.encode_pair_array(np.ascontiguousarray(a, np.float64).reshape(-1),
+                            np.ascontiguousarray(inp.lo).reshape(-1), format_params(f, opts.nan),
+                            opts.rounding.id, opts.overflow.id, opts.ftz, opts.key,
+                            opts.sr_bits, out)
+    else:
+        if inp.lo is not None:  # fixed point: the few wide values take the exact path
+            flat_lo = inp.lo.reshape(-1)
+            flat_hi = a.reshape(-1)
+            for i in np.flatnonzero(flat_lo):
+                exact[int(i)] = Fraction(float(flat_hi[i])) + Fraction(float(flat_lo[i]))
+        _encode_plain(a, f, opts, out)
+    if exact:
+        for i, v in exact.items():
+            out[i] = encode_exact(v, f, opts.rounding, opts.overflow, not opts.ftz,
+                                  opts.sr_bits or None, int(opts.key), i, opts.nan)
+    return out.reshape(a.shape)
+
+
+def _encode_plain(a: np.ndarray, f: Format, opts: ConversionOptions, out: np.ndarray) -> None:
+    from ._kernels import convert as K
+
     in_m, in_e, in_bias, view = _INPUT_LAYOUT[a.dtype]
     bits = np.ascontiguousarray(a).reshape(-1).view(view)
-    out = np.empty(bits.size, f.code_dtype)
     fp = format_params(f, opts.nan)
     big = bits.size >= PARALLEL_THRESHOLD
     if isinstance(f, FloatFormat):
@@ -248,7 +384,6 @@ def _encode(a: np.ndarray, f: Format, opts: ConversionOptions) -> np.ndarray:
         kern = K.encode_fixed_array if big else K.encode_fixed_serial
         kern(bits, in_m, in_e, in_bias, fp, opts.rounding.id, opts.overflow.id, opts.key,
              opts.sr_bits, out)
-    return out.reshape(a.shape)
 
 
 @functools.lru_cache(maxsize=None)
@@ -332,9 +467,10 @@ def quantize(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=
         As :func:`encode`.
     """
     f = get_format(fmt)
-    a = _as_float_array(x)
-    codes = _encode(a, f, resolve_options(f, rounding, overflow, subnormals, sr_bits, seed, nan))
-    dt = a.dtype
+    inp = _prepare(x)
+    codes = _encode(inp, f, resolve_options(f, rounding, overflow, subnormals, sr_bits, seed,
+                                            nan))
+    dt = inp.hi.dtype if inp.lo is None and inp.big is None else np.dtype(np.float64)
     if dt == np.float16 and not _fits(f, dt):
         dt = np.dtype(np.float32)
     if dt == np.float32 and not _fits(f, dt):

@@ -316,15 +316,16 @@ def decode_float_serial(codes, fp, out):
 
 
 @njit(cache=True)
-def round_float_value(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits):
-    """Round the exact value ``x + lo`` (float64 pair, |lo| <= ulp(x)/2) into a float
-    format and return it as a float64 (inf/NaN where the format's policy says so)."""
+def encode_pair_code(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits):
+    """Code of the exact value ``x + lo`` (float64 pair, |lo| <= ulp(x)/2) in a float
+    format: the path of exact results (error-free transformations) and of inputs wider
+    than float64's significand (integers beyond 2^53, long doubles)."""
     if x != x:
-        return np.nan
+        return _nan_code(math.copysign(1.0, x) < 0, fp)
     if math.isinf(x):
-        return decode_float_code(_inf_code(x < 0, ovf, fp), fp)
+        return _inf_code(x < 0, ovf, fp)
     if x == 0.0:
-        return decode_float_code(_zero_input_code(math.copysign(1.0, x) < 0, fp), fp)
+        return _zero_input_code(math.copysign(1.0, x) < 0, fp)
     neg, sig, e = split_float(x)
     lo_sig = np.int64(0)
     lo_e = np.int64(0)
@@ -332,9 +333,26 @@ def round_float_value(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits):
     if lo != 0.0:
         lneg, lo_sig, lo_e = split_float(lo)
         lo_neg = lneg != neg  # tail direction relative to the magnitude
-    code = encode_float_parts(neg, sig, e, e + 52, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz,
+    return encode_float_parts(neg, sig, e, e + 52, lo_sig, lo_e, lo_neg, fp, mode, ovf, ftz,
                               key, idx, sr_bits)
-    return decode_float_code(code, fp)
+
+
+@njit(cache=True)
+def round_float_value(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits):
+    """Round the exact value ``x + lo`` (float64 pair, |lo| <= ulp(x)/2) into a float
+    format and return it as a float64 (inf/NaN where the format's policy says so)."""
+    if x != x:
+        return np.nan
+    return decode_float_code(encode_pair_code(x, lo, fp, mode, ovf, ftz, key, idx, sr_bits),
+                             fp)
+
+
+@njit(cache=True, parallel=True)
+def encode_pair_array(hi, lo, fp, mode, ovf, ftz, key, sr_bits, out):
+    """Encode the exact values ``hi[i] + lo[i]`` (flat float64 pairs) into a float format."""
+    fp = float_tuple(fp)
+    for i in prange(hi.size):
+        out[i] = encode_pair_code(hi[i], lo[i], fp, mode, ovf, ftz, key, i, sr_bits)
 
 
 @njit(cache=True)
@@ -369,13 +387,15 @@ def encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits):
     mmode = magnitude_mode(mode, neg)
     big_e = e + bitlen(sig) - 1
     if big_e - q >= 40:  # far beyond any 32-bit word
-        if ovf == _OVF_WRAP:
-            s = e - q
+        if ovf != _OVF_WRAP:
+            return (xp[X_MININT] if neg else xp[X_MAXINT]) & wmask
+        s = e - q
+        if s >= 0:  # an integer multiple of the resolution: only its low bits survive
             if s >= nbits:
                 return np.int64(0)
-            v = (sig << s) & wmask if s >= 0 else np.int64(0)
+            v = (sig << s) & wmask
             return ((-v) & wmask) if neg else v
-        return (xp[X_MININT] if neg else xp[X_MAXINT]) & wmask
+        # s < 0: sig >> -s has at most 52 bits, so the general rounding below is exact
     kept, inexact = round_sig(sig, e, 0, 0, False, q, mmode, key, idx, sr_bits)
     v = -kept if neg else kept
     if v > xp[X_MAXINT] or v < xp[X_MININT]:
