@@ -41,23 +41,38 @@ def _operand(x, name: str, inputs):
     """(float64 or int64 values, format) of a matmul operand."""
     if _is_lparray(x):
         fmt = get_format(x.fmt)
+        if inputs is not None and get_format(inputs) != fmt:
+            raise ValueError(f"matmul: inputs={get_format(inputs).name!r} but {name} is an "
+                             f"LPArray in {fmt.name}; an LPArray keeps its format: convert it "
+                             f"explicitly with {name}.astype({get_format(inputs).name!r}) or "
+                             f"drop inputs=")
         codes = np.asarray(x.codes)
         if isinstance(fmt, FloatFormat):
             return decode(codes, fmt, dtype=np.float64), fmt
         vals = decode(codes, fmt, dtype=np.float64)
         return (vals.astype(np.int64) if isinstance(fmt, IntFormat) else vals), fmt
+    if x is None:
+        raise TypeError(f"matmul: {name} must be an array of numbers, got None")
     arr = np.asarray(x)
-    if arr.dtype == object or arr.dtype.kind in "USc":
+    if arr.dtype.kind == "c":
+        raise TypeError(f"matmul: {name} is complex (dtype {arr.dtype}); lowprec formats are "
+                        f"real")
+    if arr.dtype == object or arr.dtype.kind in "US":
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError):
             raise TypeError(f"matmul: {name} must be numeric, got dtype {arr.dtype}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if inputs is not None:
+        # plain arrays are rounded into inputs= (RNE), integers and float64 from their own bits
         fmt = get_format(inputs)
         if isinstance(fmt, IntFormat):
-            vals = quantize(arr.astype(np.float64), fmt)
+            vals = quantize(arr if arr.dtype.kind in "iub" else arr.astype(np.float64), fmt)
             return vals.astype(np.int64), fmt
-        return quantize(np.asarray(arr, np.float64), fmt).astype(np.float64), fmt
+        src = arr if arr.dtype.kind in "iubf" and arr.dtype.itemsize <= 8 else \
+            arr.astype(np.float64)
+        return quantize(src, fmt).astype(np.float64), fmt
     if arr.dtype.kind in "iub":
         if arr.dtype.kind == "b" or arr.dtype.itemsize > 1:
             raise TypeError(f"matmul: integer {name} must be int8 or uint8 (got {arr.dtype}); "
@@ -219,11 +234,13 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
     from ._kernels.gemm import gemm_acc, gemm_f32
 
     rne = rnd is Rounding.RNE
-    if accf == _F32 and rne and not chunk and (
-            not fma or _products_exact_f32(av, bv, fa, fb)):
+    if accf == _F32 and rne and not chunk:
+        # fma=True is a float32 fused multiply-add per step; when every product is exact in
+        # float32 the plain multiply-then-add gives the same bits
+        fused = bool(fma) and not _products_exact_f32(av, bv, fa, fb)
         out = np.empty(cv.shape, np.float32)
         f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # no copy when already so
-        gemm_f32(f32(av), f32(bv), f32(cv), out)
+        gemm_f32(f32(av), f32(bv), f32(cv), fused, out)
         return out
     opts = resolve_options(accf, rnd, None, True, None, seed)
     fast = accf.has_inf and accf.subnormals

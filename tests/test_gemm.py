@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lowprec
+import lowprec as lp
 from lowprec import gemm_reference as ref
 from lowprec.quantize import seed_key
 
@@ -267,3 +268,35 @@ def test_errors():
         lowprec.matmul(np.ones((2, 3), np.int8), np.ones((3, 2), np.int8), overflow="inf")
     with pytest.raises(TypeError):
         lowprec.matmul(np.ones((2, 3), np.int32), np.ones((3, 2), np.int32))
+
+
+# --- issue 10: inputs= never silently ignored, complex rejected, integers exact ------------
+def test_inputs_conflicting_with_lparray_format_raises():
+    x = lp.array(np.arange(6.0).reshape(2, 3), "bf16")
+    y = lp.array(np.ones((3, 2)), "bf16")
+    with pytest.raises(ValueError, match="inputs='float8_e4m3fn'.*bfloat16.*astype"):
+        lp.matmul(x, y, inputs="e4m3")
+    with pytest.raises(ValueError, match="LPArray in bfloat16"):
+        lp.matmul(x.astype("e4m3"), y, inputs="e4m3")  # b conflicts
+    # naming the operands' own format is fine and changes nothing
+    np.testing.assert_array_equal(lp.matmul(x, y, inputs="bf16"), lp.matmul(x, y))
+    # the explicit conversion does what inputs= would have meant
+    np.testing.assert_array_equal(
+        lp.matmul(x.astype("e4m3"), y.astype("e4m3")),
+        lp.matmul(np.asarray(x), np.asarray(y), inputs="e4m3"))
+
+
+@pytest.mark.parametrize("bad", [np.ones((2, 2), np.complex128), np.array([[1 + 1j, 0], [0, 1]])])
+def test_complex_operands_raise(bad):
+    with pytest.raises(TypeError, match="complex"):
+        lp.matmul(bad, np.ones((2, 2)))
+    with pytest.raises(TypeError, match="complex"):
+        lp.matmul(np.ones((2, 2)), bad, inputs="bf16")
+
+
+def test_integer_operands_round_exactly_into_inputs():
+    big = 2 ** 60 + 2 ** 36 + 1  # through float64 it is a tie that RNE takes down
+    a = np.array([[big]], np.int64)
+    got = lp.matmul(a, np.ones((1, 1)), inputs="fp32", acc="fp32")
+    assert got.dtype == np.float32
+    assert float(got[0, 0]) == float(np.float32(2.0 ** 60 + 2.0 ** 37))

@@ -21,18 +21,29 @@ import numpy as np
 from numba import njit, prange
 
 from .convert import round_float_value
+from .fma import fma32
 from .tensorcore import round_pair
 
 _RB = 4     # rows per tile of the float32 kernel
 _JT = 512   # columns per tile of the float32 kernel
 
 
-@njit(cache=True, parallel=True)
-def gemm_f32(a, b, c, out):
-    """Sequential-in-k float32 accumulation: out = c; out += a[:, k] * b[k, :] in float32.
+@njit(cache=True, inline="always")
+def _step(x, a, b, fused):
+    # fused: one rounding of x + a*b; else the product is rounded to fp32 first. The test
+    # is loop-invariant, so LLVM unswitches it out of the vectorised loops.
+    if fused:
+        return fma32(a, b, x)
+    return x + a * b
 
-    Bit-exact for round-to-nearest-even fp32 accumulation when every product is exact in
-    float32, and for fma=False (product rounded to fp32, then the sum) always.
+
+@njit(cache=True, parallel=True)
+def gemm_f32(a, b, c, fused, out):
+    """Sequential-in-k float32 accumulation: out = c; out = out + a[:, k] * b[k, :] in float32.
+
+    ``fused``: each step is a float32 fused multiply-add (one rounding); otherwise the
+    product is rounded to float32 before the sum (two roundings; the same when every
+    product is exact in float32).
     a: (batch, M, K), b: (batch, K, N), c and out: (batch, M, N), all float32.
     Four rows share each load of b; four steps of k are taken per pass over a row tile,
     each element's sum still running k by k (the order is unchanged).
@@ -61,7 +72,7 @@ def gemm_f32(a, b, c, out):
                         av = a[bi, i0 + r, k]
                         brow = b[bi, k, j0:j0 + jn]
                         for jj in range(jn):
-                            acc0[jj] = acc0[jj] + av * brow[jj]
+                            acc0[jj] = _step(acc0[jj], av, brow[jj], fused)
                     for jj in range(jn):
                         out[bi, i0 + r, j0 + jj] = acc0[jj]
                 continue
@@ -97,25 +108,25 @@ def gemm_f32(a, b, c, out):
                     v2 = b2[jj]
                     v3 = b3[jj]
                     x = acc0[jj]
-                    x = x + a00 * v0
-                    x = x + a01 * v1
-                    x = x + a02 * v2
-                    acc0[jj] = x + a03 * v3
+                    x = _step(x, a00, v0, fused)
+                    x = _step(x, a01, v1, fused)
+                    x = _step(x, a02, v2, fused)
+                    acc0[jj] = _step(x, a03, v3, fused)
                     x = acc1[jj]
-                    x = x + a10 * v0
-                    x = x + a11 * v1
-                    x = x + a12 * v2
-                    acc1[jj] = x + a13 * v3
+                    x = _step(x, a10, v0, fused)
+                    x = _step(x, a11, v1, fused)
+                    x = _step(x, a12, v2, fused)
+                    acc1[jj] = _step(x, a13, v3, fused)
                     x = acc2[jj]
-                    x = x + a20 * v0
-                    x = x + a21 * v1
-                    x = x + a22 * v2
-                    acc2[jj] = x + a23 * v3
+                    x = _step(x, a20, v0, fused)
+                    x = _step(x, a21, v1, fused)
+                    x = _step(x, a22, v2, fused)
+                    acc2[jj] = _step(x, a23, v3, fused)
                     x = acc3[jj]
-                    x = x + a30 * v0
-                    x = x + a31 * v1
-                    x = x + a32 * v2
-                    acc3[jj] = x + a33 * v3
+                    x = _step(x, a30, v0, fused)
+                    x = _step(x, a31, v1, fused)
+                    x = _step(x, a32, v2, fused)
+                    acc3[jj] = _step(x, a33, v3, fused)
             for k in range(k4, kk):
                 a0 = a[bi, i0, k]
                 a1 = a[bi, i0 + 1, k]
@@ -124,10 +135,10 @@ def gemm_f32(a, b, c, out):
                 brow = b[bi, k, j0:j0 + jn]
                 for jj in range(jn):
                     bv = brow[jj]
-                    acc0[jj] = acc0[jj] + a0 * bv
-                    acc1[jj] = acc1[jj] + a1 * bv
-                    acc2[jj] = acc2[jj] + a2 * bv
-                    acc3[jj] = acc3[jj] + a3 * bv
+                    acc0[jj] = _step(acc0[jj], a0, bv, fused)
+                    acc1[jj] = _step(acc1[jj], a1, bv, fused)
+                    acc2[jj] = _step(acc2[jj], a2, bv, fused)
+                    acc3[jj] = _step(acc3[jj], a3, bv, fused)
             for jj in range(jn):
                 out[bi, i0, j0 + jj] = acc0[jj]
                 out[bi, i0 + 1, j0 + jj] = acc1[jj]
