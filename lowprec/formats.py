@@ -73,6 +73,14 @@ class FloatFormat:
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        for arg in ("exp_bits", "man_bits", "bias"):
+            _check_int(self, arg)
+        for arg in ("has_inf", "subnormals", "signed", "zero"):
+            _check_bool(self, arg)
+        if not isinstance(self.nan, str):
+            raise TypeError(f"FloatFormat nan must be one of {NAN_ENCODINGS}, got {self.nan!r}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"FloatFormat name must be a string, got {self.name!r}")
         if self.exp_bits < 1 or self.man_bits < 0:
             raise ValueError(f"FloatFormat needs exp_bits >= 1 and man_bits >= 0, got "
                              f"exp_bits={self.exp_bits}, man_bits={self.man_bits}")
@@ -91,6 +99,13 @@ class FloatFormat:
             raise ValueError("a format without zero must be unsigned and have no subnormals")
         if self.emax < self.emin:
             raise ValueError("format has no normal binade")
+        # every value, subnormals included, must be a normal float64, so that products and
+        # error-free transformations stay exact
+        if self.emax > 1000 or self.emin - self.man_bits < -1000:
+            raise ValueError(f"FloatFormat with exp_bits={self.exp_bits}, bias={self.bias} "
+                             f"spans 2^{self.emin - self.man_bits} .. 2^{self.emax + 1}; lowprec "
+                             f"supports formats within 2^-1000 .. 2^1000 (bias in "
+                             f"{self.max_exp_field - 1000} .. {1000 + (1 if self.zero else 0) - self.man_bits})")
         if not self.name:
             object.__setattr__(self, "name", _derived_name(self))
 
@@ -222,6 +237,13 @@ class FixedFormat:
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        _check_int(self, "int_bits")
+        _check_int(self, "frac_bits")
+        _check_bool(self, "signed")
+        if not isinstance(self.name, str):
+            raise TypeError(f"{type(self).__name__} name must be a string, got {self.name!r}")
+        if not -1000 <= self.frac_bits <= 1000:
+            raise ValueError(f"fixed-point frac_bits must be in -1000..1000, got {self.frac_bits}")
         if not 1 <= self.bits <= 32:
             raise ValueError(f"fixed-point word length must be 1..32 bits, got {self.bits}")
         if self.signed and self.int_bits < 1:
@@ -317,6 +339,20 @@ class IntFormat(FixedFormat):
 Format = Union[FloatFormat, FixedFormat]
 
 
+def _check_int(obj, arg: str) -> None:
+    v = getattr(obj, arg)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{type(obj).__name__} {arg} must be an int, got {v!r}")
+    object.__setattr__(obj, arg, int(v))
+
+
+def _check_bool(obj, arg: str) -> None:
+    v = getattr(obj, arg)
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{type(obj).__name__} {arg} must be True or False, got {v!r}")
+    object.__setattr__(obj, arg, bool(v))
+
+
 def _code_dtype(bits: int) -> np.dtype:
     if bits <= 8:
         return np.dtype(np.uint8)
@@ -401,6 +437,8 @@ def get_format(name: "str | Format | np.dtype | type") -> Format:
     """
     if isinstance(name, (FloatFormat, FixedFormat)):
         return name
+    if name is None:
+        raise TypeError("expected a format name, dtype or descriptor, got None")
     if not isinstance(name, str):
         try:
             name = np.dtype(name).name

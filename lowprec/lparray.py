@@ -100,28 +100,13 @@ def _default_dtype(fmt: Format) -> np.dtype:
 
 
 def _short(v: float, fmt: Format) -> str:
-    """Shortest decimal that rounds (RNE) back to the same value of fmt."""
+    """The value exactly: the shortest decimal whose float64 is this value (every value of
+    every lowprec format is a float64), so no two codes print alike and none is rounded."""
     if np.isnan(v):
         return "nan"
     if np.isinf(v):
         return "-inf" if v < 0 else "inf"
-    if v == 0:
-        return "-0.0" if np.signbit(v) else "0.0"
-    s = repr(float(v))
-    for d in range(1, 18):
-        t = f"{v:.{d}g}"
-        if float(_quantize_value(float(t), fmt)) == v:
-            s = t
-            break
-    if not any(ch in s for ch in ".en"):
-        s += ".0"
-    return s
-
-
-def _quantize_value(x: float, fmt: Format) -> float:
-    """x rounded to nearest-even into fmt, as a float (NaN-free helper for printing)."""
-    kw = {} if fmt.has_nan else {"nan": "zero"}
-    return float(decode(encode(np.float64(x), fmt, **kw), fmt, np.float64))
+    return repr(float(v))
 
 
 class LPArray:

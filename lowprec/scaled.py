@@ -108,7 +108,7 @@ class _Grouping:
             return np.moveaxis(a, self.axis, 0).reshape(self.shape[self.axis], -1)
         m = np.moveaxis(a, self.axis, -1)
         n = m.shape[-1]
-        m = m.reshape(-1, n)
+        m = m.reshape(self._rows(), n)  # explicit row count: -1 is ambiguous for empty input
         padded = self.nblocks * self.block_size
         if padded != n:
             m = np.concatenate([m, np.full((m.shape[0], padded - n), fill, m.dtype)], axis=1)
@@ -122,7 +122,7 @@ class _Grouping:
                 n for i, n in enumerate(self.shape) if i != self.axis)
             return np.moveaxis(g.reshape(moved), 0, self.axis)
         n = self.shape[self.axis]
-        rows = g.reshape(-1, self.nblocks * self.block_size)[:, :n]
+        rows = g.reshape(self._rows(), self.nblocks * self.block_size)[:, :n]
         moved = tuple(s for i, s in enumerate(self.shape) if i != self.axis) + (n,)
         return np.moveaxis(rows.reshape(moved), -1, self.axis)
 
@@ -146,6 +146,11 @@ class _Grouping:
         """Broadcast one value per group to one value per element (input shape)."""
         g = np.broadcast_to(v[:, None], (v.size, self._members()))
         return self.from_groups(g)
+
+    def _rows(self) -> int:
+        """Rows of blocks: index tuples off ``axis``."""
+        return int(np.prod([n for i, n in enumerate(self.shape) if i != self.axis],
+                           dtype=np.int64))
 
     def _members(self) -> int:
         if self.granularity == "tensor":
@@ -320,7 +325,7 @@ def quantize_scaled(x, fmt, *, granularity: Optional[str] = None, axis: int = -1
                     scale_rule: Optional[str] = None, symmetric: bool = True,
                     global_scale: Union[str, float, None] = "auto", rounding="rne",
                     saturate: bool = True, pad: bool = True,
-                    seed: Optional[int] = None) -> ScaledTensor:
+                    seed: Optional[int] = None, reciprocal: bool = True) -> ScaledTensor:
     """Quantize an array with one scale per tensor, channel or block.
 
     Args:
@@ -358,6 +363,13 @@ def quantize_scaled(x, fmt, *, granularity: Optional[str] = None, axis: int = -1
             code. Integer/fixed elements always saturate; saturate=False is an error there.
         pad: False raises ValueError when ``block_size`` does not divide the axis.
         seed: seed for ``rounding="sr"``.
+        reciprocal: two-level recipes only. True (default): elements are multiplied by the
+            float32 reciprocal of their scale, ``fp32(x * fp32(fp32(1 / G) / s))`` (``x *
+            fp32(1 / s)`` without a global scale), as torchao >= 0.18 computes NVFP4 "to
+            match the MSLK Triton kernel", i.e. as the kernels that produce NVFP4 data in
+            practice do. False: elements are divided by the scale, ``fp32(x / fp32(G *
+            s))`` (torchao <= 0.16; one correctly rounded quotient). The two differ when
+            ``x / s`` lands on an element tie and the scale is not a power of two.
 
     Returns:
         A :class:`ScaledTensor`.
@@ -424,6 +436,11 @@ def quantize_scaled(x, fmt, *, granularity: Optional[str] = None, axis: int = -1
     if kind != "int" and symmetric is not True:
         raise ValueError(f"symmetric=False (zero points) is for integer formats, not "
                          f"{efmt.name} with {scale_fmt.name} scales")
+    if not isinstance(reciprocal, (bool, np.bool_)):
+        raise TypeError(f"reciprocal must be True or False, got {reciprocal!r}")
+    if kind != "two_level" and not reciprocal:
+        raise ValueError(f"reciprocal=False is for two-level scaling (e.g. nvfp4), not "
+                         f"{efmt.name} with {scale_fmt.name} scales")
     if kind != "two_level" and global_scale != "auto":
         raise ValueError(f"global_scale is for two-level scaling (e.g. nvfp4), not "
                          f"{efmt.name} with {scale_fmt.name} scales")
@@ -462,7 +479,7 @@ def quantize_scaled(x, fmt, *, granularity: Optional[str] = None, axis: int = -1
         return ScaledTensor(codes=codes, scales=scales, **common)
     if kind == "two_level":
         codes, scales, gs = _quantize_two_level(a, efmt, scale_fmt, grouping, scale_rule,
-                                                global_scale, saturate, opts)
+                                                global_scale, saturate, bool(reciprocal), opts)
         return ScaledTensor(codes=codes, scales=scales, global_scale=gs, **common)
     if kind == "float32":
         codes, scales, mult = _quantize_float32(a, efmt, grouping, scale_rule, saturate, opts)
@@ -576,17 +593,20 @@ def mx_quantize(x, fmt: str = "mxfp8_e4m3", *, axis: int = -1, scale_rule: str =
 # --------------------------------------------------------------------------------------
 # two-level scaling (NVFP4): low-precision float block scales under a float32 tensor scale
 # --------------------------------------------------------------------------------------
-def _quantize_two_level(a, efmt, sfmt, grouping, rule, global_scale, saturate, opts):
+def _quantize_two_level(a, efmt, sfmt, grouping, rule, global_scale, saturate, reciprocal,
+                        opts):
     """torchao ``nvfp4_quantize`` (torchao/prototype/mx_formats/nvfp4_tensor.py), in float32.
 
     With amax the float32 block amax, G the global scale, S_max/E_max the scale and element
     format maxima:  s = fp32(fp32(amax / E_max) / G), clamped to [smallest normal of the
     scale format, S_max] and rounded into the scale format (RNE; "rceil" rounds up);
-    elements fp32(x / fp32(G * s)) clamped to [-E_max, E_max], then cast. G = "auto" is
+    elements fp32(x * fp32(fp32(1 / G) / s)) (``reciprocal``, torchao >= 0.18) or
+    fp32(x / fp32(G * s)), clamped to [-E_max, E_max], then cast. G = "auto" is
     fp32(tensor_amax / fp32(S_max * E_max)) (torchao ``per_tensor_amax_to_scale``).
     Deviations, where torchao has no defined answer: a tensor whose finite amax is 0 gets
-    G = 1 (torchao divides 0/0); blocks holding NaN/inf get the NaN scale code and element
-    code 0, and are left out of the tensor amax.
+    G = 1 (torchao divides 0/0); an automatic G below 2^-126 is raised to 2^-126 (torchao's
+    fp32(1 / G) would overflow and turn zeros into NaN); blocks holding NaN/inf get the NaN
+    scale code and element code 0, and are left out of the tensor amax.
     """
     x = a.astype(np.float32)
     groups = grouping.to_groups(x)
@@ -600,7 +620,7 @@ def _quantize_two_level(a, efmt, sfmt, grouping, rule, global_scale, saturate, o
         finite = amax[~bad]
         tmax = np.float32(finite.max()) if finite.size else np.float32(0)
         g = np.float32(tmax / np.float32(sfmt.max * efmt.max)) if tmax > 0 else np.float32(1)
-        if not (np.isfinite(g) and g > 0):  # amax so small the quotient underflows
+        if not (np.isfinite(g) and g >= np.float32(_TINY32)):
             g = np.float32(_TINY32)
     elif global_scale is None:
         g = None
@@ -608,6 +628,9 @@ def _quantize_two_level(a, efmt, sfmt, grouping, rule, global_scale, saturate, o
         g = np.float32(global_scale)
         if not (np.isfinite(g) and g > 0):
             raise ValueError(f"global_scale {global_scale!r} is not a positive finite float32")
+        if reciprocal and not np.isfinite(np.float32(1) / g):
+            raise ValueError(f"global_scale {global_scale!r} is so small that its float32 "
+                             f"reciprocal overflows; pass reciprocal=False to divide instead")
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         bs = np.where(bad, np.float32(0), amax) / emax
         if g is not None:
@@ -616,9 +639,13 @@ def _quantize_two_level(a, efmt, sfmt, grouping, rule, global_scale, saturate, o
     s_codes = encode(bs, sfmt, rounding="rup" if rule == "rceil" else "rne",
                      overflow="saturate")
     s = decode(s_codes, sfmt, dtype=np.float32)
-    total = s if g is None else (g * s).astype(np.float32)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        v = x / grouping.expand(total)
+        if reciprocal:
+            inv = np.float32(1) / s if g is None else (np.float32(1) / g) / s
+            v = x * grouping.expand(inv.astype(np.float32))
+        else:
+            total = s if g is None else (g * s).astype(np.float32)
+            v = x / grouping.expand(total)
     if saturate:
         v = np.clip(v, -emax, emax)
     v = np.where(grouping.expand(bad), np.float32(0), v)
@@ -649,14 +676,15 @@ def fp8_scale(amax, fmt="float8_e4m3fn", *, pow2: bool = False) -> np.ndarray:
     ``fp32(1 / scale)``.
 
     Args:
-        amax: float32-representable amax value(s) (converted to float32).
+        amax: float32-representable amax value(s) (converted to float32); a magnitude,
+            so its sign is ignored.
         fmt: element format. pow2: power-of-two scales.
 
     Returns:
         float32 array of multipliers (shape of ``amax``).
     """
     f = get_format(fmt)
-    am = np.asarray(amax, dtype=np.float32)
+    am = np.abs(np.asarray(amax, dtype=np.float32))  # amax is a magnitude
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         s = np.float32(f.max) / am
     s = np.where(np.isinf(s), np.float32(_MAX32), s)

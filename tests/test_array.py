@@ -196,8 +196,9 @@ def test_stochastic_context_is_reproducible():
 
 def test_display(a):
     r = repr(a)
-    assert r.startswith("LPArray([[0.1, 1.0, -3.5],") and "fmt=bfloat16" in r
-    assert "1e+30" in r and "-0.0" in r and "inf" in r
+    # every value is shown exactly (bf16(0.1) is 0.10009765625, not "0.1")
+    assert r.startswith("LPArray([[0.10009765625, 1.0, -3.5],") and "fmt=bfloat16" in r
+    assert "1.0002555517425873e+30" in r and "-0.0" in r and "inf" in r
     s = a.to_string(codes=True)
     assert "codes=[[0x3dcd, 0x3f80, 0xc060]" in s
     assert list(a.hex()[0]) == ["0x3dcd", "0x3f80", "0xc060"]
@@ -242,3 +243,16 @@ def test_matmul_delegates_to_gemm():
     assert np.array_equal(c.codes, ref.codes)
     with pytest.raises(TypeError, match="bfloat16 and float16"):
         a @ array(y, "fp16")
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp16", "e5m2", "e4m3", "fp32", "fixed8_8", "e8m0"])
+def test_display_is_exact(fmt):
+    # issue 10: 16.25 printed as "16.2" and bf16(1.1) = 1.1015625 as "1.1"
+    x = np.array([16.25, 1.1, 1.1015625, 0.1, 3e-39, -2.0 ** -20, 100.5, 7.0])
+    f = lp.get_format(fmt)
+    a = lp.array(x, f, overflow="saturate")
+    body = a.to_string().split("[", 1)[1].split("]", 1)[0]
+    shown = [float(t) for t in body.replace("\n", " ").split(",")]
+    np.testing.assert_array_equal(shown, a.to_numpy(np.float64))  # NaN shows as nan
+    if fmt == "bf16":
+        assert "16.25" in body and "1.1015625" in body and "1.1," not in body

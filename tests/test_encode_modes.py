@@ -91,3 +91,26 @@ def test_fixed_point_rne_against_numpy():
     assert_bitwise_equal(lp.encode(x, "int8", overflow="wrap"), wrapped)
     q = lp.quantize(x / 64, "fixed4_12")
     assert_bitwise_equal(q, np.clip(np.rint(x / 64 * 4096), -32768, 32767) / 4096 + 0.0)  # no -0
+
+
+def test_e8m0_round_to_odd_is_truncation():
+    # E8M0 keeps no mantissa bit: the last kept bit is the implicit 1, odd already, so
+    # round-to-odd only truncates (documented in docs/rounding.md)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.integers(1, 0x7F800000, 200_000, dtype=np.uint32).view(np.float32),
+                        tricky_float32("float8_e8m0fnu")])
+    x = np.abs(x[np.isfinite(x)])
+    assert_bitwise_equal(lp.encode(x, "e8m0", rounding="rto"), lp.encode(x, "e8m0", rounding="rtz"))
+
+
+@pytest.mark.parametrize("name", ["float8_e4m3fn", "float8_e5m2", "float16", "bfloat16",
+                                  "float8_e8m0fnu"])
+def test_round_to_odd_overflow_gives_max(name):
+    # round to odd never rounds away from the truncated value, so finite overflow is +-max
+    # under overflow="inf" too (gfloat's ToOdd gives inf/NaN there; see docs/rounding.md)
+    f = lp.get_format(name)
+    big = np.array([f.max * 1.5, f.max * 2 ** 20])  # finite float64 beyond the range
+    if f.signed:
+        big = np.concatenate([big, -big])
+    got = lp.quantize(big, f, rounding="rto")
+    np.testing.assert_array_equal(np.abs(got), f.max)

@@ -20,9 +20,11 @@ def _data(seed, shape=(8, 64)):
 
 
 # --- NVFP4 ---------------------------------------------------------------------------------
-def _torch_nvfp4(x, two_level=True):
+def _torch_nvfp4(x, two_level=True, reciprocal=True, global_scale=None):
     """torchao nvfp4_quantize / NVFP4Tensor.to_dtype, transcribed with torch ops; the fp4
-    element cast through ml_dtypes (RNE)."""
+    element cast through ml_dtypes (RNE). ``reciprocal``: torchao >= 0.18 (0.19's
+    ``_nvfp4_quantize``: ``x * (1.0 / s)``, ``x * ((1.0 / G) / s)``); else torchao <= 0.16
+    (``x / s``, ``x / (G * s)``)."""
     torch = pytest.importorskip("torch")
     ml = pytest.importorskip("ml_dtypes")
     t = torch.from_numpy(x).reshape(x.shape[0], -1, 16)
@@ -30,14 +32,21 @@ def _torch_nvfp4(x, two_level=True):
     bs = amax / 6.0
     tiny = torch.finfo(torch.float8_e4m3fn).tiny
     if two_level:
-        pts = torch.max(torch.abs(t)).to(torch.float32) / (448.0 * 6.0)
+        pts = (torch.max(torch.abs(t)).to(torch.float32) / (448.0 * 6.0)
+               if global_scale is None else torch.tensor(global_scale, dtype=torch.float32))
         s = torch.clamp(bs / pts, min=tiny, max=448.0).to(torch.float8_e4m3fn)
-        total = pts * s.to(torch.float32)
+        if reciprocal:
+            data = t * ((1.0 / pts) / s.to(torch.float32)).unsqueeze(-1)
+        else:
+            data = t / (pts * s.to(torch.float32)).unsqueeze(-1)
     else:
         pts = None
         s = torch.clamp(bs, min=tiny, max=448.0).to(torch.float8_e4m3fn)
-        total = s.to(torch.float32)
-    data = torch.clamp(t / total.unsqueeze(-1), -6.0, 6.0).reshape(x.shape)
+        if reciprocal:
+            data = t * (1.0 / s.to(torch.float32)).unsqueeze(-1)
+        else:
+            data = t / s.to(torch.float32).unsqueeze(-1)
+    data = torch.clamp(data, -6.0, 6.0).reshape(x.shape)
     codes = data.numpy().astype(ml.float4_e2m1fn).view(np.uint8)
     vals = torch.from_numpy(codes.view(ml.float4_e2m1fn).astype(np.float32))
     hp = (pts * s.to(torch.float32)) if two_level else s.to(torch.float32)
@@ -45,17 +54,46 @@ def _torch_nvfp4(x, two_level=True):
     return codes, s.view(torch.uint8).numpy(), (None if pts is None else float(pts)), deq.numpy()
 
 
+@pytest.mark.parametrize("reciprocal", [True, False])
 @pytest.mark.parametrize("two_level", [True, False])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_nvfp4_matches_torchao_transcription(seed, two_level):
+def test_nvfp4_matches_torchao_transcription(seed, two_level, reciprocal):
     x = _data(seed)
-    codes, scodes, pts, deq = _torch_nvfp4(x, two_level)
-    t = nvfp4_quantize(x, global_scale="auto" if two_level else None)
+    codes, scodes, pts, deq = _torch_nvfp4(x, two_level, reciprocal)
+    t = nvfp4_quantize(x, global_scale="auto" if two_level else None, reciprocal=reciprocal)
     np.testing.assert_array_equal(t.codes, codes)
     np.testing.assert_array_equal(t.scale_codes, scodes)
     assert t.global_scale == pts
     np.testing.assert_array_equal(t.dequantize(), deq)
     assert t.scales.shape == (8, 4) and t.block_size == 16
+
+
+def test_nvfp4_reciprocal_and_division_differ_on_ties():
+    # issue 10's block: scale 0.9375 (not a power of two), elements that divide onto fp4 ties
+    x = np.zeros((1, 16), np.float32)
+    x[0, :3] = [5.625, -1.171875, 4.6875]
+    default = nvfp4_quantize(x, global_scale=None)
+    assert float(default.scales[0, 0]) == 0.9375
+    div = nvfp4_quantize(x, global_scale=None, reciprocal=False)
+    assert (default.codes != div.codes).any()
+    for reciprocal in (True, False):  # each form is torchao's, of its version
+        codes, *_ = _torch_nvfp4(x, two_level=False, reciprocal=reciprocal)
+        got = default if reciprocal else div
+        np.testing.assert_array_equal(got.codes, codes)
+    # blocks of exact fp4 ties under non-power-of-two E4M3 scales: the forms part on some
+    rng = np.random.default_rng(4)
+    scales = lp.decode(rng.integers(0x30, 0x58, 256), "e4m3").astype(np.float32)
+    scales = scales[(scales.view(np.uint32) & 0x7FFFFF) != 0][:64]  # not powers of two
+    ties = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0], np.float32)
+    y = (scales[:, None] * rng.choice(ties, (scales.size, 16))).astype(np.float32)
+    y *= rng.choice(np.float32([-1, 1]), y.shape)
+    y[:, 0] = 6 * scales  # the block amax sets the scale to exactly s
+    a = nvfp4_quantize(y, global_scale=None)
+    b = nvfp4_quantize(y, global_scale=None, reciprocal=False)
+    np.testing.assert_array_equal(a.scales[:, 0], scales)
+    assert 0 < float((a.codes != b.codes).mean()) < 1
+    np.testing.assert_array_equal(a.codes, _torch_nvfp4(y, False, True)[0])
+    np.testing.assert_array_equal(b.codes, _torch_nvfp4(y, False, False)[0])
 
 
 def test_nvfp4_special_cases():

@@ -96,7 +96,7 @@ def test_runs_are_reproducible():
 
 
 def test_config_validation():
-    for bad in (dict(epochs=-1), dict(lr=0), dict(batch_size=0), dict(momentum=1.0),
+    for bad in (dict(epochs=-1), dict(epochs=0), dict(lr=0), dict(batch_size=0), dict(momentum=1.0),
                 dict(loss_shift=1.5), dict(seed=-2)):
         with pytest.raises(ValueError):
             StudyConfig(**bad)
@@ -130,7 +130,7 @@ def test_cli_json_and_out(tmp_path, capsys):
 
 
 def test_cli_table(capsys):
-    assert cli.main(["study", "--recipes", "fixed16-sr", "--epochs", "0", "--no-progress"]) == 0
+    assert cli.main(["study", "--recipes", "fixed16-sr", "--epochs", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("recipe") and "fixed16-sr" in out
 
@@ -138,6 +138,7 @@ def test_cli_table(capsys):
 @pytest.mark.parametrize("argv, msg", [
     (["--recipes", "fp32,fp7"], "unknown recipe"),
     (["--epochs", "-1"], "epochs"),
+    (["--epochs", "0"], "epochs must be a positive integer"),  # no loss nan, no "100%"
     (["--lr", "-0.1"], "lr"),
     (["--recipes", ""], "empty"),
     (["--recipes", "fp32,fp32"], "twice"),

@@ -9,7 +9,7 @@ Example::
     from lowprec.autograd import Tensor, nn, optim, amp, ops
     model = nn.MLP([64, 128, 10], seed=0)
     opt = optim.SGD(model.parameters(), lr=0.1)
-    with amp.autocast(amp.Policy("bf16", activations="bf16", weights="bf16", gradients="bf16")):
+    with amp.autocast(amp.Policy("bf16")):  # a named recipe (amp.RECIPES)
         loss = ops.cross_entropy(model(Tensor(x)), y)
     opt.zero_grad(); loss.backward(); opt.step()
 """

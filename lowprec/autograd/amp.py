@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextvars
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
@@ -31,7 +31,7 @@ from ..formats import FixedFormat, FloatFormat, Format, get_format
 from ..quantize import decode, encode, quantize
 from .instrument import Tracker
 
-__all__ = ["Policy", "Autocast", "autocast", "current", "CurrentScaling", "DelayedScaling",
+__all__ = ["Policy", "RECIPES", "FIXED16", "Autocast", "autocast", "current", "CurrentScaling", "DelayedScaling",
            "MXScaling", "GradScaler", "WeightUpdate", "derive_seed", "ROLES"]
 
 #: The three kinds of GEMM operand a policy assigns formats to.
@@ -149,7 +149,11 @@ class Policy:
     """Which format every tensor of a training step is in.
 
     Args:
-        name: a label for reports.
+        name: a named recipe (:data:`RECIPES`: ``Policy("bf16")`` is the bf16 recipe; an
+            unknown name alone is an error), or the label of a policy whose fields are
+            given (it must not be a recipe name unless the fields are that recipe's).
+            Unnamed: "fp32" when no field is set, else "custom". Use
+            :meth:`Policy.recipe` to start from a recipe and change some fields.
         activations: format of activations entering a GEMM (forward, and the saved copy
             the weight-gradient GEMM uses). None or "fp32": not rounded.
         weights: format of weights entering a GEMM (the low-precision copy of the master
@@ -183,7 +187,7 @@ class Policy:
         ValueError: unknown formats or options.
     """
 
-    name: str = "fp32"
+    name: str = ""
     activations: Optional[str] = None
     weights: Optional[str] = None
     gradients: Optional[str] = None
@@ -200,6 +204,24 @@ class Policy:
     loss_scale: Union[None, float, str] = None
 
     def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise ValueError(f"Policy name must be a string, got {self.name!r}")
+        if not self.name:  # unnamed: fp32 when nothing is set, else a custom policy
+            object.__setattr__(self, "name", "fp32" if self._is_bare_name() else "custom")
+        if self._is_bare_name() and self.name != "fp32":
+            # Policy("bf16") means the named recipe; an unknown bare name is an error, never
+            # a label on the fp32 default
+            if self.name not in RECIPES:
+                raise ValueError(f"Policy({self.name!r}): unknown recipe; named recipes: "
+                                 f"{', '.join(RECIPES)}. To define your own, pass formats, "
+                                 f"e.g. Policy({self.name!r}, activations='bf16', ...)")
+            for f in fields(self):
+                object.__setattr__(self, f.name, getattr(RECIPES[self.name][0], f.name))
+            return
+        if self.name in RECIPES and self != RECIPES[self.name][0]:
+            raise ValueError(f"Policy({self.name!r}, ...): {self.name!r} names a built-in "
+                             f"recipe with other settings; start from it with "
+                             f"Policy.recipe({self.name!r}, **changes) or choose another name")
         for arg in ("activations", "weights", "gradients", "storage", "master"):
             v = getattr(self, arg)
             try:
@@ -224,6 +246,28 @@ class Policy:
             raise ValueError(f"Policy {self.name!r}: loss_scale must be None, a positive "
                              f"number or 'dynamic', got {ls!r}")
 
+    def _is_bare_name(self) -> bool:
+        return all(getattr(self, f.name) == f.default for f in fields(self) if f.name != "name")
+
+    @classmethod
+    def recipe(cls, name: str, **changes) -> "Policy":
+        """A named recipe (see :data:`RECIPES`), optionally with some fields changed.
+
+        Raises:
+            ValueError: for an unknown recipe name or bad field values.
+        """
+        if name not in RECIPES:
+            raise ValueError(f"unknown recipe {name!r}; named recipes: {', '.join(RECIPES)}")
+        base = RECIPES[name][0]
+        if not changes:
+            return base
+        kw = {f.name: getattr(base, f.name) for f in fields(base)}
+        kw.update(changes)
+        kw.setdefault("name", name)
+        if kw["name"] == name:
+            kw["name"] = name + "*"  # a changed recipe is no longer the named one
+        return cls(**kw)
+
     def format(self, role: str) -> Optional[Format]:
         """The format of GEMM operands of a role ("activation", "weight", "gradient")."""
         if role not in ROLES:
@@ -243,6 +287,53 @@ class Policy:
         """The update rule for this policy's master format (None for fp32 masters)."""
         m = _fmt(self.master)
         return None if m is None else WeightUpdate(m, self.update, seed=seed)
+
+
+# --------------------------------------------------------------------------------------
+# named recipes
+# --------------------------------------------------------------------------------------
+#: Word length split of the fixed16 recipes: <IL, FL> = <8, 8> (sign included in IL):
+#: range [-128, 128), resolution 2^-8, one of the splits of Gupta et al. (2015).
+FIXED16 = "fixed8_8"
+
+
+def _named_recipes() -> dict:
+    def mixed(name, fmt, **kw):
+        return Policy(name, activations=fmt, weights=fmt, gradients=fmt, storage=fmt, **kw)
+
+    def fp8(name, scaling):
+        return Policy(name, activations="float8_e4m3fn", weights="float8_e4m3fn",
+                      gradients="float8_e5m2", scaling=scaling)
+
+    table = {
+        "fp32": (Policy(), "reference: float32 everywhere"),
+        "bf16": (mixed("bf16", "bf16"), "bf16 GEMM inputs/activations, fp32 accumulate and "
+                                         "master"),
+        "fp16": (mixed("fp16", "fp16"), "fp16 GEMM inputs/activations, no loss scaling"),
+        "fp16-scaled": (mixed("fp16-scaled", "fp16", loss_scale="dynamic"),
+                        "fp16 with dynamic loss scaling (GradScaler)"),
+        "fp8-current": (fp8("fp8-current", CurrentScaling()),
+                        "E4M3 fwd / E5M2 grads, per-tensor current scaling"),
+        "fp8-delayed": (fp8("fp8-delayed", DelayedScaling()),
+                        "E4M3 fwd / E5M2 grads, delayed scaling (amax history 1024, max)"),
+        "bf16-pure-rne": (mixed("bf16-pure-rne", "bf16", master="bf16", update="rne"),
+                          "weights only in bf16, update rounded to nearest"),
+        "bf16-pure-sr": (mixed("bf16-pure-sr", "bf16", master="bf16", update="sr"),
+                         "weights only in bf16, stochastically rounded update"),
+        "bf16-pure-kahan": (mixed("bf16-pure-kahan", "bf16", master="bf16", update="kahan"),
+                            "weights only in bf16, Kahan-compensated update"),
+        "fixed16-rn": (Policy("fixed16-rn", master=FIXED16, update="rne"),
+                       f"weights only in fixed point {FIXED16}, update rounded to nearest"),
+        "fixed16-sr": (Policy("fixed16-sr", master=FIXED16, update="sr"),
+                       f"weights only in fixed point {FIXED16}, stochastically rounded update"),
+        "fp8-mx": (fp8("fp8-mx", MXScaling()), "E4M3 fwd / E5M2 grads, MX blocks of 32, E8M0 "
+                                                "scales"),
+    }
+    return table
+
+
+RECIPES: Dict[str, Tuple[Policy, str]] = {}
+RECIPES.update(_named_recipes())
 
 
 # --------------------------------------------------------------------------------------

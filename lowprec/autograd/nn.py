@@ -132,6 +132,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "he",
                  rng: Optional[np.random.Generator] = None, seed: int = 0, dtype=np.float32):
+        for arg, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Linear {arg} must be a positive int, got {v!r}")
         rng = rng if rng is not None else np.random.default_rng(seed)
         self.weight = Tensor(init_weight(in_features, out_features, init, rng, dtype),
                              requires_grad=True, name="weight")
