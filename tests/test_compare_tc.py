@@ -314,3 +314,29 @@ def test_a_set_no_named_model_covers_is_listed_with_the_best_candidate(tmp_path,
     line = capsys.readouterr().out.splitlines()[1]
     assert line.startswith("V100   bf16   fp32      200        -        -  no named model;")
     assert best["label"] in line and "200/200 (100.00%)" in line
+
+
+def test_lanes_candidate_is_interleaved_fp32_accumulators():
+    # reference: numpy float32, product k into accumulator k mod L (fp16 products are
+    # exact in fp32, so a multiply-add is one rounding, as with FMA), sums added in order
+    from lowprec.hardware.compare import _run_candidate
+
+    rng = np.random.default_rng(4)
+    a = (rng.standard_normal((6, 37)) * 2.0 ** rng.integers(-6, 7, (6, 37))).astype(np.float16)
+    b = (rng.standard_normal((37, 5)) * 2.0 ** rng.integers(-6, 7, (37, 5))).astype(np.float16)
+    c = rng.standard_normal((6, 5)).astype(np.float32)
+    for lanes in (1, 4, 16):
+        acc = np.zeros((lanes, 6, 5), np.float32)
+        acc[0] = c
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        for k in range(37):
+            acc[k % lanes] += np.outer(a32[:, k], b32[k])
+        want = acc[0]
+        for lane in range(1, lanes):
+            want = want + acc[lane]
+        want = (want * np.float32(0.75)) * np.float32(3.0)
+        got = _run_candidate(a, b, {"lanes": lanes}, "float32", c=c, scale_a=0.75, scale_b=3.0)
+        assert np.array_equal(got.astype(np.float32).view(np.uint32), want.view(np.uint32))
+    seq = _run_candidate(a, b, {}, "float32", c=c)
+    assert np.array_equal(_run_candidate(a, b, {"lanes": 1}, "float32", c=c), seq)
+    assert not np.array_equal(_run_candidate(a, b, {"lanes": 4}, "float32", c=c), seq)

@@ -11,6 +11,10 @@ Candidates (names accepted by ``--model``):
   tests/test_compat.py proves for torch CPU) and "lowprec-default" (ml_dtypes behaviour).
 - GEMMs: "fp32" (IEEE fp32, sequential in k, fused multiply-add, RNE), "fp32-chunkN"
   (runs of N products summed in fp32 from 0, each run added into an fp32 total),
+  "fp32-lanesN" (N interleaved fp32 accumulators, product k into accumulator k mod N, each
+  sequential with fused multiply-add, then the N sums added in order, fp32 RNE: a
+  vectorised CPU kernel's order; torch 2.13's fp16/bf16 CPU GEMM on an AVX2 CPU is
+  "fp32-lanes4"),
   "fp16-acc" / "bf16-acc" (sequential accumulation in the output format), and every named
   tensor-core model that takes the inputs ("a100", "h100", ...: fp32-output block model;
   "<gpu>-fp16out": the GPU's fp16-output path). Results are rounded to the captured output
@@ -54,6 +58,7 @@ __all__ = ["compare_capture", "compare_tc", "score", "ULP_BINS", "register",
 ULP_BINS = (("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-16", 5, 16),
             ("17-256", 17, 256), (">256", 257, np.inf))
 _CHUNKS = (8, 16, 32, 64)
+_LANES = (4, 8, 16)
 _TORCH_OVERFLOW = {"float8_e4m3fn": "saturate", "float8_e5m2": "inf", "float16": "inf",
                    "bfloat16": "inf"}
 
@@ -132,10 +137,10 @@ def parse_candidates(names) -> Optional[list]:
     for n in names:
         key = n.strip().lower()
         base = key[:-len("-fp16out")] if key.endswith("-fp16out") else key
-        if key in fixed or base in gpus or re.fullmatch(r"fp32-chunk[1-9][0-9]*", key):
+        if key in fixed or base in gpus or re.fullmatch(r"fp32-(chunk|lanes)[1-9][0-9]*", key):
             out.append(key)
         else:
-            raise ValueError(f"unknown model {n!r}; known: fp32, fp32-chunkN, "
+            raise ValueError(f"unknown model {n!r}; known: fp32, fp32-chunkN, fp32-lanesN, "
                              f"fp16-acc, bf16-acc, {', '.join(gpus)}, <gpu>-fp16out, "
                              f"torch-compatible, lowprec-default")
     return out
@@ -145,9 +150,12 @@ def _gemm_candidates(fa: str, fb: str, out: str, K: int, wanted: Optional[list])
     """(name, matmul keyword arguments, rounding-into-output) of every applicable candidate."""
     cands = [("fp32", {})]
     cands += [(f"fp32-chunk{c}", {"chunk": c}) for c in _CHUNKS if c < K]
+    cands += [(f"fp32-lanes{n}", {"lanes": n}) for n in _LANES if n < K]
     if wanted:
         cands += [(w, {"chunk": int(w[len("fp32-chunk"):])}) for w in wanted
                   if w.startswith("fp32-chunk") and w not in dict(cands)]
+        cands += [(w, {"lanes": int(w[len("fp32-lanes"):])}) for w in wanted
+                  if w.startswith("fp32-lanes") and w not in dict(cands)]
     short = {"float16": "fp16", "bfloat16": "bf16"}
     if out in short:
         cands.append((f"{short[out]}-acc", {"acc": out}))
@@ -181,12 +189,43 @@ def _run_candidate(a, b, kw: dict, out: str, c=None, scale_a=None, scale_b=None,
         key = (blk, id(a), id(b), id(c), scale_a, scale_b, out)
         if key in cache:
             return cache[key]
-    r = matmul(a, b, c=c, scale_a=scale_a, scale_b=scale_b, **kw)
-    r = np.asarray(r.to_numpy() if hasattr(r, "to_numpy") else r, np.float32)
+    if "lanes" in kw:
+        r = _lanes_matmul(a, b, kw["lanes"], c, scale_a, scale_b)
+    else:
+        r = matmul(a, b, c=c, scale_a=scale_a, scale_b=scale_b, **kw)
+        r = np.asarray(r.to_numpy() if hasattr(r, "to_numpy") else r, np.float32)
     res = quantize(r.astype(np.float64), out)
     if key is not None:
         cache[key] = res
     return res
+
+
+def _lanes_matmul(a, b, lanes: int, c=None, scale_a=None, scale_b=None) -> np.ndarray:
+    """float32 ``c + a @ b`` with ``lanes`` interleaved fp32 accumulators (product k into
+    accumulator k mod lanes, c starting accumulator 0), summed in order; then the scales
+    as :func:`lowprec.matmul` applies them ((r * scale_a) * scale_b, fp32 RNE each)."""
+    from ..gemm import matmul
+
+    K = a.shape[-1]
+    lanes = min(lanes, K)
+    q, rem = divmod(K, lanes)
+    zero = np.zeros(a.shape[:-1] + b.shape[-1:], np.float32)
+    sums = []
+    # the lanes run as one batch per lane length (K mod lanes of them hold one more product)
+    for lo, hi in ((0, rem), (rem, lanes)):
+        if hi > lo:
+            ab = np.stack([a[..., i::lanes] for i in range(lo, hi)])
+            bb = np.stack([b[..., i::lanes, :] for i in range(lo, hi)])
+            cb = np.stack([zero if i or c is None else np.broadcast_to(c, zero.shape)
+                           for i in range(lo, hi)]).astype(np.float32)
+            sums += list(np.asarray(matmul(ab, bb, c=cb), np.float32))
+    total = sums[0]
+    for r in sums[1:]:
+        total = (total + r).astype(np.float32)  # IEEE fp32 RNE
+    for s in (scale_a, scale_b):
+        if s is not None:
+            total = (total * np.asarray(s, np.float32)).astype(np.float32)
+    return total
 
 
 def _fmt_of(arr: np.ndarray) -> str:
