@@ -7,7 +7,8 @@ import pytest
 
 from lowprec.cli import main
 from lowprec.hardware import select_block
-from lowprec.hardware.fit import (_mismatches, describe, fit_problem, grid, tc_problems)
+from lowprec.hardware.fit import (_mismatches, describe, fit_problem, grid, label, quick_fit,
+                                  tc_problems)
 from lowprec.hardware.tcdata import default_root
 
 ROOT = default_root()
@@ -110,3 +111,24 @@ def test_cli_fit_json_and_table(tmp_path, capsys):
     assert "V100/fp16/fp32: 300 results" in out and "v100" in out
     assert main(["fit"]) == 2
     assert main(["fit", str(tmp_path / "missing.npz")]) == 2
+
+
+def test_cli_fit_lists_skipped_folders(tmp_path, capsys):
+    d = tmp_path / "V100" / "fp16"
+    d.mkdir(parents=True)
+    for f in (ROOT / "V100" / "fp16").iterdir():
+        if f.name != "d_V100_fp16.txt":
+            (d / f.name).write_text("\n".join(f.read_text().splitlines()[:40]) + "\n")
+    (tmp_path / "RTX9000" / "fp16").mkdir(parents=True)
+    assert main(["fit", "--tc-dir", str(tmp_path), "--top", "1"]) == 0
+    cap = capsys.readouterr()
+    assert "V100/fp16/fp32: 40 results" in cap.out
+    assert "skipped RTX9000: no lowprec model of a GPU named 'RTX9000'" in cap.err
+
+
+def test_quick_fit_reports_a_labelled_best_candidate():
+    p = PROBLEMS["A100/fp16/fp32"]
+    best = quick_fit(p)
+    assert best["complete"] and best["matches"] == best["cases"] == 2500
+    assert best["params"] == describe(_named_block(p)) and "a100" in best["named"]
+    assert best["label"] == label(_named_block(p)) == "block n=8 F=24 rtz into float32"
