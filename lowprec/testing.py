@@ -102,8 +102,10 @@ def _grid_neighbour_pair(f: Format):
         grid = finite_values_array(f)
         grid = grid[grid >= 0]
         return st.integers(0, len(grid) - 2).map(lambda i: (float(grid[i]), float(grid[i + 1])))
-    # wide formats: build lo from a random code, hi = next code
-    assert isinstance(f, FloatFormat)
+    if not isinstance(f, FloatFormat):  # wide fixed point: the grid is k * resolution
+        res = f.resolution
+        return st.integers(0, f.max_int - 1).map(lambda k: (k * res, (k + 1) * res))
+    # wide float formats: build lo from a random code, hi = next code
     top = int(encode(np.float64(f.max), f))
 
     def pair(c):
@@ -147,10 +149,10 @@ def subnormal_range(fmt):
 
 def _step(x: float, n: int, dtype=np.float32) -> float:
     """x moved by n ulps of dtype (float32 by default)."""
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):  # stepping past max gives inf, which is wanted
         v = dtype(x)
-    for _ in range(abs(n)):
-        v = np.nextafter(v, dtype(np.inf) if n > 0 else dtype(-np.inf))
+        for _ in range(abs(n)):
+            v = np.nextafter(v, dtype(np.inf) if n > 0 else dtype(-np.inf))
     return float(v)
 
 
