@@ -1,23 +1,26 @@
 """lowprec: bit-exact emulation of low-precision number formats on any CPU."""
 
-from .formats import (FixedFormat, FloatFormat, Format, IntFormat, get_format, list_formats,
-                      _export_named)
+from .formats import (FixedFormat, FloatFormat, Format, IntFormat, bfloat16, float4_e2m1fn,
+                      float6_e2m3fn, float6_e3m2fn, float8_e3m4, float8_e4m3, float8_e4m3fn,
+                      float8_e4m3fnuz, float8_e5m2, float8_e5m2fnuz, float8_e8m0fnu, float16,
+                      float32, get_format, int4, int8, int16, int32, list_formats, tfloat32,
+                      uint8)
 from .quantize import decode, encode, quantize
 from .rounding import NaNPolicy, Overflow, Rounding
+from .arith import abs, add, div, fma, maximum, minimum, mul, neg, sqrt, sub  # noqa: A004
+from .coded import register_array_class
+from .gemm import matmul
+from .lparray import LPArray, RoundingContext, array, concatenate, stack
 
-globals().update(_export_named())
-del _export_named
+# The numerics build results of their operands' kind; with plain numpy operands (matmul's
+# out=) that kind is LPArray. The root wires it, so no numerics module imports lparray.
+register_array_class(LPArray)
 
 # Public names defined in heavier modules, imported on first use so that
 # `import lowprec` compiles nothing and imports neither matplotlib nor torch.
 _LAZY = {
-    **{n: "lowprec.arith" for n in ("add", "sub", "mul", "div", "fma", "sqrt", "neg", "abs",
-                                    "maximum", "minimum")},
-    **{n: "lowprec.lparray" for n in ("array", "LPArray", "concatenate", "stack",
-                                      "RoundingContext")},
     **{n: "lowprec.scaled" for n in ("quantize_scaled", "ScaledTensor", "pack", "unpack",
                                      "mx_quantize", "nvfp4_quantize", "fp8_scale")},
-    "matmul": "lowprec.gemm",
 }
 _SUBMODULES = ("testing", "hardware", "autograd", "reference", "datasets", "plot",
                "plot_numerics", "study")

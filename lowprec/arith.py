@@ -26,30 +26,22 @@ from typing import Optional
 
 import numpy as np
 
+from .coded import CodedArray, coded_values, make_array
 from .formats import FloatFormat, Format, get_format
+from .ids import BINARY_OPS, UNARY_OPS
 from .quantize import _fits, decode, encode, format_tuple, resolve_options
 from .rounding import Rounding, parse_rounding
 
 # `abs` below shadows the builtin inside this module on purpose (lowprec.abs).
 __all__ = ["add", "sub", "mul", "div", "fma", "sqrt", "neg", "abs", "maximum", "minimum"]
 
-_BINARY = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "minimum": 5}
-_UNARY = {"sqrt": 0, "neg": 1, "abs": 2, "round": 3}
-
-
-def _lparray_type():
-    from .lparray import LPArray  # lazily: lparray builds on this module
-
-    return LPArray
-
 
 def _operand_values(x, name: str, op: str) -> np.ndarray:
     """float64 values of one operand, checked to be exactly representable in float32."""
-    LPArray = _lparray_type()
-    if isinstance(x, LPArray):
+    if isinstance(x, CodedArray):
         if isinstance(x.fmt, FloatFormat):
-            return x.to_numpy(np.float64)  # every float format's values fit in float32
-        x = x.to_numpy(np.float64)  # wide integer/fixed values may not: checked below
+            return coded_values(x)  # every float format's values fit in float32
+        x = coded_values(x)  # wide integer/fixed values may not: checked below
     a = np.asarray(x)
     if a.dtype.kind == "b" or a.dtype.kind not in "fiu":
         raise TypeError(f"{op}: argument {name} must be numbers or an LPArray, got dtype "
@@ -73,8 +65,7 @@ def _operand_values(x, name: str, op: str) -> np.ndarray:
 def _resolve(op: str, operands, fmt, rounding, overflow, subnormals, daz, sr_bits, seed,
              nan):
     """Pick the format and options; LPArray operands supply defaults."""
-    LPArray = _lparray_type()
-    lps = [o for o in operands if isinstance(o, LPArray)]
+    lps = [o for o in operands if isinstance(o, CodedArray)]
     if fmt is None:
         if not lps:
             raise TypeError(f"{op}: fmt is required when no operand is an LPArray")
@@ -139,12 +130,12 @@ def _run(op: str, operands, names, fmt, rounding, overflow, subnormals, daz, sr_
     args = (fp, opts.rounding.id, opts.overflow.id, opts.ftz, daz, opts.key, opts.sr_bits, out)
     from ._kernels import arith as K
 
-    if op in _BINARY:
-        K.binary_array(_BINARY[op], flat[0], flat[1], *args)
+    if op in BINARY_OPS:
+        K.binary_array(BINARY_OPS[op], flat[0], flat[1], *args)
     elif op == "fma":
         K.fma_array(flat[0], flat[1], flat[2], *args)
     else:
-        K.unary_array(_UNARY[op], flat[0], *args)
+        K.unary_array(UNARY_OPS[op], flat[0], *args)
     out = out.reshape(shape)
     if not f.has_nan:
         bad = np.isnan(out)
@@ -155,9 +146,8 @@ def _run(op: str, operands, names, fmt, rounding, overflow, subnormals, daz, sr_
                                  f"nan='zero', 'max' or 'ml_dtypes' to map it")
             out[bad] = decode(encode(np.nan, f, nan=opts.nan), f, np.float64)
     if any_lp:
-        LPArray = _lparray_type()
         codes = encode(out, f, nan=opts.nan if not f.has_nan else "raise")
-        return LPArray._from_codes(codes, f, ctx)
+        return make_array(codes, f, ctx, like=operands)
     res = out.astype(_result_dtype(operands, f))
     if all(np.ndim(o) == 0 and not isinstance(o, np.ndarray) for o in operands):
         return res[()]

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
+
+from . import ids
+from .rounding import NaNPolicy, parse_nan_policy
 
 __all__ = [
     "FloatFormat",
@@ -22,6 +25,11 @@ __all__ = [
     "get_format",
     "list_formats",
     "NAN_ENCODINGS",
+    # the named formats
+    "float32", "tfloat32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2",
+    "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e4m3", "float8_e3m4", "float6_e3m2fn",
+    "float6_e2m3fn", "float4_e2m1fn", "float8_e8m0fnu", "int8", "uint8", "int4", "int16",
+    "int32",
 ]
 
 #: How a float format encodes NaN:
@@ -29,11 +37,7 @@ __all__ = [
 #: zero mantissa is infinity); ``"all_ones"``: only the code with every non-sign bit set
 #: (OCP E4M3, E8M0); ``"neg_zero"``: only the code 1000...0 that would be -0 (the "fnuz"
 #: formats, which therefore have no -0); ``"none"``: no NaN at all (MX FP6/FP4).
-NAN_ENCODINGS = ("ieee", "all_ones", "neg_zero", "none")
-
-# Integer ids handed to kernels (kept in one place so the Python side and the numba
-# side cannot drift apart).
-NAN_KIND = {name: i for i, name in enumerate(NAN_ENCODINGS)}
+NAN_ENCODINGS = ids.NAN_ENCODINGS
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,112 @@ class FloatFormat:
         """Unsigned integer dtype that holds one code (uint8, uint16 or uint32)."""
         return _code_dtype(self.bits)
 
+    # --- code facts (what the kernels and the references need to know) -----------
+    @property
+    def nan_id(self) -> int:
+        """The NaN encoding as a kernel id (:data:`lowprec.ids.NAN_IEEE` ...)."""
+        return NAN_ENCODINGS.index(self.nan)
+
+    @property
+    def sign_bit(self) -> int:
+        """Value of the sign bit in a code (0 for unsigned formats)."""
+        return (1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def exp_mask(self) -> int:
+        """All-ones exponent field, ``(1 << exp_bits) - 1``."""
+        return (1 << self.exp_bits) - 1
+
+    @property
+    def man_mask(self) -> int:
+        """All-ones mantissa field, ``(1 << man_bits) - 1``."""
+        return (1 << self.man_bits) - 1
+
+    @property
+    def max_code(self) -> int:
+        """Code of the largest finite value (+max)."""
+        return ((self.emax + self.bias) << self.man_bits) | (self.max_significand
+                                                             - (1 << self.man_bits))
+
+    @property
+    def inf_code(self) -> Optional[int]:
+        """Code of +inf, or None when the format has no infinity."""
+        return (self.exp_mask << self.man_bits) if self.has_inf else None
+
+    @property
+    def nan_code(self) -> Optional[int]:
+        """The canonical NaN code (positive sign where there is a choice), or None."""
+        if self.nan == "ieee":
+            return (self.exp_mask << self.man_bits) | (1 << (self.man_bits - 1))
+        if self.nan == "all_ones":
+            return (self.exp_mask << self.man_bits) | self.man_mask
+        if self.nan == "neg_zero":
+            return self.sign_bit
+        return None
+
+    @property
+    def neg_zero_code(self) -> Optional[int]:
+        """Code of -0, or None when the format has none (unsigned, fnuz, no zero)."""
+        if not (self.signed and self.zero) or self.nan == "neg_zero":
+            return None
+        return self.sign_bit
+
+    def is_nan_code(self, codes):
+        """Whether codes (an int or an integer array) are NaN codes of this format."""
+        c = np.asarray(codes).astype(np.int64) & ((1 << self.bits) - 1)
+        mag = c & ~self.sign_bit
+        if self.nan == "ieee":
+            res = mag > self.inf_code
+        elif self.nan == "all_ones":
+            res = mag == self.nan_code
+        elif self.nan == "neg_zero":
+            res = c == self.nan_code
+        else:
+            res = np.zeros(c.shape, bool)
+        return bool(res) if np.ndim(res) == 0 else res
+
+    def nan_code_for(self, negative: bool, policy: "str | NaNPolicy" = "raise") -> int:
+        """The code a NaN input with the given sign becomes.
+
+        Formats with NaN give their NaN code (with the sign where the encoding has one);
+        formats without NaN follow ``policy``: "zero" (+0), "max" (+max), "ml_dtypes" (a
+        zero of the opposite sign, as ml_dtypes gives) or "raise" (+0 here; the public
+        functions raise before any code is produced).
+        """
+        if self.nan_code is not None:
+            return self.nan_code | (self.sign_bit if negative and self.nan != "neg_zero" else 0)
+        pol = parse_nan_policy(policy)
+        if pol is NaNPolicy.MAX:
+            return self.max_code
+        if pol is NaNPolicy.ML_DTYPES and not negative and self.neg_zero_code is not None:
+            return self.neg_zero_code
+        return 0
+
+    def decode_codes(self, codes: np.ndarray) -> np.ndarray:
+        """float64 values of integer codes (any width up to 32 bits), in numpy.
+
+        The plain-array twin of the kernels' decoder: :func:`lowprec.decode` uses it for
+        formats of at most 16 bits (as a table) and the kernels for wider ones; a test
+        checks that the two agree on every code.
+        """
+        c = np.asarray(codes).astype(np.int64) & ((1 << self.bits) - 1)
+        neg = (c & self.sign_bit) != 0 if self.signed else np.zeros(c.shape, bool)
+        mag = c & ~self.sign_bit if self.signed else c
+        ef = mag >> self.man_bits
+        mf = (mag & self.man_mask).astype(np.float64)
+        one = float(1 << self.man_bits)
+        if self.zero:
+            sub = ef == 0
+            low = np.ldexp(mf, self.emin - self.man_bits) if self.subnormals else 0.0 * mf
+            v = np.where(sub, low, np.ldexp(mf + one, np.where(sub, 1, ef) - self.bias
+                                             - self.man_bits))
+        else:  # no zero (E8M0): exponent field 0 is an ordinary binade
+            v = np.ldexp(mf + one, ef - self.bias - self.man_bits)
+        if self.has_inf:
+            v = np.where(mag == self.inf_code, np.inf, v)
+        nan = self.is_nan_code(c)
+        return np.where(nan, np.nan, np.where(neg, -v, v))
+
     def values(self, dtype=np.float64) -> np.ndarray:
         """All values, indexed by code (formats of at most 16 bits).
 
@@ -193,9 +303,7 @@ class FloatFormat:
         Raises:
             ValueError: for formats wider than 16 bits.
         """
-        from .quantize import decode
-
-        return decode(self.codes(), self, dtype=dtype)
+        return self.decode_codes(self.codes()).astype(dtype)
 
     def codes(self) -> np.ndarray:
         """Every code of the format, in increasing order (formats of at most 16 bits).
@@ -312,11 +420,36 @@ class FixedFormat:
                              f"of at most 16 bits")
         return np.arange(1 << self.bits, dtype=np.uint32).astype(self.code_dtype)
 
+    @property
+    def word_mask(self) -> int:
+        """All-ones word, ``(1 << bits) - 1``."""
+        return (1 << self.bits) - 1
+
+    @property
+    def max_code(self) -> int:
+        """Code (word) of the largest value."""
+        return self.max_int & self.word_mask
+
+    @property
+    def min_code(self) -> int:
+        """Code (two's complement word) of the smallest value."""
+        return self.min_int & self.word_mask
+
+    def nan_code_for(self, negative: bool, policy: "str | NaNPolicy" = "raise") -> int:
+        """The word a NaN input becomes: +max under "max", 0 otherwise (fixed point has
+        no NaN; "raise" is checked by the public functions before any code is produced)."""
+        return self.max_code if parse_nan_policy(policy) is NaNPolicy.MAX else 0
+
+    def decode_codes(self, codes: np.ndarray) -> np.ndarray:
+        """float64 values of words (two's complement when signed), in numpy."""
+        v = np.asarray(codes).astype(np.int64) & self.word_mask
+        if self.signed:
+            v = np.where(v >= (1 << (self.bits - 1)), v - (1 << self.bits), v)
+        return np.ldexp(v.astype(np.float64), -self.frac_bits)
+
     def values(self, dtype=np.float64) -> np.ndarray:
         """All values, indexed by code (formats of at most 16 bits)."""
-        from .quantize import decode
-
-        return decode(self.codes(), self, dtype=dtype)
+        return self.decode_codes(self.codes()).astype(dtype)
 
 
 class IntFormat(FixedFormat):
@@ -372,36 +505,51 @@ def _derived_name(f: FloatFormat) -> str:
     return f"float{f.bits}_e{f.exp_bits}m{f.man_bits}{suffix}"
 
 
-# One line per named format: (name, descriptor, aliases). Sources: REFERENCE.md sec. 1,
-# OCP OFP8 rev 1.0, OCP MX v1.0, ml_dtypes.
+# The named formats, one line each. Sources: REFERENCE.md sec. 1, OCP OFP8 rev 1.0, OCP MX
+# v1.0, ml_dtypes.
+float32 = FloatFormat(8, 23, 127, name="float32")
+tfloat32 = FloatFormat(8, 10, 127, name="tfloat32")
+float16 = FloatFormat(5, 10, 15, name="float16")
+bfloat16 = FloatFormat(8, 7, 127, name="bfloat16")
+float8_e4m3fn = FloatFormat(4, 3, 7, has_inf=False, nan="all_ones", name="float8_e4m3fn")
+float8_e5m2 = FloatFormat(5, 2, 15, name="float8_e5m2")
+float8_e4m3fnuz = FloatFormat(4, 3, 8, has_inf=False, nan="neg_zero", name="float8_e4m3fnuz")
+float8_e5m2fnuz = FloatFormat(5, 2, 16, has_inf=False, nan="neg_zero", name="float8_e5m2fnuz")
+# ml_dtypes' IEEE-like 8-bit formats (with infinities); not the OCP E4M3.
+float8_e4m3 = FloatFormat(4, 3, 7, name="float8_e4m3")
+float8_e3m4 = FloatFormat(3, 4, 3, name="float8_e3m4")
+float6_e3m2fn = FloatFormat(3, 2, 3, has_inf=False, nan="none", name="float6_e3m2fn")
+float6_e2m3fn = FloatFormat(2, 3, 1, has_inf=False, nan="none", name="float6_e2m3fn")
+float4_e2m1fn = FloatFormat(2, 1, 1, has_inf=False, nan="none", name="float4_e2m1fn")
+float8_e8m0fnu = FloatFormat(8, 0, 127, has_inf=False, nan="all_ones", subnormals=False,
+                             signed=False, zero=False, name="float8_e8m0fnu")
+int8 = IntFormat(8)
+uint8 = IntFormat(8, signed=False)
+int4 = IntFormat(4)
+int16 = IntFormat(16)
+int32 = IntFormat(32)
+
+# Registry order and aliases.
 _NAMED: list[tuple[FloatFormat | FixedFormat, tuple[str, ...]]] = [
-    (FloatFormat(8, 23, 127, name="float32"), ("fp32", "binary32", "single", "float")),
-    (FloatFormat(8, 10, 127, name="tfloat32"), ("tf32",)),
-    (FloatFormat(5, 10, 15, name="float16"), ("fp16", "half", "binary16")),
-    (FloatFormat(8, 7, 127, name="bfloat16"), ("bf16",)),
-    (FloatFormat(4, 3, 7, has_inf=False, nan="all_ones", name="float8_e4m3fn"),
-     ("fp8_e4m3", "e4m3", "e4m3fn", "fp8_e4m3fn")),
-    (FloatFormat(5, 2, 15, name="float8_e5m2"), ("fp8_e5m2", "e5m2")),
-    (FloatFormat(4, 3, 8, has_inf=False, nan="neg_zero", name="float8_e4m3fnuz"),
-     ("e4m3fnuz", "fp8_e4m3fnuz")),
-    (FloatFormat(5, 2, 16, has_inf=False, nan="neg_zero", name="float8_e5m2fnuz"),
-     ("e5m2fnuz", "fp8_e5m2fnuz")),
-    # ml_dtypes' IEEE-like 8-bit formats (with infinities); not the OCP E4M3.
-    (FloatFormat(4, 3, 7, name="float8_e4m3"), ("e4m3_ieee",)),
-    (FloatFormat(3, 4, 3, name="float8_e3m4"), ("e3m4",)),
-    (FloatFormat(3, 2, 3, has_inf=False, nan="none", name="float6_e3m2fn"),
-     ("fp6_e3m2", "e3m2", "mxfp6_e3m2")),
-    (FloatFormat(2, 3, 1, has_inf=False, nan="none", name="float6_e2m3fn"),
-     ("fp6_e2m3", "e2m3", "mxfp6_e2m3")),
-    (FloatFormat(2, 1, 1, has_inf=False, nan="none", name="float4_e2m1fn"),
-     ("fp4", "fp4_e2m1", "e2m1", "mxfp4")),
-    (FloatFormat(8, 0, 127, has_inf=False, nan="all_ones", subnormals=False, signed=False,
-                 zero=False, name="float8_e8m0fnu"), ("e8m0", "ue8m0", "e8m0fnu")),
-    (IntFormat(8), ("i8",)),
-    (IntFormat(8, signed=False), ("u8",)),
-    (IntFormat(4), ("i4",)),
-    (IntFormat(16), ("i16",)),
-    (IntFormat(32), ("i32",)),
+    (float32, ("fp32", "binary32", "single", "float")),
+    (tfloat32, ("tf32",)),
+    (float16, ("fp16", "half", "binary16")),
+    (bfloat16, ("bf16",)),
+    (float8_e4m3fn, ("fp8_e4m3", "e4m3", "e4m3fn", "fp8_e4m3fn")),
+    (float8_e5m2, ("fp8_e5m2", "e5m2")),
+    (float8_e4m3fnuz, ("e4m3fnuz", "fp8_e4m3fnuz")),
+    (float8_e5m2fnuz, ("e5m2fnuz", "fp8_e5m2fnuz")),
+    (float8_e4m3, ("e4m3_ieee",)),
+    (float8_e3m4, ("e3m4",)),
+    (float6_e3m2fn, ("fp6_e3m2", "e3m2", "mxfp6_e3m2")),
+    (float6_e2m3fn, ("fp6_e2m3", "e2m3", "mxfp6_e2m3")),
+    (float4_e2m1fn, ("fp4", "fp4_e2m1", "e2m1", "mxfp4")),
+    (float8_e8m0fnu, ("e8m0", "ue8m0", "e8m0fnu")),
+    (int8, ("i8",)),
+    (uint8, ("u8",)),
+    (int4, ("i4",)),
+    (int16, ("i16",)),
+    (int32, ("i32",)),
 ]
 
 _REGISTRY: dict[str, FloatFormat | FixedFormat] = {}
@@ -456,10 +604,3 @@ def get_format(name: "str | Format | np.dtype | type") -> Format:
     raise ValueError(f"unknown format {name!r}; known formats: {', '.join(_REGISTRY)}; "
                      f"aliases: {', '.join(sorted(_ALIASES))}; and fixedI_F / ufixedI_F "
                      f"for fixed point")
-
-
-def _export_named() -> dict[str, Format]:
-    return {f.name: f for f in _REGISTRY.values()}
-
-
-globals().update(_export_named())

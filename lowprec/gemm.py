@@ -22,9 +22,12 @@ from typing import Optional
 
 import numpy as np
 
+from .coded import CodedArray, RoundingContext, encode_with_context, make_array
 from .formats import FloatFormat, IntFormat, get_format
+from .ids import C_MODES
 from .quantize import decode, format_tuple, quantize, resolve_options
 from .rounding import Overflow, Rounding, parse_overflow, parse_rounding
+from .tensorcore import select_block_pair
 
 __all__ = ["matmul"]
 
@@ -33,13 +36,9 @@ _F16 = get_format("float16")
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-def _is_lparray(x) -> bool:
-    return hasattr(x, "codes") and hasattr(x, "fmt")
-
-
 def _operand(x, name: str, inputs):
     """(float64 or int64 values, format) of a matmul operand."""
-    if _is_lparray(x):
+    if isinstance(x, CodedArray):
         fmt = get_format(x.fmt)
         if inputs is not None and get_format(inputs) != fmt:
             raise ValueError(f"matmul: inputs={get_format(inputs).name!r} but {name} is an "
@@ -187,9 +186,6 @@ def _slot_table(K: int, blk) -> np.ndarray:
     return slots
 
 
-_ROUND_IDS = {"rne": 0, "rtz": 2, "rup": 3, "rdn": 4}
-
-
 def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
     from ._kernels.tensorcore import tc_gemm
 
@@ -205,8 +201,8 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
     out = np.empty(cv.shape, np.float64)
     tc_gemm(av, _pow2_exponents(av, emin_a), bv, _pow2_exponents(bv, emin_b), cv,
             _slot_table(av.shape[2], blk), blk.n, blk.k_per_instruction, blk.frac_bits,
-            blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax, _ROUND_IDS[blk.rounding],
-            1 if blk.c_mode == "late" else 0, blk.promote_every or 0, out)
+            blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax, parse_rounding(blk.rounding).id,
+            C_MODES.index(blk.c_mode), blk.promote_every or 0, out)
     if special is not None:
         res, mask = special
         out = np.where(mask, res, out)
@@ -347,15 +343,11 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     if model is not None:
         if is_int:
             raise ValueError("matmul: tensor-core models take float inputs, not integers")
-        from .hardware.models import BlockFMAModel, select_block
-
         out_path = "float16" if out_fmt == _F16 else "float32"
-        if fa != fb and {fa.name, fb.name} != {"float8_e4m3fn", "float8_e5m2"}:
-            raise ValueError(f"matmul: a tensor-core model needs a and b in one format (or "
-                             f"e4m3 x e5m2), got {fa.name} and {fb.name}")
-        blk = select_block(model, fa, out_path)
-        if fa != fb and not isinstance(model, BlockFMAModel):
-            select_block(model, fb, out_path)
+        try:
+            blk = select_block_pair(model, fa, fb, out_path)
+        except ValueError as e:
+            raise ValueError(f"matmul: {e}") from None
         if chunk is not None:
             blk = blk.with_(promote_every=int(chunk))
 
@@ -363,7 +355,7 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     if c is None:
         cv = np.zeros(full, np.int64 if is_int else np.float64)
     else:
-        if _is_lparray(c):
+        if isinstance(c, CodedArray):
             cv = decode(np.asarray(c.codes), get_format(c.fmt), dtype=np.float64)
             if is_int:
                 cv = cv.astype(np.int64)
@@ -409,10 +401,9 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     res = _finish_shape(res, squeeze_m, squeeze_n)
     if out_fmt is None:
         return res
-    from .lparray import array as lp_array
-
     out_seed = None if seed is None else int(seed) + 1
-    return lp_array(res, out_fmt, rounding=out_rounding, seed=out_seed)
+    ctx = RoundingContext(out_rounding, seed=out_seed)
+    return make_array(encode_with_context(res, out_fmt, ctx), out_fmt, ctx, like=(a, b))
 
 
 def _finish_shape(res: np.ndarray, squeeze_m: bool, squeeze_n: bool) -> np.ndarray:

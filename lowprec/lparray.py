@@ -21,78 +21,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import arith
+from . import arith, reduce
+from .coded import CodedArray, RoundingContext, encode_with_context
 from .formats import FixedFormat, FloatFormat, Format, get_format
-from .quantize import _fits, decode, encode, format_tuple, resolve_options, seed_key
-from .rounding import parse_nan_policy, parse_overflow, parse_rounding
+from .gemm import matmul
+from .quantize import _fits, decode, encode
 
 __all__ = ["LPArray", "array", "concatenate", "stack", "RoundingContext"]
-
-_MASK64 = (1 << 64) - 1
-_ORDERS = {"sequential": 0, "pairwise": 1, "kahan": 2}
-
-
-class RoundingContext:
-    """How an LPArray rounds: the options of :func:`lowprec.add` plus an SR generator.
-
-    Attributes: ``rounding`` (str), ``overflow`` (str or None: the format's default),
-    ``subnormals`` (False: flush subnormal results), ``daz`` (flush subnormal operands),
-    ``sr_bits``, ``seed`` (None: fresh randomness each time), ``nan`` (policy for formats
-    without NaN).
-    """
-
-    __slots__ = ("rounding", "overflow", "subnormals", "daz", "sr_bits", "seed", "nan",
-                 "_count")
-
-    def __init__(self, rounding="rne", overflow=None, subnormals=True, daz=False,
-                 sr_bits=None, seed=None, nan="raise"):
-        self.rounding = parse_rounding(rounding).value
-        self.overflow = None if overflow is None else parse_overflow(overflow).value
-        if not isinstance(subnormals, (bool, np.bool_)):
-            raise TypeError(f"subnormals must be True or False, got {subnormals!r}")
-        if not isinstance(daz, (bool, np.bool_)):
-            raise TypeError(f"daz must be True or False, got {daz!r}")
-        self.subnormals = bool(subnormals)
-        self.daz = bool(daz)
-        self.sr_bits = sr_bits
-        if seed is not None:
-            seed_key(seed)  # validates the type
-        self.seed = seed
-        self.nan = parse_nan_policy(nan).value
-        self._count = 0
-
-    def next_seed(self) -> Optional[int]:
-        """Seed for the next stochastically rounded operation (None without a seed)."""
-        if self.seed is None:
-            return None
-        self._count += 1
-        return (seed_key(self.seed) + self._count) & _MASK64
-
-    def replace(self, **changes) -> "RoundingContext":
-        """A new context with some options changed (and a fresh generator counter)."""
-        kw = {k: getattr(self, k) for k in ("rounding", "overflow", "subnormals", "daz",
-                                            "sr_bits", "seed", "nan")}
-        kw.update({k: v for k, v in changes.items() if v is not None})
-        return RoundingContext(**kw)
-
-    def _describe(self) -> str:
-        parts = []
-        if self.rounding != "rne":
-            parts.append(f"rounding={self.rounding!r}")
-        if self.sr_bits is not None:
-            parts.append(f"sr_bits={self.sr_bits}")
-        if self.seed is not None:
-            parts.append(f"seed={self.seed}")
-        if self.overflow is not None:
-            parts.append(f"overflow={self.overflow!r}")
-        if not self.subnormals:
-            parts.append("subnormals=False")
-        if self.daz:
-            parts.append("daz=True")
-        return ", ".join(parts)
-
-    def __repr__(self) -> str:
-        return f"RoundingContext({self._describe()})"
 
 
 def _default_dtype(fmt: Format) -> np.dtype:
@@ -109,7 +44,7 @@ def _short(v: float, fmt: Format) -> str:
     return repr(float(v))
 
 
-class LPArray:
+class LPArray(CodedArray):
     """An array of values of one low-precision format (codes + format + rounding context).
 
     Build one with :func:`lowprec.array`. Operators ``+ - * /``, ``** 2``, unary minus,
@@ -259,7 +194,7 @@ class LPArray:
         v = np.asarray(value)
         if v.dtype.kind not in "fiu":
             raise TypeError(f"cannot assign values of dtype {v.dtype} to an LPArray")
-        self._codes[key] = _encode_ctx(v.astype(np.float64), self._fmt, self._ctx)
+        self._codes[key] = encode_with_context(v.astype(np.float64), self._fmt, self._ctx)
 
     def __iter__(self):
         for i in range(len(self)):
@@ -451,16 +386,12 @@ class LPArray:
         vals, keep_shape, out_shape = self._rows(axis, keepdims)
         s = _reduce("sum", vals, None, self, acc, order)
         n = vals.shape[1]
-        f = s.fmt
-        opts, daz = _options(f, self._ctx)
-        from ._kernels.arith import OP_DIV, binary_array
-
-        num = s.to_numpy(np.float64)
-        res = np.empty(num.size, np.float64)
-        binary_array(OP_DIV, num, np.full(num.size, float(n)), format_tuple(f),
-                     opts.rounding.id, opts.overflow.id, opts.ftz, False, opts.key,
-                     opts.sr_bits, res)
-        res = _from_values(res, f, self._ctx.replace(), "mean")
+        ctx = self._ctx
+        seed = ctx.next_seed() if ctx.rounding == "sr" else None
+        res = reduce.divide_by_count(s.to_numpy(np.float64), n, s.fmt, rounding=ctx.rounding,
+                                     overflow=ctx.overflow, subnormals=ctx.subnormals,
+                                     sr_bits=ctx.sr_bits, seed=seed, nan=ctx.nan)
+        res = _from_values(res, s.fmt, ctx.replace(), "mean")
         return res.reshape(keep_shape if keepdims else out_shape)
 
     def dot(self, other, *, acc=None, order: str = "sequential") -> "LPArray":
@@ -513,7 +444,7 @@ class LPArray:
         vals = self.to_numpy(np.float64)
         body = np.array2string(vals, separator=", ", prefix="LPArray(",
                                formatter={"float_kind": lambda v: _short(v, f)})
-        extra = self._ctx._describe()
+        extra = self._ctx.describe()
         s = f"LPArray({body}, fmt={f.name}" + (f", {extra}" if extra else "")
         if codes:
             w = (f.bits + 3) // 4
@@ -531,7 +462,7 @@ class LPArray:
     def _repr_html_(self) -> str:
         f = self._fmt
         head = (f"<b>LPArray</b> {html.escape(str(self.shape))} <code>{html.escape(f.name)}"
-                f"</code> {html.escape(self._ctx._describe() or 'rounding=rne')}")
+                f"</code> {html.escape(self._ctx.describe() or 'rounding=rne')}")
         if self.ndim > 2 or self.size > 400:
             return f"<div>{head}<pre>{html.escape(self.to_string())}</pre></div>"
         vals = np.atleast_2d(self.to_numpy(np.float64))
@@ -558,15 +489,6 @@ def _numpy_compat(dtype, out, what):
                         f"accumulator with acc= and convert with .astype()")
 
 
-def _options(f: Format, ctx: RoundingContext):
-    if not isinstance(f, FloatFormat):
-        raise TypeError(f"emulated arithmetic needs a float format, got {f.name}")
-    seed = ctx.next_seed() if ctx.rounding == "sr" else None
-    opts = resolve_options(f, ctx.rounding, ctx.overflow, ctx.subnormals, ctx.sr_bits, seed,
-                           ctx.nan)
-    return opts, ctx.daz
-
-
 def _from_values(vals: np.ndarray, f: Format, ctx: RoundingContext, what: str) -> LPArray:
     """LPArray from float64 values already on f's grid (NaN handled by the policy)."""
     if not f.has_nan and np.isnan(vals).any() and ctx.nan == "raise":
@@ -578,47 +500,28 @@ def _from_values(vals: np.ndarray, f: Format, ctx: RoundingContext, what: str) -
 
 def _reduce(kind, a, b, src: LPArray, acc, order) -> LPArray:
     f = src.fmt if acc is None else get_format(acc)
-    if order not in _ORDERS:
-        raise ValueError(f"order must be one of {sorted(_ORDERS)}, got {order!r}")
     ctx = src.context
-    opts, daz = _options(f, ctx)
-    from ._kernels.reduce import dot_rows, sum_rows
-
-    out = np.empty(a.shape[0], np.float64)
-    args = (_ORDERS[order], format_tuple(f), opts.rounding.id, opts.overflow.id, opts.ftz,
-            daz, opts.key, opts.sr_bits, out)
-    if kind == "sum":
-        sum_rows(a, *args)
-    else:
-        dot_rows(a, b, *args)
+    if not isinstance(f, FloatFormat):
+        raise TypeError(f"emulated arithmetic needs a float format, got {f.name}")
+    seed = ctx.next_seed() if ctx.rounding == "sr" else None
+    kw = dict(order=order, rounding=ctx.rounding, overflow=ctx.overflow,
+              subnormals=ctx.subnormals, daz=ctx.daz, sr_bits=ctx.sr_bits, seed=seed,
+              nan=ctx.nan)
+    out = reduce.sum_rows(a, f, **kw) if kind == "sum" else reduce.dot_rows(a, b, f, **kw)
     return _from_values(out, f, ctx if f == src.fmt else ctx.replace(), kind)
 
 
-def _encode_ctx(vals: np.ndarray, f: Format, ctx: RoundingContext) -> np.ndarray:
-    seed = ctx.next_seed() if ctx.rounding == "sr" else None
-    kw = {} if isinstance(f, FloatFormat) and f.has_nan else {"nan": ctx.nan}
-    return encode(vals, f, rounding=ctx.rounding, overflow=ctx.overflow,
-                  subnormals=ctx.subnormals, sr_bits=ctx.sr_bits, seed=seed, **kw)
-
-
 def _convert(vals: np.ndarray, f: Format, ctx: RoundingContext) -> LPArray:
-    codes = np.asarray(_encode_ctx(vals, f, ctx))
+    codes = np.asarray(encode_with_context(vals, f, ctx))
     return LPArray._from_codes(codes, f, ctx)
 
 
 def _matmul(a: LPArray, b) -> LPArray:
     o = a._coerce(b, "@")
-    try:
-        from .gemm import matmul
-    except ImportError as e:
-        raise NotImplementedError(f"LPArray @ delegates to lowprec.matmul, which is not "
-                                  f"available ({e})") from None
     ctx = a.context
     seed = ctx.next_seed() if ctx.rounding == "sr" else None
     res = matmul(a, o, out=a.fmt, out_rounding=ctx.rounding, seed=seed)
-    if isinstance(res, LPArray):
-        return LPArray._from_codes(res.codes, res.fmt, ctx)
-    return _from_values(np.asarray(res, np.float64), a.fmt, ctx, "@")
+    return LPArray._from_codes(res.codes, res.fmt, ctx)
 
 
 def array(x, fmt=None, rounding="rne", *, overflow=None, subnormals=True, daz=False,

@@ -13,10 +13,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import _kernels  # noqa: F401  (package marker; kernels are imported lazily below)
-from ._kernels import params as P
+from ._kernels import layout as L
+from .formats import FixedFormat, FloatFormat, Format, get_format
 from .reference import encode_exact
-from .formats import NAN_KIND, FixedFormat, FloatFormat, Format, get_format
 from .rounding import NaNPolicy, Overflow, Rounding, parse_nan_policy, parse_overflow, parse_rounding
 
 __all__ = ["encode", "decode", "quantize", "format_params", "format_tuple", "seed_key", "ConversionOptions",
@@ -109,60 +108,44 @@ def resolve_options(fmt: Format, rounding="rne", overflow=None, subnormals=True,
 def format_params(fmt: Format, nan: NaNPolicy = NaNPolicy.RAISE) -> np.ndarray:
     """The int64 parameter vector that carries ``fmt`` into the kernels.
 
+    Every entry is a fact the descriptor states (its code facts) or derives; nothing is
+    worked out here.
+
     Args:
         fmt: a float or fixed-point format.
         nan: what NaN inputs become when the format has no NaN code.
 
     Returns:
-        Read-only int64 array laid out as in :mod:`lowprec._kernels.params`.
+        Read-only int64 array laid out as in :mod:`lowprec._kernels.layout`.
     """
     if isinstance(fmt, FixedFormat):
-        xp = np.zeros(P.X_LEN, np.int64)
-        xp[P.X_FRAC] = fmt.frac_bits
-        xp[P.X_MININT] = fmt.min_int
-        xp[P.X_MAXINT] = fmt.max_int
-        xp[P.X_BITS] = fmt.bits
-        xp[P.X_NAN_CODE] = (fmt.max_int & ((1 << fmt.bits) - 1)) if nan is NaNPolicy.MAX else 0
+        xp = np.zeros(L.X_LEN, np.int64)
+        xp[L.X_FRAC] = fmt.frac_bits
+        xp[L.X_MININT] = fmt.min_int
+        xp[L.X_MAXINT] = fmt.max_int
+        xp[L.X_BITS] = fmt.bits
+        xp[L.X_NAN_CODE] = fmt.nan_code_for(False, nan)
         xp.flags.writeable = False
         return xp
-    m = fmt.man_bits
-    expmask = (1 << fmt.exp_bits) - 1
-    signbit = (1 << (fmt.bits - 1)) if fmt.signed else 0
-    maxcode = ((fmt.emax + fmt.bias) << m) | (fmt.max_significand - (1 << m))
-    if fmt.nan == "ieee":
-        nan_pos = (expmask << m) | (1 << (m - 1))
-        nan_neg = signbit | nan_pos
-    elif fmt.nan == "all_ones":
-        nan_pos = (expmask << m) | ((1 << m) - 1)
-        nan_neg = signbit | nan_pos
-    elif fmt.nan == "neg_zero":
-        nan_pos = nan_neg = signbit
-    else:  # no NaN code: the policy decides (RAISE is checked before the kernel runs)
-        if nan is NaNPolicy.MAX:
-            nan_pos = nan_neg = maxcode
-        elif nan is NaNPolicy.ML_DTYPES:
-            nan_pos, nan_neg = signbit, 0
-        else:
-            nan_pos = nan_neg = 0
-    fp = np.zeros(P.F_LEN, np.int64)
-    fp[P.F_MAN] = m
-    fp[P.F_EMIN] = fmt.emin
-    fp[P.F_EMAX] = fmt.emax
-    fp[P.F_MAXSIG] = fmt.max_significand
-    fp[P.F_BIAS] = fmt.bias
-    fp[P.F_HAS_INF] = int(fmt.has_inf)
-    fp[P.F_HAS_NAN] = int(fmt.has_nan)
-    fp[P.F_SIGNED] = int(fmt.signed)
-    fp[P.F_ZERO] = int(fmt.zero)
-    fp[P.F_SUBN] = int(fmt.subnormals)
-    fp[P.F_BITS] = fmt.bits
-    fp[P.F_NAN_KIND] = NAN_KIND[fmt.nan]
-    fp[P.F_NAN_POS] = nan_pos
-    fp[P.F_NAN_NEG] = nan_neg
-    fp[P.F_INF] = (expmask << m) if fmt.has_inf else -1
-    fp[P.F_MAXCODE] = maxcode
-    fp[P.F_SIGNBIT] = signbit
-    fp[P.F_EXPMASK] = expmask
+    fp = np.zeros(L.F_LEN, np.int64)
+    fp[L.F_MAN] = fmt.man_bits
+    fp[L.F_EMIN] = fmt.emin
+    fp[L.F_EMAX] = fmt.emax
+    fp[L.F_MAXSIG] = fmt.max_significand
+    fp[L.F_BIAS] = fmt.bias
+    fp[L.F_HAS_INF] = int(fmt.has_inf)
+    fp[L.F_HAS_NAN] = int(fmt.has_nan)
+    fp[L.F_SIGNED] = int(fmt.signed)
+    fp[L.F_ZERO] = int(fmt.zero)
+    fp[L.F_SUBN] = int(fmt.subnormals)
+    fp[L.F_BITS] = fmt.bits
+    fp[L.F_NAN_KIND] = fmt.nan_id
+    fp[L.F_NAN_POS] = fmt.nan_code_for(False, nan)
+    fp[L.F_NAN_NEG] = fmt.nan_code_for(True, nan)
+    fp[L.F_INF] = fmt.inf_code if fmt.has_inf else -1
+    fp[L.F_MAXCODE] = fmt.max_code
+    fp[L.F_SIGNBIT] = fmt.sign_bit
+    fp[L.F_EXPMASK] = fmt.exp_mask
     fp.flags.writeable = False
     return fp
 
@@ -388,8 +371,9 @@ def _encode_plain(a: np.ndarray, f: Format, opts: ConversionOptions, out: np.nda
 
 @functools.lru_cache(maxsize=None)
 def _value_table(fmt: Format, dtype: np.dtype) -> np.ndarray:
-    t = _decode_kernel(np.arange(1 << fmt.bits, dtype=np.uint32).astype(fmt.code_dtype), fmt)
-    t = t.astype(dtype)
+    # formats of at most 16 bits decode through a table of every value (the descriptor's
+    # own numpy decoder; tests check it against the kernels' decoder code for code)
+    t = fmt.values(dtype)
     t.flags.writeable = False
     return t
 

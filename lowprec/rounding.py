@@ -1,12 +1,14 @@
 """Rounding modes and overflow / NaN policies, as enums with stable integer ids.
 
-The string values are what users type (``rounding="rne"``); the integer ids are what
-kernels receive. Both come from this one module.
+The string values are what users type (``rounding="rne"``); the integer ids kernels
+receive come from :mod:`lowprec.ids`.
 """
 
 from __future__ import annotations
 
 import enum
+
+from . import ids
 
 __all__ = ["Rounding", "Overflow", "NaNPolicy", "parse_rounding", "parse_overflow",
            "parse_nan_policy"]
@@ -67,12 +69,15 @@ class NaNPolicy(str, enum.Enum):
     MAX = "max"
     ML_DTYPES = "ml_dtypes"
 
+    @property
+    def id(self) -> int:
+        """Integer id used by the kernels."""
+        return _NAN_POLICY_IDS[self]
 
-_ROUNDING_IDS = {m: i for i, m in enumerate(Rounding)}
-_OVERFLOW_IDS = {m: i for i, m in enumerate(Overflow)}
 
-RNE, RNA, RTZ, RUP, RDN, RTO, SR = (m.id for m in Rounding)
-OVF_INF, OVF_SATURATE, OVF_WRAP = (m.id for m in Overflow)
+_ROUNDING_IDS = {m: ids.ROUNDING_NAMES.index(m.value) for m in Rounding}
+_OVERFLOW_IDS = {m: ids.OVERFLOW_NAMES.index(m.value) for m in Overflow}
+_NAN_POLICY_IDS = {m: ids.NAN_POLICY_NAMES.index(m.value) for m in NaNPolicy}
 
 
 def _parse(enum_cls, value, what: str):

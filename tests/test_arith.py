@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import lowprec as lp
 from lowprec import arith
-from lowprec.arith_reference import OPS, apply
+from lowprec.reference.arith import OPS, apply
 from lowprec.quantize import seed_key
 from lowprec.reference import decode_exact
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import lowprec as lp
 from lowprec import arith
-from lowprec.arith_reference import apply
+from lowprec.reference.arith import apply
 from lowprec.reference import decode_exact
 
 gmpy2 = pytest.importorskip("gmpy2")

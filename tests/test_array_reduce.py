@@ -1,5 +1,5 @@
 """LPArray reductions (sum, dot, mean) with an explicit accumulator format and order,
-against the step-by-step exact references in lowprec.arith_reference, bit for bit."""
+against the step-by-step exact references in lowprec.reference.arith, bit for bit."""
 
 import math
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lowprec as lp
-from lowprec.arith_reference import apply, dot_reference, sum_reference
+from lowprec.reference.arith import apply, dot_reference, sum_reference
 from lowprec.lparray import LPArray, RoundingContext
 from lowprec.quantize import seed_key
 from lowprec.reference import decode_exact

@@ -53,3 +53,17 @@ def test_decode_validates():
         lp.decode(np.array([1], np.uint8), "e4m3", dtype=np.int32)
     with pytest.raises(ValueError, match="unknown format"):
         lp.decode(np.array([1], np.uint8), "e9m9")
+
+
+@pytest.mark.parametrize("fmt", [f for f in lp.list_formats() if f.bits <= 16],
+                         ids=lambda f: f.name)
+def test_descriptor_decoder_equals_kernel_decoder(fmt):
+    # decode() uses the descriptor's numpy decoder (a table) for formats of at most 16 bits
+    # and the kernels' decoder above that: both must give every code's value alike
+    from lowprec.quantize import _decode_kernel
+
+    codes = fmt.codes()
+    assert_bitwise_equal(fmt.decode_codes(codes), _decode_kernel(codes, fmt))
+    if isinstance(fmt, lp.FloatFormat) and fmt.has_nan:
+        assert fmt.is_nan_code(fmt.nan_code) and np.isnan(fmt.values()[fmt.nan_code])
+        assert fmt.is_nan_code(codes).sum() == np.isnan(fmt.values()).sum()

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import lowprec
 import lowprec as lp
-from lowprec import gemm_reference as ref
+from lowprec.reference import gemm as ref
 from lowprec.quantize import seed_key
 
 

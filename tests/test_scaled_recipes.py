@@ -8,7 +8,7 @@ import pytest
 
 import lowprec as lp
 from lowprec.scaled import fp8_scale, nvfp4_quantize, quantize_scaled
-from lowprec.scaled_reference import _rne_float32, int_code_reference
+from lowprec.reference.scaled import _rne_float32, int_code_reference
 
 
 def _data(seed, shape=(8, 64)):

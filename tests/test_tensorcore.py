@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lowprec
-from lowprec import gemm_reference as ref
+from lowprec.reference import gemm as ref
 from lowprec.hardware import (BlockFMAModel, get_model, list_datasets, load_dataset,
                               select_block)
 

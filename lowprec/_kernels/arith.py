@@ -27,23 +27,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..ids import OP_ABS, OP_ADD, OP_DIV, OP_MAX, OP_MUL, OP_NEG, OP_SQRT, OP_SUB, RDN
 from .convert import round_float_value
-from .params import F_EMIN
+from .layout import F_EMIN
 
-_RDN = 4  # lowprec.rounding id of round toward -inf: exact zero sums are -0 there
 _SPLITTER = 134217729.0  # 2^27 + 1, Veltkamp's constant for float64
-
-# Operation ids (the Python layer maps names to these).
-OP_ADD = 0
-OP_SUB = 1
-OP_MUL = 2
-OP_DIV = 3
-OP_MAX = 4
-OP_MIN = 5
-OP_SQRT = 0
-OP_NEG = 1
-OP_ABS = 2
-OP_ROUND = 3
 
 
 @njit(cache=True)
@@ -84,7 +72,7 @@ def exact_zero_sum(a, b, mode):
     """The zero an exactly cancelling sum a + b gives (IEEE 754-2019 sec. 6.3)."""
     if a == 0.0 and b == 0.0 and math.copysign(1.0, a) == math.copysign(1.0, b):
         return a
-    return -0.0 if mode == _RDN else 0.0
+    return -0.0 if mode == RDN else 0.0  # IEEE 754: exact zero sums are -0 under RDN
 
 
 @njit(cache=True)
@@ -186,15 +174,13 @@ def binary_value(op, a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
 
 @njit(cache=True)
 def unary_value(op, a, fp, mode, ovf, ftz, key, idx, sr_bits):
-    """Dispatch one unary operation by id (OP_SQRT ... OP_ROUND)."""
+    """Dispatch one unary operation by id (OP_SQRT, OP_NEG, OP_ABS)."""
     if op == OP_SQRT:
         return sqrt_value(a, fp, mode, ovf, ftz, key, idx, sr_bits)
     if op == OP_NEG:
         r = -a
-    elif op == OP_ABS:
-        r = math.fabs(a)
     else:
-        r = a
+        r = math.fabs(a)
     return round_float_value(r, 0.0, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 

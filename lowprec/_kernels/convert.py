@@ -1,6 +1,6 @@
 """Conversion kernels: IEEE binary inputs (as raw bits) to codes of any format, and back.
 
-One path for every float format, driven by the parameter vector of :mod:`.params`; one
+One path for every float format, driven by the parameter vector of :mod:`.layout`; one
 for every fixed-point format. Inputs arrive as unsigned views of float16/32/64 arrays
 together with the input layout, so float64 values are rounded from their own bits (no
 double rounding through float32) and float32 values need no widening pass.
@@ -11,18 +11,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .core import bitlen, magnitude_mode, round_sig, split_float
-from .random import rand64
-from .params import (
-    F_BIAS, F_EMAX, F_EMIN, F_HAS_INF, F_HAS_NAN, F_INF, F_MAN, F_MAXCODE, F_MAXSIG,
-    F_NAN_KIND, F_NAN_NEG, F_NAN_POS, F_SIGNBIT, F_SIGNED, F_SUBN, F_ZERO, F_EXPMASK,
-    M_DOWN, M_RTO, X_BITS, X_FRAC, X_MAXINT, X_MININT, X_NAN_CODE, fixed_tuple, float_tuple,
+from ..ids import (M_DOWN, M_RTO, NAN_ALL_ONES, NAN_IEEE, NAN_NEG_ZERO, OVF_SATURATE, OVF_WRAP,
+                   RDN, RNA, RNE, RTO, RUP, SR)
+from .core import bitlen, fixed_tuple, float_tuple, magnitude_mode, round_sig, split_float
+from .layout import (
+    F_BIAS, F_EMAX, F_EMIN, F_EXPMASK, F_HAS_INF, F_HAS_NAN, F_INF, F_MAN, F_MAXCODE, F_MAXSIG,
+    F_NAN_KIND, F_NAN_NEG, F_NAN_POS, F_SIGNBIT, F_SIGNED, F_SUBN, F_ZERO, X_BITS, X_FRAC,
+    X_MAXINT, X_MININT, X_NAN_CODE,
 )
-
-_OVF_INF = 0
-_OVF_SATURATE = 1
-_OVF_WRAP = 2
-_NAN_NEG_ZERO = 2  # formats.NAN_ENCODINGS.index("neg_zero")
+from .random import rand64
 
 
 @njit(cache=True, inline="always")
@@ -33,7 +30,7 @@ def _nan_code(neg, fp):
 @njit(cache=True, inline="always")
 def _overflow_code(neg, mmode, ovf, fp):
     sgn = fp[F_SIGNBIT] if neg else 0
-    if ovf == _OVF_SATURATE or mmode == M_DOWN or mmode == M_RTO:
+    if ovf == OVF_SATURATE or mmode == M_DOWN or mmode == M_RTO:
         return sgn | fp[F_MAXCODE]
     if fp[F_HAS_INF] == 1:
         return sgn | fp[F_INF]
@@ -44,7 +41,7 @@ def _overflow_code(neg, mmode, ovf, fp):
 
 @njit(cache=True, inline="always")
 def _zero_code(neg, fp):
-    if neg and fp[F_SIGNED] == 1 and fp[F_NAN_KIND] != _NAN_NEG_ZERO:
+    if neg and fp[F_SIGNED] == 1 and fp[F_NAN_KIND] != NAN_NEG_ZERO:
         return fp[F_SIGNBIT]
     return np.int64(0)
 
@@ -54,7 +51,7 @@ def _inf_code(neg, ovf, fp):
     sgn = fp[F_SIGNBIT] if neg else 0
     if neg and fp[F_SIGNED] == 0:
         return fp[F_NAN_POS] if fp[F_HAS_NAN] == 1 else np.int64(0)
-    if ovf != _OVF_SATURATE:
+    if ovf != OVF_SATURATE:
         if fp[F_HAS_INF] == 1:
             return sgn | fp[F_INF]
         if fp[F_HAS_NAN] == 1:
@@ -199,11 +196,11 @@ def _fast_constants(mode, ovf, fp):
     ovf_pos, ovf_neg). Rounding adds half-1 plus the kept LSB (RNE) or half (RNA) below
     the kept bit, nothing (RTZ), or all ones there for RUP (positive) / RDN (negative)
     values; overflow codes per sign."""
-    k_half = np.int64(1) if mode == 0 or mode == 1 else np.int64(0)
-    k_lsb = np.int64(1) if mode == 0 else np.int64(0)
-    k_rna = np.int64(1) if mode == 1 else np.int64(0)
-    up_pos = np.int64(1) if mode == 3 else np.int64(0)
-    up_neg = np.int64(1) if mode == 4 else np.int64(0)
+    k_half = np.int64(1) if mode == RNE or mode == RNA else np.int64(0)
+    k_lsb = np.int64(1) if mode == RNE else np.int64(0)
+    k_rna = np.int64(1) if mode == RNA else np.int64(0)
+    up_pos = np.int64(1) if mode == RUP else np.int64(0)
+    up_neg = np.int64(1) if mode == RDN else np.int64(0)
     ovf_pos = _overflow_code(False, magnitude_mode(mode, False), ovf, fp)
     ovf_neg = _overflow_code(True, magnitude_mode(mode, True), ovf, fp)
     return k_half, k_lsb, k_rna, up_pos, up_neg, ovf_pos, ovf_neg
@@ -213,7 +210,7 @@ def _fast_constants(mode, ovf, fp):
 def _fast_applies(fp, mode, in_m):
     # RTO, unsigned formats, formats without zero and targets as wide as the input take
     # the general path
-    return (mode != 5 and fp[F_SIGNED] == 1 and fp[F_ZERO] == 1 and in_m > fp[F_MAN])
+    return (mode != RTO and fp[F_SIGNED] == 1 and fp[F_ZERO] == 1 and in_m > fp[F_MAN])
 
 
 @njit(cache=True, inline="always")
@@ -222,7 +219,7 @@ def _encode_range(bits, start, stop, in_m, in_ebits, in_bias, fp, mode, ovf, ftz
     # pass 1: the branch-free common case over the whole range; pass 2: the rest
     if _fast_applies(fp, mode, in_m):
         kh, kl, kr, upp, upn, ovp, ovn = _fast_constants(mode, ovf, fp)
-        sr = mode == 6
+        sr = mode == SR
         m, emin, bias, sbit, subn = fp[F_MAN], fp[F_EMIN], fp[F_BIAS], fp[F_SIGNBIT], fp[F_SUBN]
         maxcode = fp[F_MAXCODE]
         zsbit = _zero_code(True, fp)
@@ -281,11 +278,11 @@ def decode_float_code(code, fp):
     mf = mag & ((np.int64(1) << m) - 1)
     kind = fp[F_NAN_KIND]
     if fp[F_HAS_NAN] == 1:
-        if kind == 0 and ef == fp[F_EXPMASK] and mf != 0:
+        if kind == NAN_IEEE and ef == fp[F_EXPMASK] and mf != 0:
             return np.nan
-        if kind == 1 and mag == ((fp[F_EXPMASK] << m) | ((np.int64(1) << m) - 1)):
+        if kind == NAN_ALL_ONES and mag == ((fp[F_EXPMASK] << m) | ((np.int64(1) << m) - 1)):
             return np.nan
-        if kind == _NAN_NEG_ZERO and c == fp[F_SIGNBIT]:
+        if kind == NAN_NEG_ZERO and c == fp[F_SIGNBIT]:
             return np.nan
     if fp[F_HAS_INF] == 1 and ef == fp[F_EXPMASK]:
         return -np.inf if neg else np.inf
@@ -387,7 +384,7 @@ def encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits):
     mmode = magnitude_mode(mode, neg)
     big_e = e + bitlen(sig) - 1
     if big_e - q >= 40:  # far beyond any 32-bit word
-        if ovf != _OVF_WRAP:
+        if ovf != OVF_WRAP:
             return (xp[X_MININT] if neg else xp[X_MAXINT]) & wmask
         s = e - q
         if s >= 0:  # an integer multiple of the resolution: only its low bits survive
@@ -399,7 +396,7 @@ def encode_fixed_parts(neg, sig, e, xp, mode, ovf, key, idx, sr_bits):
     kept, inexact = round_sig(sig, e, 0, 0, False, q, mmode, key, idx, sr_bits)
     v = -kept if neg else kept
     if v > xp[X_MAXINT] or v < xp[X_MININT]:
-        if ovf == _OVF_WRAP:
+        if ovf == OVF_WRAP:
             return v & wmask
         v = xp[X_MAXINT] if v > xp[X_MAXINT] else xp[X_MININT]
     return v & wmask

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .params import M_DOWN, M_RNA, M_RNE, M_RTO, M_SR, M_UP
+from ..ids import M_DOWN, M_RNA, M_RNE, M_RTO, M_SR, M_UP, RDN, RNA, RNE, RTO, RTZ, RUP
 from .random import rand64
 
 _ONES64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -94,18 +94,18 @@ def stream_cmp(sig, nbits, key, idx, word):
 
 @njit(cache=True, inline="always")
 def magnitude_mode(mode, neg):
-    """Map a signed rounding mode id (lowprec.rounding order) to a magnitude mode."""
-    if mode == 0:
+    """Map a signed rounding mode id (lowprec.ids) to a magnitude mode."""
+    if mode == RNE:
         return M_RNE
-    if mode == 1:
+    if mode == RNA:
         return M_RNA
-    if mode == 2:
+    if mode == RTZ:
         return M_DOWN
-    if mode == 3:  # toward +inf
+    if mode == RUP:
         return M_DOWN if neg else M_UP
-    if mode == 4:  # toward -inf
+    if mode == RDN:
         return M_UP if neg else M_DOWN
-    if mode == 5:
+    if mode == RTO:
         return M_RTO
     return M_SR
 
@@ -204,3 +204,19 @@ def split_float(x):
     neg = mant < 0.0
     sig = np.int64(abs(mant) * 9007199254740992.0)  # 2^53: exact
     return neg, sig, ex - 53
+
+
+# Kernels unpack a parameter vector into a tuple once, outside their loops: a tuple is a
+# plain value, while handing an array to a helper costs an atomic reference-count update
+# per call (and, with several threads, a cache line bouncing between cores).
+@njit(cache=True)
+def float_tuple(fp):
+    """The float-format parameter vector as a tuple (see :mod:`.layout`, F_*)."""
+    return (fp[0], fp[1], fp[2], fp[3], fp[4], fp[5], fp[6], fp[7], fp[8], fp[9], fp[10],
+            fp[11], fp[12], fp[13], fp[14], fp[15], fp[16], fp[17])
+
+
+@njit(cache=True)
+def fixed_tuple(xp):
+    """The fixed-point parameter vector as a tuple (see :mod:`.layout`, X_*)."""
+    return (xp[0], xp[1], xp[2], xp[3], xp[4])

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..ids import RDN, RTO, SR
 from .convert import round_float_value
 from .fma import fma32
 from .tensorcore import round_pair
@@ -162,7 +163,7 @@ def abs_span(x):
 
 @njit(cache=True)
 def _rnd(x, lo, fp, mode, ovf, key, idx, fast, p, emin, emax):
-    if fast and mode <= 4:
+    if fast and mode != RTO and mode != SR:
         return round_pair(x, lo, p, emin, emax, mode, False)
     return round_float_value(x, lo, fp, mode, ovf, False, key, idx, 0)
 
@@ -170,7 +171,7 @@ def _rnd(x, lo, fp, mode, ovf, key, idx, fast, p, emin, emax):
 @njit(cache=True)
 def _add_round(d, prod, fp, mode, ovf, key, idx, fast, p, emin, emax):
     s = d + prod
-    if s == 0.0 and mode == 4 and not (d == 0.0 and prod == 0.0 and math.copysign(1.0, d) > 0
+    if s == 0.0 and mode == RDN and not (d == 0.0 and prod == 0.0 and math.copysign(1.0, d) > 0
                                        and math.copysign(1.0, prod) > 0):
         s = -0.0  # IEEE 754: an exact zero sum is -0 under round toward -inf
     if not math.isfinite(s):

@@ -23,12 +23,10 @@ Stochastic rounding: rounding event k of row r uses stream index ``r * stride + 
 import numpy as np
 from numba import njit, prange
 
+from ..ids import ORDER_PAIRWISE, ORDER_SEQUENTIAL
 from .arith import add_value, flush_input, fma_value, mul_value
 from .convert import round_float_value
 
-ORDER_SEQUENTIAL = 0
-ORDER_PAIRWISE = 1
-ORDER_KAHAN = 2
 
 
 @njit(cache=True)

@@ -1,4 +1,4 @@
-"""Block-FMA kernel modelling NVIDIA tensor cores (see :mod:`lowprec.hardware.models`).
+"""Block-FMA kernel modelling NVIDIA tensor cores (see :mod:`lowprec.tensorcore`).
 
 Every quantity is a float64 that holds its value exactly: products of two inputs of at most
 24 significant bits; powers of two 2^e for the clamped exponents (``pa``/``pb``, 0 for a zero
@@ -13,13 +13,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..ids import C_LATE, RDN, RNA, RNE, RTZ, RUP
+
 _JT = 64  # columns per tile
 _RBT = 16  # rows per task: they share the tile's panel of b while it is in cache
-_RNE = 0
-_RNA = 1
-_RTZ = 2
-_RUP = 3
-_RDN = 4
 
 
 @njit(cache=True)
@@ -56,21 +53,21 @@ def round_pair(v, lo, p, emin, emax, mode, inf_on_overflow):
         rem = 1.0  # stands for "1 - tiny": above every threshold, below the next point
         tl = 0.0
     up = False
-    if mode == _RNE or mode == _RNA:
+    if mode == RNE or mode == RNA:
         if rem > 0.5:
             up = True
         elif rem == 0.5:
             if tl > 0.0:
                 up = True
             elif tl == 0.0:
-                up = mode == _RNA or f - 2.0 * math.floor(0.5 * f) == 1.0
-    elif mode == _RUP:
+                up = mode == RNA or f - 2.0 * math.floor(0.5 * f) == 1.0
+    elif mode == RUP:
         up = (not neg) and (rem > 0.0 or tl > 0.0)
-    elif mode == _RDN:
+    elif mode == RDN:
         up = neg and (rem > 0.0 or tl > 0.0)
     r = math.ldexp(f + 1.0 if up else f, q)
     if r >= math.ldexp(1.0, emax + 1):
-        toward_zero = mode == _RTZ or (mode == _RUP and neg) or (mode == _RDN and not neg)
+        toward_zero = mode == RTZ or (mode == RUP and neg) or (mode == RDN and not neg)
         if inf_on_overflow or not toward_zero:
             r = math.inf
         else:
@@ -144,11 +141,11 @@ def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, curi, pmax, pm
             cur[jj] = round_pair(vt[jj], 0.0, p_out, emin_out, emax_out, mode, True)
             continue
         neg = bits < 0
-        if mode == _RTZ:
+        if mode == RTZ:
             r = bits & ~low
-        elif mode == _RNE:
+        elif mode == RNE:
             r = (bits + (half - 1) + ((bits >> sh) & 1)) & ~low
-        elif (mode == _RUP) != neg:
+        elif (mode == RUP) != neg:
             r = (bits + low) & ~low
         else:
             r = bits & ~low
@@ -159,7 +156,7 @@ def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, curi, pmax, pm
 
 @njit(cache=True, parallel=True)
 def tc_gemm(a, pa, b, pb, c, order, n, inst_k, frac_bits, p_out, emin_out, emax_out, mode,
-            c_late, promote, out):
+            c_mode, promote, out):
     """Tensor-core GEMM model.
 
     Args:
@@ -171,7 +168,8 @@ def tc_gemm(a, pa, b, pb, c, order, n, inst_k, frac_bits, p_out, emin_out, emax_
         n, inst_k, frac_bits: products per block, per instruction, fraction bits F.
         p_out, emin_out, emax_out, mode: the block output's precision, exponent range and
             rounding id (0 rne, 2 rtz, 3 rup, 4 rdn).
-        c_late: 1 to start each instruction from 0 and add c afterwards.
+        c_mode: lowprec.ids.C_BLOCK (c aligned with the products) or C_LATE (each
+            instruction starts from 0 and c is added afterwards).
         promote: 0, or products between fp32 promotions.
         out: (batch, M, N) float64 result.
     """
@@ -208,7 +206,7 @@ def tc_gemm(a, pa, b, pb, c, order, n, inst_k, frac_bits, p_out, emin_out, emax_
                         acc[jj] = cv
                 done = 0
                 for q0 in range(0, nslots, inst_k):
-                    if c_late == 1:
+                    if c_mode == C_LATE:
                         for jj in range(jn):
                             part[jj] = 0.0
                         for s0 in range(q0, q0 + inst_k, n):

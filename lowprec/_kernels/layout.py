@@ -1,7 +1,8 @@
 """Layout of the int64 parameter vectors that carry a format into the kernels.
 
-Kernels take a format as one small int64 array (plus scalar options) so that one
-compiled kernel serves every format. :func:`lowprec.quantize.format_params` fills it.
+Kernels take a format as one small int64 vector (plus scalar options) so that one compiled
+kernel serves every format. :func:`lowprec.quantize.format_params` fills it from the
+descriptor's code facts. Pure constants: importing this module loads no numba.
 """
 
 # Float formats.
@@ -16,7 +17,7 @@ F_SIGNED = 7     # 1 if there is a sign bit
 F_ZERO = 8       # 1 if the format has a zero
 F_SUBN = 9       # 1 if exponent field 0 holds subnormals
 F_BITS = 10      # total width
-F_NAN_KIND = 11  # index into formats.NAN_ENCODINGS
+F_NAN_KIND = 11  # NaN encoding id (lowprec.ids.NAN_IEEE ...)
 F_NAN_POS = 12   # code written for a NaN input with sign bit 0 (or a NaN result)
 F_NAN_NEG = 13   # code written for a NaN input with sign bit 1
 F_INF = 14       # code of +inf (-1 when the format has none)
@@ -32,31 +33,3 @@ X_MAXINT = 2     # largest integer word value
 X_BITS = 3       # word length
 X_NAN_CODE = 4   # code written for NaN inputs when the NaN policy maps them
 X_LEN = 5
-
-# Magnitude rounding directions used inside the kernels (signed modes are mapped to
-# these by the sign of the value).
-M_RNE = 0
-M_RNA = 1
-M_DOWN = 2
-M_UP = 3
-M_RTO = 4
-M_SR = 5
-
-
-# Kernels unpack the parameter array into a tuple once, outside their loops: a tuple is a
-# plain value, while handing an array to a helper costs an atomic reference-count update
-# per call (and, with several threads, a cache line bouncing between cores).
-from numba import njit  # noqa: E402
-
-
-@njit(cache=True)
-def float_tuple(fp):
-    """The float-format parameter array as a tuple (see the F_* layout above)."""
-    return (fp[0], fp[1], fp[2], fp[3], fp[4], fp[5], fp[6], fp[7], fp[8], fp[9], fp[10],
-            fp[11], fp[12], fp[13], fp[14], fp[15], fp[16], fp[17])
-
-
-@njit(cache=True)
-def fixed_tuple(xp):
-    """The fixed-point parameter array as a tuple (see the X_* layout above)."""
-    return (xp[0], xp[1], xp[2], xp[3], xp[4])
