@@ -27,12 +27,11 @@ from .formats import FloatFormat, IntFormat, get_format
 from .ids import C_MODES
 from .quantize import decode, format_tuple, quantize, resolve_options
 from .rounding import Overflow, Rounding, parse_overflow, parse_rounding
-from .tensorcore import select_block_pair
+from .tensorcore import BLOCK_OUTPUTS, select_block_pair
 
 __all__ = ["matmul"]
 
 _F32 = get_format("float32")
-_F16 = get_format("float16")
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -78,7 +77,7 @@ def _operand(x, name: str, inputs):
                             f"pass inputs= to round it to a float format")
         return arr.astype(np.int64), get_format("int8" if arr.dtype.kind == "i" else "uint8")
     if arr.dtype == np.float16:
-        return arr.astype(np.float64), _F16
+        return arr.astype(np.float64), get_format(np.float16)
     if arr.dtype in (np.float32, np.float64):
         return arr.astype(np.float32).astype(np.float64), _F32
     try:
@@ -343,7 +342,9 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     if model is not None:
         if is_int:
             raise ValueError("matmul: tensor-core models take float inputs, not integers")
-        out_path = "float16" if out_fmt == _F16 else "float32"
+        # out= naming a format tensor-core blocks produce selects that path (fp16 output);
+        # any other out= rounds the fp32 path's result
+        out_path = out_fmt if out_fmt in BLOCK_OUTPUTS else _F32
         try:
             blk = select_block_pair(model, fa, fb, out_path)
         except ValueError as e:
@@ -367,8 +368,8 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
                 cv = cv.astype(np.int64)
             else:
                 cv = cv.astype(np.float32).astype(np.float64)
-        if blk is not None and blk.out_format == "float16":
-            cv = quantize(cv, _F16)
+        if blk is not None:  # the instruction takes c in its output format (RNE)
+            cv = quantize(cv, blk.out_format)
         try:
             cv = np.broadcast_to(cv, full)
         except ValueError:

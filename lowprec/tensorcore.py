@@ -58,11 +58,13 @@ from typing import Optional
 from .formats import FloatFormat, get_format
 
 __all__ = ["BlockFMAModel", "TensorCoreModel", "MODELS", "get_model", "select_block",
-           "select_block_pair", "list_models"]
+           "select_block_pair", "list_models", "BLOCK_OUTPUTS"]
 
 _ROUNDINGS = ("rtz", "rne", "rup", "rdn")
 _C_MODES = ("block", "late")
 _OUTPUTS = ("float32", "float16")
+#: The formats a block rounds its result to (``BlockFMAModel.out_format``).
+BLOCK_OUTPUTS = tuple(get_format(o) for o in _OUTPUTS)
 
 
 @dataclass(frozen=True)

@@ -86,11 +86,9 @@ def encode_float_parts(neg, sig, e, big_e, lo_sig, lo_e, lo_neg, fp, mode, ovf, 
     if big_e < emin and fp[F_SUBN] == 0:
         # Grid below the smallest normal is {0, 2^emin} (or just 2^emin without zero).
         kept, inexact = round_sig(sig, e, lo_sig, lo_e, lo_neg, emin, mmode, key, idx, sr_bits)
-        if kept == 0:
-            if fp[F_ZERO] == 1:
-                return _zero_code(neg, fp)
-            kept = 1
-        kept = one
+        if kept == 0 and fp[F_ZERO] == 1:
+            return _zero_code(neg, fp)
+        kept = one  # 2^emin (a format without zero has nothing below it)
         q = emin - m
     else:
         q = (big_e if big_e > emin else emin) - m
