@@ -34,7 +34,9 @@ demo: $(STAMP)
 
 # LOWPREC_CONSTRAINTS makes tests/conftest.py refuse to run when an installed package
 # differs from its pin (e.g. after a manual pip install into .venv).
+# lint-imports checks the layers contract of ARCHITECTURE.md (pyproject's [tool.importlinter])
 test: $(TEST_STAMP)
+	$(BIN)/lint-imports --no-cache
 	LOWPREC_CONSTRAINTS=$(CONSTRAINTS) $(BIN)/python -m pytest -n 2 -q
 
 test-slow: $(TEST_STAMP)
@@ -45,6 +47,7 @@ test-latest:
 	$(LATEST)/bin/python -m pip install -q --upgrade pip
 	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[test,docs]'
 	$(if $(TORCH),$(LATEST)/bin/python -m pip install -q '$(TORCH)')
+	$(LATEST)/bin/lint-imports --no-cache
 	$(LATEST)/bin/python -m pytest -n 2 -q
 
 docs: $(TEST_STAMP)
