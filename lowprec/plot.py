@@ -1,6 +1,9 @@
-"""Plotting helpers: plain functions that take data (and optionally a matplotlib Axes)
-and return the Figure. matplotlib is imported inside each function, with the Agg backend
-when no backend has been chosen, so ``import lowprec.plot`` costs nothing.
+"""Training plots: plain functions that take data or a training
+:class:`~lowprec.autograd.instrument.History` (and optionally a matplotlib Axes) and
+return the Figure, and :func:`save`, which every picture of lowprec uses.
+
+matplotlib is imported inside each function (it is needed only to draw), with the Agg
+backend when no backend has been chosen, so ``import lowprec.plot`` does not load it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .autograd.instrument import HIST_LO, History
+from .formats import FloatFormat, get_format
+
 __all__ = ["training_curves", "loss_curves", "accuracy_curves", "log2_histogram",
-           "format_ranges", "save"]
+           "gradient_histogram", "format_ranges", "save"]
 
 
 def _plt():
@@ -40,13 +46,17 @@ def _axes(ax, figsize=(6.4, 4.0)):
 
 
 def _runs(histories) -> Dict[str, object]:
+    """name -> run of one History, a mapping, or a sequence of Histories."""
+    if isinstance(histories, History):
+        return {histories.recipe or "run": histories}
     if isinstance(histories, Mapping):
         return dict(histories)
-    return {getattr(h, "recipe", f"run{i}") or f"run{i}": h for i, h in enumerate(histories)}
+    return {h.recipe or f"run{i}": h for i, h in enumerate(histories)}
 
 
 def _epochs(h) -> list:
-    return h.epochs if hasattr(h, "epochs") else h["epochs"]
+    """The epoch records of a History or of its ``to_dict()``."""
+    return h.epochs if isinstance(h, History) else h["epochs"]
 
 
 def _style(i: int) -> dict:
@@ -61,8 +71,8 @@ def loss_curves(histories, ax=None, log: bool = True):
     """Training loss per epoch, one line per run.
 
     Args:
-        histories: a mapping name -> History (or its ``to_dict()``), or a sequence of
-            Histories (named by their ``recipe``).
+        histories: a History, a mapping name -> History (or its ``to_dict()``), or a
+            sequence of Histories (named by their ``recipe``).
         ax: an Axes to draw into (default: a new figure).
         log: logarithmic y axis.
 
@@ -98,7 +108,15 @@ def accuracy_curves(histories, ax=None):
 
 
 def training_curves(histories, axes=None):
-    """Loss and accuracy side by side (``axes``: an optional pair of Axes)."""
+    """Loss and accuracy per epoch side by side, one line per run.
+
+    Args:
+        histories: as :func:`loss_curves` (one History draws one run).
+        axes: an optional pair of Axes (default: a new figure).
+
+    Returns:
+        The Figure.
+    """
     plt = _plt()
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -115,8 +133,6 @@ def format_ranges(formats: Sequence) -> Dict[str, tuple]:
 
     Fixed-point formats give (log2 resolution, log2 resolution, log2 max).
     """
-    from .formats import FloatFormat, get_format
-
     out = {}
     for f in formats:
         fm = get_format(f)
@@ -178,8 +194,32 @@ def log2_histogram(counts: np.ndarray, lo: int, formats: Sequence = ("fp16", "bf
     return fig
 
 
+def gradient_histogram(history: History, formats: Sequence = ("fp16", "bf16", "e4m3", "e5m2"),
+                       role: str = "gradient", ax=None):
+    """Histogram of log2|value| of one role's casts during a training run, with each
+    format's range shaded (see :func:`log2_histogram`).
+
+    Args:
+        history: the run (its tracker histogrammed ``role``).
+        formats: formats whose ranges are shaded.
+        role: "gradient" (what a Tracker histograms by default), "activation" or "weight".
+        ax: Axes to draw into (default: a new figure).
+
+    Returns:
+        The Figure.
+
+    Raises:
+        ValueError: when the run recorded no histogram for ``role``.
+    """
+    h = history.hist.get(role)
+    if h is None:
+        raise ValueError(f"no histogram recorded for role {role!r}; have {sorted(history.hist)}")
+    return log2_histogram(h, HIST_LO, formats=formats, zeros=history.zeros.get(role, 0),
+                          title=f"{history.recipe}: {role} values", ax=ax)
+
+
 def save(fig, path: str, dpi: int = 110) -> None:
-    """Write a figure to ``path`` and close it."""
+    """Write a figure to ``path`` (format from the suffix) and close it."""
     plt = _plt()
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)

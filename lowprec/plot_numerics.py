@@ -17,7 +17,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .plot import _axes as _plot_axes, _plt  # one backend policy for every picture
+from .formats import get_format
+from .plot import _axes as _plot_axes, _plt, save  # one backend policy, one save()
 
 __all__ = ["number_line", "relative_error", "rounding_modes", "running_sums", "error_vs_k",
            "sr_probability", "curves", "agreement", "ulp_histogram", "save"]
@@ -35,14 +36,8 @@ def _legend(ax, **kw) -> None:
         ax.legend(fontsize="small", **kw)
 
 
-def _fmt(fmt):
-    from .formats import get_format
-
-    return get_format(fmt)
-
-
 def _finite_positive(fmt) -> np.ndarray:
-    v = _fmt(fmt).values(np.float64)
+    v = get_format(fmt).values(np.float64)
     return np.unique(v[np.isfinite(v) & (v > 0)])
 
 
@@ -67,7 +62,7 @@ def number_line(formats: Sequence, ax=None, *, scale: str = "linear", positive: 
     Raises:
         ValueError: unknown scale, or a format wider than 16 bits.
     """
-    fmts = [_fmt(f) for f in formats]
+    fmts = [get_format(f) for f in formats]
     if scale not in ("linear", "log2"):
         raise ValueError(f"number_line: scale must be 'linear' or 'log2', got {scale!r}")
     plt = _plt()
@@ -153,7 +148,7 @@ def relative_error(x, q, fmt=None, ax=None, *, label: Optional[str] = None, shad
     ax.set_xlabel("|x|")
     ax.set_ylabel("relative error |q - x| / |x|")
     if fmt is not None and shade:
-        f = _fmt(fmt)
+        f = get_format(fmt)
         lo, hi = np.abs(x).min(), np.abs(x).max()
         if f.min_subnormal < f.min_normal:
             ax.axvspan(f.min_subnormal, f.min_normal, color="tab:orange", alpha=0.15,
@@ -438,10 +433,3 @@ def ulp_histogram(diffs: Mapping[str, np.ndarray], ax=None, *, max_ulps: int = 8
     ax.grid(True, axis="y", alpha=0.3)
     _legend(ax)
     return fig
-
-
-def save(fig, path: str, dpi: int = 110) -> None:
-    """Write a figure to ``path`` (format from the suffix) and close it."""
-    plt = _plt()
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)

@@ -5,23 +5,9 @@ Every recipe trains the same 64-128-128-10 ReLU MLP from the same initial weight
 same batches (SGD with momentum); only the precision policy differs. Every GEMM of
 forward and backward goes through :func:`lowprec.matmul`.
 
-Recipes (see :data:`RECIPES`):
-
-=================  ===========================================================================
-fp32               reference: no rounding anywhere
-bf16               bf16 GEMM inputs and activations, fp32 accumulation and master weights
-fp16               the same in fp16, no loss scaling
-fp16-scaled        fp16 with dynamic loss scaling (torch.amp.GradScaler's algorithm)
-fp8-current        E4M3 forward, E5M2 gradients, per-tensor current scaling (TE HYBRID)
-fp8-delayed        the same with delayed scaling from an amax history (TE defaults)
-bf16-pure-rne      bf16 GEMMs and weights stored only in bf16, updates rounded to nearest
-bf16-pure-sr       ... updates stochastically rounded
-bf16-pure-kahan    ... updates Kahan-compensated (compensation in bf16)
-fixed16-rn         weights stored only in 16-bit fixed point, updates rounded to nearest
-fixed16-sr         ... updates stochastically rounded (Gupta et al. 2015)
-=================  ===========================================================================
-
-``fp8-mx`` (MXFP8 block scaling) is available with ``--recipes`` but not run by default.
+The recipes are the named policies of :data:`lowprec.autograd.policy.RECIPES` (``lowprec
+study --help`` lists them with what each does); :data:`DEFAULT_RECIPES` are the ones run
+by default; the others are opt-in with ``--recipes``.
 """
 
 from __future__ import annotations
@@ -38,27 +24,36 @@ from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from tqdm import tqdm
 
-from .autograd.amp import RECIPES as _AMP_RECIPES
+from . import plot
+from .autograd import Tensor, nn, no_grad, ops, optim
+from .autograd.autocast import Autocast
+from .autograd.instrument import CastStats, History, Tracker
+from .autograd.policy import RECIPES as _POLICIES, Policy
+from .autograd.weight_update import derive_seed
+from .datasets import load_digits
 
 __all__ = ["RECIPES", "DEFAULT_RECIPES", "StudyConfig", "recipe_policy", "train_recipe",
            "run_study", "format_table", "register", "main"]
 
+#: The recipes ``lowprec study`` runs by default (the one list of them).
 DEFAULT_RECIPES = ("fp32", "bf16", "fp16", "fp16-scaled", "fp8-current", "fp8-delayed",
                    "bf16-pure-rne", "bf16-pure-sr", "bf16-pure-kahan", "fixed16-rn", "fixed16-sr")
-#: Every recipe name (the defaults plus opt-in ones), from :data:`lowprec.autograd.amp.RECIPES`.
-RECIPES = tuple(dict.fromkeys(DEFAULT_RECIPES + tuple(_AMP_RECIPES)))
+#: Every recipe name, the defaults first, from :data:`lowprec.autograd.policy.RECIPES`.
+RECIPES = tuple(dict.fromkeys(DEFAULT_RECIPES + tuple(_POLICIES)))
+_OPT_IN = tuple(r for r in RECIPES if r not in DEFAULT_RECIPES)
 
 
-def recipe_policy(name: str):
-    """The :class:`~lowprec.autograd.amp.Policy` of a named recipe.
+def recipe_policy(name: str) -> Policy:
+    """The :class:`~lowprec.autograd.policy.Policy` of a named recipe.
 
     Raises:
         ValueError: for an unknown name.
     """
-    if name not in _AMP_RECIPES:
+    if name not in _POLICIES:
         raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
-    return _AMP_RECIPES[name][0]
+    return _POLICIES[name][0]
 
 
 def recipe_description(name: str) -> str:
@@ -68,7 +63,7 @@ def recipe_description(name: str) -> str:
         ValueError: for an unknown name.
     """
     recipe_policy(name)
-    return _AMP_RECIPES[name][1]
+    return _POLICIES[name][1]
 
 
 @dataclass(frozen=True)
@@ -117,8 +112,6 @@ def _nan_to_none(x: float) -> Optional[float]:
 
 
 def _accuracy(model, x, y, ctx) -> float:
-    from .autograd import Tensor, no_grad
-
     tracker, ctx.tracker = ctx.tracker, None  # evaluation is not part of the statistics
     try:
         with no_grad(), ctx:
@@ -153,13 +146,6 @@ def train_recipe(name: str, config: StudyConfig, data=None, progress: bool = Fal
     Raises:
         ValueError: for an unknown recipe.
     """
-    from tqdm import tqdm
-
-    from .autograd import Tensor, nn, ops, optim
-    from .autograd.amp import Autocast, derive_seed
-    from .autograd.instrument import CastStats, History, Tracker
-    from .datasets import load_digits
-
     policy = recipe_policy(name)
     data = data if data is not None else load_digits(seed=config.seed)
     t0 = time.perf_counter()
@@ -268,11 +254,9 @@ def _check_out_dir(path: str) -> None:
         raise ValueError(f"--out {path!r} {what}: {e.strerror}") from None
 
 
-def _write_outputs(out: str, results: List[dict], histories: Dict[str, object],
+def _write_outputs(out: str, results: List[dict], histories: Dict[str, History],
                    config: StudyConfig) -> List[str]:
     """Write summary.json and the plots into ``out`` (all or nothing)."""
-    from . import plot
-
     os.makedirs(out, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".study-", dir=out)
     names = []
@@ -286,7 +270,8 @@ def _write_outputs(out: str, results: List[dict], histories: Dict[str, object],
         names.append("curves.png")
         ref = histories.get("fp32") or next(iter(histories.values()), None)
         if ref is not None and "gradient" in ref.hist:
-            fig = ref.plot_gradients(formats=("fp16", "bf16", "float8_e4m3fn", "float8_e5m2"))
+            fig = plot.gradient_histogram(ref, formats=("fp16", "bf16", "float8_e4m3fn",
+                                                         "float8_e5m2"))
             plot.save(fig, os.path.join(tmp, "gradient_histogram.png"))
             names.append("gradient_histogram.png")
         for n in names:
@@ -328,8 +313,6 @@ def run_study(recipes: Sequence[str] = DEFAULT_RECIPES, config: StudyConfig = St
         recipe_policy(r)
     if out is not None:
         _check_out_dir(out)
-    from .datasets import load_digits
-
     data = load_digits(seed=config.seed)
     results, histories = [], {}
     with _one_thread():
@@ -354,7 +337,8 @@ def register(sub, name: str = "study") -> argparse.ArgumentParser:
                        epilog="recipes:\n" + "\n".join(
                            f"  {r:16s} {recipe_description(r)}" for r in RECIPES))
     p.add_argument("--recipes", default=",".join(DEFAULT_RECIPES),
-                   help="comma-separated recipe names (default: all but fp8-mx)")
+                   help=f"comma-separated recipe names (default: all but the opt-in "
+                        f"{', '.join(_OPT_IN) or 'none'})")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     p.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate (default {d.lr})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")

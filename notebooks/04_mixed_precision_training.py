@@ -59,7 +59,7 @@ runs = {}
 for name in ["fp32", "fp16", "fp16-scaled"]:
     runs[name] = train_recipe(name, shifted, data)
     print(f"{name:12s} {recipe_description(name)}")
-runs["fp32"][1].plot_gradients(formats=("fp16", "bf16", "float8_e5m2"));
+lplot.gradient_histogram(runs["fp32"][1], formats=("fp16", "bf16", "float8_e5m2"));
 
 # %% [markdown]
 # (At the small size the notebooks run with in CI, training is only a few dozen steps, so

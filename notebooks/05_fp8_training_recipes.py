@@ -22,8 +22,7 @@ import numpy as np
 import lowprec
 from lowprec import plot as lplot
 from lowprec import plot_numerics as pn
-from lowprec.autograd.amp import Autocast, CurrentScaling, DelayedScaling, Policy
-from lowprec.autograd.instrument import Tracker
+from lowprec.autograd import Autocast, CurrentScaling, DelayedScaling, Policy, Tracker
 
 SMALL = os.environ.get("LOWPREC_NB_SMALL") == "1"  # CI runs the notebooks at small sizes
 STEPS = 60 if SMALL else 200

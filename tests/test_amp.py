@@ -85,6 +85,103 @@ def test_fp32_policy_is_plain_fp32_gemm():
     np.testing.assert_array_equal(y.data, lowprec.matmul(a, b))
 
 
+def _exact_linear_case(seed=0, m=16, k=24, n=8):
+    """Integer operands and a quarter-integer bias whose sums are exact in fp32 but not
+    in bf16 (up to 12 significant bits): any fp32 accumulation order gives the same sum,
+    so results differ only in where they are rounded to bf16."""
+    r = np.random.default_rng(seed)
+    x = r.integers(-15, 16, (m, k)).astype(np.float32)
+    w = r.integers(-15, 16, (k, n)).astype(np.float32)
+    b = (r.integers(-255, 256, n) / 4).astype(np.float32)  # exact in bf16
+    return x, w, b
+
+
+def test_fused_bias_rounds_once_under_bf16():
+    x, w, b = _exact_linear_case()
+    exact = x.astype(np.float64) @ w + b
+    tx, tw, tb = Tensor(x), Tensor(w), Tensor(b)
+    with Autocast(Policy("bf16")):
+        fused = ops.linear(tx, tw, tb, fuse_bias=True)
+        unfused = ops.linear(tx, tw, tb)
+        layer = nn.Linear(24, 8, fuse_bias=True)
+        layer.weight.data, layer.bias.data = w, b
+        mod = layer(tx)
+    np.testing.assert_array_equal(fused.data, lowprec.quantize(exact, "bf16"))
+    np.testing.assert_array_equal(mod.data, fused.data)
+    # unfused: the product is rounded to bf16, then the bias is added in fp32
+    np.testing.assert_array_equal(unfused.data, lowprec.quantize(exact - b, "bf16") + b)
+    assert (fused.data != unfused.data).sum() > 10
+    assert repr(layer) == "Linear(24, 8, bias=True, fuse_bias=True)"
+
+
+@pytest.mark.torch
+def test_fused_linear_matches_torch_bf16_autocast():
+    """torch's CPU autocast linear (addmm, the bias inside the fp32 accumulation, one
+    rounding to bf16) equals ops.linear(..., fuse_bias=True) under the bf16 recipe."""
+    torch = pytest.importorskip("torch")
+    x, w, b = _exact_linear_case(seed=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = torch.nn.functional.linear(torch.tensor(x), torch.tensor(w.T.copy()),
+                                         torch.tensor(b))
+    assert ref.dtype == torch.bfloat16
+    with Autocast(Policy("bf16")):
+        got = ops.linear(Tensor(x), Tensor(w), Tensor(b), fuse_bias=True)
+    np.testing.assert_array_equal(got.data, ref.float().numpy())
+
+
+@pytest.mark.torch
+def test_fused_linear_gradients_match_torch():
+    torch = pytest.importorskip("torch")
+    r = np.random.default_rng(2)
+    x, w, b, g = (r.standard_normal(s) for s in ((6, 5), (5, 4), (4,), (6, 4)))
+    tx, tw, tb = (torch.tensor(v, requires_grad=True) for v in (x, w.T.copy(), b))
+    torch.nn.functional.linear(tx, tw, tb).backward(torch.tensor(g))
+    ex, ew, eb = (Tensor(v, requires_grad=True) for v in (x, w, b))
+    with Autocast(Policy("f64", acc=None)):
+        y = ops.linear(ex, ew, eb, fuse_bias=True)
+    y.backward(g)
+    np.testing.assert_allclose(y.data, (tx @ tw.T + tb).detach().numpy(), rtol=1e-13)
+    np.testing.assert_allclose(ex.grad, tx.grad.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(ew.grad, tw.grad.numpy().T, rtol=1e-13)
+    np.testing.assert_allclose(eb.grad, tb.grad.numpy(), rtol=1e-13)  # sum of g over the batch
+
+
+def test_fused_bias_follows_the_dequantization_scales():
+    """Under per-tensor scaling the bias is added to the dequantized product (as
+    torch._scaled_mm's epilogue), not scaled with it."""
+    r = np.random.default_rng(5)
+    x = r.standard_normal((4, 32)).astype(np.float32)
+    w = r.standard_normal((32, 3)).astype(np.float32)
+    b = r.standard_normal(3).astype(np.float32)
+    pol = Policy("c", scaling=CurrentScaling(), **FP8)
+    ctx = Autocast(pol)
+    qx, qw = ctx.cast(x, "activation", "k", axis=1), ctx.cast(w, "weight", "k", axis=0)
+    with Autocast(pol):
+        y = ops.linear(Tensor(x), Tensor(w), Tensor(b), key="k", fuse_bias=True)
+    prod = lowprec.matmul(qx.values, qw.values, scale_a=qx.inv, scale_b=qw.inv)
+    np.testing.assert_array_equal(y.data, prod + b)
+    # without scales, c is the accumulator's starting value (lowprec.matmul's c)
+    with Autocast(Policy("p", activations="bf16", weights="bf16", acc="bf16")):
+        y = ops.linear(Tensor(x), Tensor(w), Tensor(b), fuse_bias=True)
+    q = lambda v: lowprec.quantize(v, "bf16")  # noqa: E731
+    np.testing.assert_array_equal(y.data, lowprec.matmul(q(x), q(w), c=b, acc="bf16"))
+
+
+def test_fp32_roles_and_the_reference_accumulator():
+    """A role is unrounded when its format is float32 (by descriptor, whatever the
+    spelling); acc=None is numpy's float64 product; "fp64" is no format."""
+    for spelling in ("fp32", "float32", "binary32", lowprec.get_format("single")):
+        assert Policy("p", activations=spelling).format("activation") is None
+    assert Policy("p", master="float32").weight_update() is None
+    r = np.random.default_rng(6)
+    a, b = r.standard_normal((3, 5)), r.standard_normal((5, 2))
+    with Autocast(Policy("f64", acc=None)):
+        y = Tensor(a) @ Tensor(b)
+    np.testing.assert_array_equal(y.data, a @ b)
+    with pytest.raises(ValueError, match="acc=None"):
+        Policy("x", acc="fp64")
+
+
 def test_policy_validation():
     with pytest.raises(ValueError, match="activations"):
         Policy("x", activations="fp17")
@@ -369,13 +466,27 @@ def test_history_plots(tmp_path):
     h.log_step(1.0, tracker=tr)
     h.log_epoch(0, 1.0, 0.4, 0.1)
     h.log_epoch(1, 0.5, 0.6, 0.2)
-    fig = h.plot()
+    fig = plot.training_curves(h)  # one History is one run
     assert len(fig.axes) == 2
+    assert [ln.get_label() for ln in fig.axes[0].lines] == ["bf16"]
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), [1.0, 0.5])
     plot.save(fig, str(tmp_path / "c.png"))
-    fig = h.plot_gradients()
+    fig = plot.gradient_histogram(h)
+    bars = fig.axes[0].containers[0]  # the histogram (the shaded ranges are patches too)
+    counts = h.hist["gradient"]
+    total = counts.sum() + h.zeros["gradient"]
+    assert len(bars) == len(counts)
+    np.testing.assert_allclose([b.get_height() for b in bars], counts / total)
+    assert fig.axes[0].get_title() == "bf16: gradient values"
     plot.save(fig, str(tmp_path / "g.png"))
     assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "g.png").stat().st_size > 1000
     r = plot.format_ranges(["fp16", "fixed4_12"])
     assert r["float16"] == (-24.0, -14.0, np.log2(65504.0)) and r["fixed4_12"][0] == -12
     with pytest.raises(ValueError, match="no histogram"):
-        h.plot_gradients(role="nope")
+        plot.gradient_histogram(h, role="nope")
+
+
+def test_instrument_does_not_plot():
+    """History holds data; lowprec.plot draws it (autograd sits below plot)."""
+    assert not hasattr(instrument.History, "plot")
+    assert not hasattr(instrument.History, "plot_gradients")

@@ -1,12 +1,18 @@
 """The autograd engine: gradients of every op against central finite differences in
 float64 and against torch on CPU, broadcasting, fan-out, modules and optimizers."""
 
+import ast
+import contextlib
+import pathlib
+
 import numpy as np
 import pytest
 
-from lowprec.autograd import Tensor, amp, nn, no_grad, ops, optim
+import lowprec
+from lowprec.autograd import Precision, Tensor, amp, nn, no_grad, ops, optim, use_precision
+from lowprec.autograd.engine import get_precision
 
-F64 = amp.Policy("fp64-reference", acc="fp64")  # float64 GEMMs: exact enough for checks
+F64 = amp.Policy("fp64-reference", acc=None)  # float64 GEMMs: exact enough for checks
 
 
 def _numeric_grad(f, arrays, i, h=1e-6):
@@ -62,6 +68,11 @@ CASES = {
     "scalar_ops": (lambda a: 3.0 * a - 1.5 + a / 4.0, (A,)),
     "fan_out": (lambda a: a * a + a, (A,)),
     "matmul": (lambda a, m: a @ m, (A, M)),
+    "matmul_c_row": (lambda a, m, c: a.matmul(m, c=c), (A, M, rng.standard_normal(5))),
+    "matmul_c_col": (lambda a, m, c: a.matmul(m, c=c), (A, M, COL)),
+    "matmul_c_full": (lambda a, m, c: a.matmul(m, c=c), (A, M, rng.standard_normal((3, 5)))),
+    "linear_fused": (lambda a, m, c: ops.linear(a, m, c, fuse_bias=True),
+                     (A, M, rng.standard_normal(5))),
     "sum_all": (lambda a: a.sum(), (A,)),
     "sum_axis0": (lambda a: a.sum(axis=0), (A,)),
     "sum_axis1_keepdims": (lambda a: a.sum(axis=1, keepdims=True), (A,)),
@@ -357,3 +368,118 @@ def test_non_leaf_grads_are_not_kept_unless_retained():
     (th.sum() + (th2 * th2).sum()).backward()
     np.testing.assert_array_equal(h2.grad, th2.grad.numpy())
     np.testing.assert_array_equal(a.grad, ta.grad.numpy())
+
+
+# --- the precision hook -------------------------------------------------------------------
+class _Recorder(Precision):
+    """A hook that records what the engine asks of it and marks GEMM outputs."""
+
+    def __init__(self):
+        self.calls = []
+
+    def matmul(self, a, b, key, c=None):
+        self.calls.append(("matmul", key, c is not None))
+        return a @ b + (0 if c is None else c) + 1000, (a, b)
+
+    def matmul_backward(self, g, saved, key, need_a, need_b):
+        self.calls.append(("matmul_backward", key, need_a, need_b))
+        a, b = saved
+        return (g @ b.T if need_a else None), (a.T @ g if need_b else None)
+
+    def activation(self, data, op, exact=False):
+        self.calls.append(("activation", op, exact))
+        return data
+
+    def fp32(self, data, op):
+        self.calls.append(("fp32", op))
+        return data
+
+
+def test_engine_calls_the_active_hook():
+    rec = _Recorder()
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    w = Tensor(np.ones((3, 2)), requires_grad=True, name="w")
+    with use_precision(rec) as active:
+        assert active is rec and get_precision() is rec
+        y = (x @ w).relu().tanh().exp()
+        z = ops.cross_entropy(y.softmax().log(), np.array([0, 1]))
+    assert get_precision() is not rec  # restored on exit
+    np.testing.assert_array_equal((x @ w).data, np.full((2, 2), 3.0))  # default hook again
+    z.backward()  # after the block: backward uses the hook of the forward pass
+    assert rec.calls == [("matmul", "w", False), ("activation", "relu", True),
+                         ("activation", "tanh", False), ("fp32", "exp"), ("fp32", "softmax"),
+                         ("fp32", "log"), ("fp32", "cross_entropy"),
+                         ("matmul_backward", "w", True, True)]
+    with pytest.raises(TypeError, match="Precision"):
+        with use_precision(amp.Policy("bf16")):
+            pass
+
+
+def test_hooks_nest_and_autocast_is_a_hook():
+    rec = _Recorder()
+    with use_precision(rec):
+        ac = amp.Autocast(amp.Policy("bf16"))
+        with ac:
+            assert get_precision() is ac and amp.current() is ac
+        assert get_precision() is rec
+        assert amp.current().policy == amp.Policy()  # not an Autocast: the fp32 one
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_default_hook_equals_the_fp32_policy(dtype):
+    """Outside any block, results equal Autocast(Policy()) bit for bit, forward and
+    backward (fp32 GEMMs through lowprec.matmul; float64 operands rounded to fp32)."""
+    r = np.random.default_rng(3)
+    x = r.standard_normal((5, 7)).astype(dtype)
+    b = r.standard_normal(4).astype(dtype)
+
+    def run(ctx):
+        m = nn.Sequential(nn.Linear(7, 6, seed=1, dtype=dtype), nn.GELU(),
+                          nn.LayerNorm(6, dtype=dtype), nn.Linear(6, 4, seed=2, dtype=dtype))
+        t = Tensor(x, requires_grad=True)
+        bias = Tensor(b, requires_grad=True)
+        with ctx:
+            out = ops.linear(m(t).tanh(), m[3].weight.T @ m[3].weight, bias, fuse_bias=True)
+            loss = ops.cross_entropy(out, np.array([0, 1, 2, 3, 0]))
+        loss.backward()
+        return [loss.data, t.grad, bias.grad] + [p.grad for p in m.parameters()]
+
+    for got, want in zip(run(contextlib.nullcontext()), run(amp.Autocast(amp.Policy()))):
+        np.testing.assert_array_equal(got, want)
+    w = r.standard_normal((7, 3)).astype(dtype)
+    np.testing.assert_array_equal((Tensor(x) @ Tensor(w)).data,
+                                  lowprec.matmul(x, w).astype(dtype))
+
+
+def test_matmul_addend_errors():
+    with pytest.raises(ValueError, match="does not broadcast"):
+        Tensor(np.ones((2, 3))).matmul(Tensor(np.ones((3, 4))), c=np.ones(3))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        Tensor(np.ones((2, 3))).matmul(Tensor(np.ones((3, 4))), c=np.ones((1, 2, 4)))
+
+
+_PKG = pathlib.Path(lowprec.__file__).parent
+_LAYERED = sorted((_PKG / "autograd").glob("*.py")) + [_PKG / "plot.py", _PKG / "plot_numerics.py",
+                                                       _PKG / "study.py"]
+
+
+@pytest.mark.parametrize("path", _LAYERED, ids=lambda p: p.name)
+def test_no_function_level_lowprec_imports(path):
+    """lowprec modules are imported at the top: an import inside a function would hide a
+    cycle or an upward dependency from readers and from import-linter."""
+    tree = ast.parse(path.read_text())
+    bad = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("lowprec")):
+                    bad.append(f"{fn.name}: from {'.' * node.level}{node.module or ''}")
+                elif isinstance(node, ast.Import) and any(a.name.startswith("lowprec") for a in node.names):
+                    bad.append(f"{fn.name}: import {', '.join(a.name for a in node.names)}")
+    assert not bad, bad
+
+
+def test_engine_knows_no_precision_policy():
+    tree = ast.parse((_PKG / "autograd" / "engine.py").read_text())
+    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not mods & {"amp", "autocast", "policy", "scaling"}, mods

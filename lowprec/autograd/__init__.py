@@ -1,8 +1,10 @@
 """A tiny autograd engine whose GEMMs run in lowprec's emulated formats.
 
-``Tensor`` (engine), the fp32-kept ops (ops), layers (nn), optimizers (optim), precision
-policies, loss scaling, fp8 recipes and low-precision weight updates (amp), and
-per-step statistics with plots (instrument).
+``Tensor`` and the precision hook it calls (engine), losses and normalisation (ops), layers
+(nn), optimizers (optim), precision policies and named recipes (policy), the hook that
+applies a policy (autocast), fp8 scaling recipes (scaling), loss scaling (grad_scaler),
+low-precision weight updates (weight_update), all re-exported by amp, and per-step
+statistics (instrument; :mod:`lowprec.plot` draws them).
 
 Example::
 
@@ -15,13 +17,16 @@ Example::
 """
 
 from . import amp, instrument, nn, ops, optim
-from .amp import (Autocast, CurrentScaling, DelayedScaling, GradScaler, MXScaling, Policy,
-                  WeightUpdate, autocast)
-from .engine import Tensor, is_grad_enabled, no_grad, tensor
+from .autocast import Autocast, autocast
+from .engine import Precision, Tensor, is_grad_enabled, no_grad, tensor, use_precision
+from .grad_scaler import GradScaler
 from .instrument import History, Tracker
 from .ops import cross_entropy, layer_norm, log_softmax, mse, softmax
+from .policy import Policy
+from .scaling import CurrentScaling, DelayedScaling, MXScaling
+from .weight_update import WeightUpdate
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "amp", "instrument", "nn", "ops",
            "optim", "Policy", "Autocast", "autocast", "GradScaler", "CurrentScaling",
            "DelayedScaling", "MXScaling", "WeightUpdate", "History", "Tracker", "softmax",
-           "log_softmax", "cross_entropy", "mse", "layer_norm"]
+           "log_softmax", "cross_entropy", "mse", "layer_norm", "Precision", "use_precision"]

@@ -4,9 +4,14 @@ Every op makes a new :class:`Tensor` that remembers its inputs and a closure tha
 the output's gradient back to them; :meth:`Tensor.backward` runs the closures in reverse
 topological order. Gradients accumulate (a tensor used twice gets both contributions) and
 are summed back over broadcast dimensions. Arithmetic runs in the arrays' own dtype
-(float32 for training, float64 for gradient checks); only :meth:`Tensor.matmul` goes
-through lowprec's emulated formats, as the active precision policy
-(:mod:`lowprec.autograd.amp`) says. Softmax, normalisation and losses live in
+(float32 for training, float64 for gradient checks).
+
+The engine knows values and gradients only. How values are rounded is a hook,
+:class:`Precision`, that the engine calls for the ops a mixed-precision policy cares about:
+GEMMs (:meth:`Tensor.matmul`), ops whose outputs are activations kept in a low format
+(relu, gelu, tanh, sigmoid) and ops kept in fp32 (exp, log, softmax, ...). The active hook
+is set with :func:`use_precision`; :class:`lowprec.autograd.autocast.Autocast` is the hook
+that applies a precision policy. Losses and normalisation live in
 :mod:`lowprec.autograd.ops`.
 """
 
@@ -15,13 +20,101 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["Tensor", "no_grad", "is_grad_enabled", "tensor"]
+from ..gemm import matmul as _lp_matmul
+
+__all__ = ["Tensor", "no_grad", "is_grad_enabled", "tensor", "Precision", "get_precision",
+           "use_precision"]
 
 _GRAD_ENABLED = contextvars.ContextVar("lowprec_grad_enabled", default=True)
+
+
+class Precision:
+    """The hook through which the engine rounds values; this base class is the default.
+
+    The engine calls the active hook (see :func:`use_precision`) for every GEMM and for
+    the ops a precision policy treats specially; everything else runs in the arrays' own
+    dtype. Subclasses (:class:`lowprec.autograd.autocast.Autocast`) override the methods.
+    The default rounds nothing but the GEMMs, which run through :func:`lowprec.matmul`
+    with an fp32 accumulator (float64 operands are rounded to float32 first), as the
+    fp32 policy does.
+    """
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, key: str,
+               c: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Any]:
+        """The forward GEMM ``c + a @ b``.
+
+        Args:
+            a: (m, k) activations.
+            b: (k, n) weights.
+            key: names the product in per-tensor state (amax histories, statistics).
+            c: optional addend broadcastable to (m, n) that enters the accumulation (a
+                bias fused into the GEMM, as torch's addmm and cuBLASLt's epilogue).
+
+        Returns:
+            ``(output, saved)``: the (m, n) output in ``a``'s dtype and whatever
+            :meth:`matmul_backward` needs.
+        """
+        return _lp_matmul(a, b, c=c).astype(a.dtype, copy=False), (a, b)
+
+    def matmul_backward(self, g: np.ndarray, saved: Any, key: str, need_a: bool,
+                        need_b: bool) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """The backward GEMMs ``g @ b.T`` (data gradient) and ``a.T @ g`` (weight gradient).
+
+        Args:
+            g: gradient of the output.
+            saved: what :meth:`matmul` returned for this product.
+            key: as in :meth:`matmul`.
+            need_a, need_b: which of the two gradients to compute.
+
+        Returns:
+            ``(grad_a, grad_b)``, None for a gradient not needed.
+        """
+        a, b = saved
+        ga = _lp_matmul(g, b.T).astype(a.dtype, copy=False) if need_a else None
+        gb = _lp_matmul(a.T, g).astype(b.dtype, copy=False) if need_b else None
+        return ga, gb
+
+    def activation(self, data: np.ndarray, op: str, exact: bool = False) -> np.ndarray:
+        """The output of an op that autocast keeps in the low dtype (relu, gelu, tanh,
+        sigmoid). ``exact``: the op only selects input values (relu), so its output is
+        already in the input's format. The default returns ``data`` unchanged."""
+        return data
+
+    def fp32(self, data: np.ndarray, op: str) -> np.ndarray:
+        """The output of an op that autocast keeps in fp32 (exp, log, softmax,
+        log_softmax, layer_norm, losses). The default returns ``data`` unchanged."""
+        return data
+
+
+_DEFAULT_PRECISION = Precision()
+_PRECISION: contextvars.ContextVar = contextvars.ContextVar("lowprec_precision",
+                                                            default=_DEFAULT_PRECISION)
+
+
+def get_precision() -> Precision:
+    """The active precision hook (the default :class:`Precision` outside any
+    :func:`use_precision` block)."""
+    return _PRECISION.get()
+
+
+@contextlib.contextmanager
+def use_precision(hook: Precision) -> Iterator[Precision]:
+    """Make ``hook`` the active precision hook inside the block (blocks nest).
+
+    Raises:
+        TypeError: when ``hook`` is not a :class:`Precision`.
+    """
+    if not isinstance(hook, Precision):
+        raise TypeError(f"use_precision needs a Precision hook, got {type(hook).__name__}")
+    token = _PRECISION.set(hook)
+    try:
+        yield hook
+    finally:
+        _PRECISION.reset(token)
 
 
 @contextlib.contextmanager
@@ -284,36 +377,54 @@ class Tensor:
         return self._lift(other) / self
 
     # --- matrix product: the one op that runs in emulated low precision -----------
-    def matmul(self, other, key: str = "") -> "Tensor":
-        """``self @ other`` for 2-D operands, through :func:`lowprec.matmul` under the
-        active precision policy (see :func:`lowprec.autograd.amp.autocast`).
+    def matmul(self, other, key: str = "", c: Optional["Tensor"] = None) -> "Tensor":
+        """``self @ other`` (plus ``c`` inside the accumulation) for 2-D operands, as the
+        active precision hook computes it (see :class:`Precision`).
 
         Args:
             other: right operand (k x n).
             key: names this product's operands in per-tensor state (fp8 amax histories,
                 instrumentation); defaults to ``other.name`` (a weight's name).
+            c: optional addend broadcastable to (m x n), e.g. a bias of shape (n,), fused
+                into the GEMM: it enters the accumulation instead of being added to the
+                rounded product. Its gradient is the output gradient summed over the
+                broadcast dimensions.
 
         Raises:
-            ValueError: for operands that are not 2-D or whose inner sizes differ.
+            ValueError: for operands that are not 2-D, whose inner sizes differ, or a ``c``
+                that does not broadcast to the output.
         """
-        from . import amp
-
         other = self._lift(other)
         if self.ndim != 2 or other.ndim != 2 or self.shape[1] != other.shape[0]:
             raise ValueError(f"matmul needs 2-D operands (m x k) @ (k x n), got "
                              f"{self.shape} @ {other.shape}")
-        ctx = amp.current()
+        parents = (self, other)
+        if c is not None:
+            c = self._lift(c)
+            out_shape = (self.shape[0], other.shape[1])
+            try:
+                fits = np.broadcast_shapes(c.shape, out_shape) == out_shape
+            except ValueError:
+                fits = False
+            if not fits:
+                raise ValueError(f"matmul addend c of shape {c.shape} does not broadcast to "
+                                 f"the output shape {out_shape}")
+            parents = (self, other, c)
+        hook = get_precision()  # backward uses the hook of the forward pass, as torch does
         key = key or other.name or "matmul"
-        data, saved = ctx.matmul_forward(self.data, other.data, key)
-        out = self._make(data, (self, other), "@")
+        data, saved = hook.matmul(self.data, other.data, key,
+                                  None if c is None else c.data)
+        out = self._make(data, parents, "@")
 
         def _backward():
-            ga, gb = ctx.matmul_backward(out.grad, saved, key, self.requires_grad,
-                                         other.requires_grad)
+            ga, gb = hook.matmul_backward(out.grad, saved, key, self.requires_grad,
+                                          other.requires_grad)
             if ga is not None:
                 self._accumulate(ga)
             if gb is not None:
                 other._accumulate(gb)
+            if c is not None:
+                c._accumulate(out.grad)
         out._backward = _backward
         return out
 
@@ -367,15 +478,12 @@ class Tensor:
 
     # --- elementwise nonlinearities ---------------------------------------------------
     def _unary(self, data: np.ndarray, dfdx: Callable[[], np.ndarray], op: str,
-               store: bool, exact: bool = False) -> "Tensor":
-        """An elementwise op; ``store`` rounds the output to the policy's activation
-        storage format (torch autocast keeps relu/gelu/tanh/sigmoid in the low dtype,
-        exp/log in fp32). ``exact``: the op only selects input values (relu), so its
-        output is already in the input's format and is not rounded again."""
-        from . import amp
-
-        ctx = amp.current()
-        data = ctx.store(data, op, exact) if store else ctx.fp32(data, op)
+               low: bool, exact: bool = False) -> "Tensor":
+        """An elementwise op whose output the precision hook sees as an activation
+        (``low``: torch autocast keeps relu/gelu/tanh/sigmoid in the low dtype) or as an
+        fp32 op (exp/log). ``exact``: see :meth:`Precision.activation`."""
+        hook = get_precision()
+        data = hook.activation(data, op, exact) if low else hook.fp32(data, op)
         out = self._make(data, (self,), op)
 
         def _backward():
@@ -384,35 +492,40 @@ class Tensor:
         return out
 
     def relu(self) -> "Tensor":
-        """max(x, 0); kept in the input's format."""
+        """max(x, 0); an activation already in the input's format."""
         x = self.data
         return self._unary(np.where(x > 0, x, np.zeros_like(x)), lambda: (x > 0).astype(x.dtype),
                            "relu", True, exact=True)
 
     def tanh(self) -> "Tensor":
-        """Hyperbolic tangent; rounded to the policy's activation storage format."""
+        """Hyperbolic tangent; an activation (see :meth:`Precision.activation`)."""
         t = np.tanh(self.data)
         return self._unary(t, lambda: 1 - t * t, "tanh", True)
 
     def sigmoid(self) -> "Tensor":
-        """Logistic sigmoid 1 / (1 + e^-x), evaluated without overflow; rounded to the storage format."""
+        """Logistic sigmoid 1 / (1 + e^-x), evaluated without overflow; an activation."""
         x = self.data
         e = np.exp(-np.abs(x))  # stable on both sides
         s = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
         return self._unary(s, lambda: s * (1 - s), "sigmoid", True)
 
     def exp(self) -> "Tensor":
-        """e^x, kept in fp32 under autocast."""
+        """e^x; an fp32 op (see :meth:`Precision.fp32`)."""
         e = np.exp(self.data)
         return self._unary(e, lambda: e, "exp", False)
 
     def log(self) -> "Tensor":
-        """Natural logarithm, kept in fp32 under autocast."""
+        """Natural logarithm; an fp32 op."""
         x = self.data
         return self._unary(np.log(x), lambda: 1 / x, "log", False)
 
     def gelu(self, approximate: str = "none") -> "Tensor":
-        """GELU, exact (``"none"``, with erf, torch's default) or the ``"tanh"`` form."""
+        """GELU, exact (``"none"``, with erf, torch's default) or the ``"tanh"`` form; an
+        activation.
+
+        Raises:
+            ValueError: for another ``approximate``.
+        """
         x = self.data
         if approximate == "tanh":
             c = np.asarray(math.sqrt(2 / math.pi), x.dtype)
@@ -427,16 +540,32 @@ class Tensor:
         pdf = (np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)).astype(x.dtype)
         return self._unary(x * cdf, lambda: cdf + x * pdf, "gelu", True)
 
-    # --- functional ops defined in ops.py, offered as methods --------------------------
+    # --- softmax: kept in fp32 under autocast -----------------------------------------
     def softmax(self, axis: int = -1) -> "Tensor":
-        """See :func:`lowprec.autograd.ops.softmax`."""
-        from .ops import softmax
-        return softmax(self, axis)
+        """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
+        z = self.data - self.data.max(axis=axis, keepdims=True)
+        e = np.exp(z)
+        s = get_precision().fp32(e / e.sum(axis=axis, keepdims=True), "softmax")
+        out = self._make(s, (self,), "softmax")
+
+        def _backward():
+            g = out.grad
+            self._accumulate(s * (g - (g * s).sum(axis=axis, keepdims=True)))
+        out._backward = _backward
+        return out
 
     def log_softmax(self, axis: int = -1) -> "Tensor":
-        """See :func:`lowprec.autograd.ops.log_softmax`."""
-        from .ops import log_softmax
-        return log_softmax(self, axis)
+        """log(softmax(x)) along ``axis``, computed as z - log(sum(exp(z))) with z = x - max."""
+        z = self.data - self.data.max(axis=axis, keepdims=True)
+        y = get_precision().fp32(z - np.log(np.exp(z).sum(axis=axis, keepdims=True)),
+                                 "log_softmax")
+        out = self._make(y, (self,), "log_softmax")
+
+        def _backward():
+            g = out.grad
+            self._accumulate(g - np.exp(y) * g.sum(axis=axis, keepdims=True))
+        out._backward = _backward
+        return out
 
 
 _erf_vec = np.vectorize(math.erf, otypes=[np.float64])

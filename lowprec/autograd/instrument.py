@@ -1,19 +1,20 @@
 """What happens to numbers during low-precision training: per-cast statistics and a
-history of every step that plots itself.
+history of every step.
 
-A :class:`Tracker` is handed to :class:`lowprec.autograd.amp.Autocast`; every cast of a
+A :class:`Tracker` is handed to :class:`lowprec.autograd.autocast.Autocast`; every cast of a
 GEMM operand (and every rounded weight update) reports to it. Per tracked tensor and step
 it keeps how many values were flushed to zero, became subnormal, saturated or overflowed,
 and the largest magnitude (amax); per role it accumulates a histogram of log2|value| as
 in Micikevicius et al. (2018), Fig. 3. :class:`History` stores the per-step records,
-the loss, the loss scale and skipped steps, and the per-epoch curves.
+the loss, the loss scale and skipped steps, and the per-epoch curves;
+:func:`lowprec.plot.training_curves` and :func:`lowprec.plot.gradient_histogram` draw it.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -303,20 +304,3 @@ class History:
         """Write :meth:`to_dict` to a file."""
         with open(path, "w") as f:
             json.dump(self.to_dict(steps), f)
-
-    def plot(self, axes=None):
-        """Loss and test-accuracy curves of this run (see :func:`lowprec.plot.training_curves`;
-        ``axes``: an optional pair of Axes)."""
-        from .. import plot
-        return plot.training_curves({self.recipe or "run": self}, axes=axes)
-
-    def plot_gradients(self, formats: Sequence = ("fp16", "bf16", "e4m3", "e5m2"), role: str = "gradient",
-                       ax=None):
-        """Histogram of log2|value| for one role with each format's range shaded
-        (see :func:`lowprec.plot.log2_histogram`)."""
-        from .. import plot
-        h = self.hist.get(role)
-        if h is None:
-            raise ValueError(f"no histogram recorded for role {role!r}; have {sorted(self.hist)}")
-        return plot.log2_histogram(h, HIST_LO, formats=formats, zeros=self.zeros.get(role, 0),
-                                   title=f"{self.recipe}: {role} values", ax=ax)

@@ -128,10 +128,17 @@ class Linear(Module):
         rng: numpy Generator, or None for ``default_rng(seed)``.
         seed: used when ``rng`` is None.
         dtype: parameter dtype.
+        fuse_bias: add the bias inside the GEMM's accumulation (as torch's addmm and
+            cuBLASLt's bias epilogue) instead of to the rounded product (see
+            :func:`lowprec.autograd.ops.linear`).
+
+    Raises:
+        ValueError: for sizes that are not positive ints.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "he",
-                 rng: Optional[np.random.Generator] = None, seed: int = 0, dtype=np.float32):
+                 rng: Optional[np.random.Generator] = None, seed: int = 0, dtype=np.float32,
+                 fuse_bias: bool = False):
         for arg, v in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"Linear {arg} must be a positive int, got {v!r}")
@@ -140,15 +147,17 @@ class Linear(Module):
                              requires_grad=True, name="weight")
         self.bias = Tensor(np.zeros(out_features, dtype), requires_grad=True, name="bias") \
             if bias else None
+        self.fuse_bias = bool(fuse_bias)
 
     def forward(self, x: Tensor) -> Tensor:
         n = self.weight.name
         key = n[: -len(".weight")] if n.endswith(".weight") else "linear"
-        return ops.linear(x, self.weight, self.bias, key=key)
+        return ops.linear(x, self.weight, self.bias, key=key, fuse_bias=self.fuse_bias)
 
     def __repr__(self) -> str:
         i, o = self.weight.shape
-        return f"Linear({i}, {o}, bias={self.bias is not None})"
+        fused = ", fuse_bias=True" if self.fuse_bias else ""
+        return f"Linear({i}, {o}, bias={self.bias is not None}{fused})"
 
 
 class ReLU(Module):

@@ -1,9 +1,11 @@
-"""Softmax, losses and normalisation: the ops that autocast keeps in fp32.
+"""Losses and normalisation (the ops that autocast keeps in fp32), and functional forms of
+the engine's ops.
 
-Each is one forward formula and its closed-form gradient (cheaper and more accurate than
-composing them from primitives). They compute in the input's dtype (float32 in training,
-float64 in gradient checks) and never round to a low format, as torch autocast forces
-softmax, log_softmax, layer_norm and losses to fp32.
+Each loss is one forward formula and its closed-form gradient (cheaper and more accurate
+than composing it from primitives). They compute in the input's dtype (float32 in
+training, float64 in gradient checks) and never round to a low format, as torch autocast
+forces softmax, log_softmax, layer_norm and losses to fp32: the precision hook sees their
+outputs through :meth:`~lowprec.autograd.engine.Precision.fp32`.
 """
 
 from __future__ import annotations
@@ -12,42 +14,22 @@ from typing import Optional
 
 import numpy as np
 
-from .engine import Tensor
+from .engine import Tensor, get_precision
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "mse", "layer_norm", "relu", "gelu",
            "tanh", "sigmoid", "exp", "log", "matmul", "linear"]
 
 
-def _ctx_note(op: str, data: np.ndarray) -> np.ndarray:
-    from . import amp
-    return amp.current().fp32(data, op)
-
-
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """Softmax along ``axis`` (max-subtracted, so large logits do not overflow)."""
-    z = x.data - x.data.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    s = _ctx_note("softmax", e / e.sum(axis=axis, keepdims=True))
-    out = x._make(s, (x,), "softmax")
-
-    def _backward():
-        g = out.grad
-        x._accumulate(s * (g - (g * s).sum(axis=axis, keepdims=True)))
-    out._backward = _backward
-    return out
+    """Softmax along ``axis`` (max-subtracted, so large logits do not overflow); see
+    :meth:`Tensor.softmax`."""
+    return x.softmax(axis)
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """log(softmax(x)) along ``axis``, computed as z - log(sum(exp(z))) with z = x - max."""
-    z = x.data - x.data.max(axis=axis, keepdims=True)
-    y = _ctx_note("log_softmax", z - np.log(np.exp(z).sum(axis=axis, keepdims=True)))
-    out = x._make(y, (x,), "log_softmax")
-
-    def _backward():
-        g = out.grad
-        x._accumulate(g - np.exp(y) * g.sum(axis=axis, keepdims=True))
-    out._backward = _backward
-    return out
+    """log(softmax(x)) along ``axis``, computed as z - log(sum(exp(z))) with z = x - max;
+    see :meth:`Tensor.log_softmax`."""
+    return x.log_softmax(axis)
 
 
 def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -79,7 +61,8 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
     logp = z - lse
     rows = np.arange(len(t))
     n = len(t) if reduction == "mean" else 1
-    loss = _ctx_note("cross_entropy", np.asarray(-logp[rows, t].sum() / x.dtype.type(n), x.dtype))
+    loss = get_precision().fp32(np.asarray(-logp[rows, t].sum() / x.dtype.type(n), x.dtype),
+                                "cross_entropy")
     out = logits._make(loss, (logits,), "cross_entropy")
 
     def _backward():
@@ -99,7 +82,7 @@ def mse(pred: Tensor, target, reduction: str = "mean") -> Tensor:
         raise ValueError(f"mse target of shape {target.shape} does not broadcast to {pred.shape}")
     d = pred.data - target.data
     n = d.size if reduction == "mean" else 1
-    loss = _ctx_note("mse", np.asarray((d * d).sum() / d.dtype.type(n), d.dtype))
+    loss = get_precision().fp32(np.asarray((d * d).sum() / d.dtype.type(n), d.dtype), "mse")
     out = pred._make(loss, (pred, target), "mse")
 
     def _backward():
@@ -127,7 +110,7 @@ def layer_norm(x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor
     if bias is not None:
         y = y + bias.data
         parents.append(bias)
-    out = x._make(_ctx_note("layer_norm", y), parents, "layer_norm")
+    out = x._make(get_precision().fp32(y, "layer_norm"), parents, "layer_norm")
 
     def _backward():
         g = out.grad
@@ -143,14 +126,30 @@ def layer_norm(x: Tensor, weight: Optional[Tensor] = None, bias: Optional[Tensor
     return out
 
 
-def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, key: str = "") -> Tensor:
-    """``x @ weight + bias`` with ``weight`` of shape (in, out)."""
+def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, key: str = "",
+           fuse_bias: bool = False) -> Tensor:
+    """``x @ weight + bias`` with ``weight`` of shape (in, out).
+
+    Args:
+        x: (m, in) input.
+        weight: (in, out) weight.
+        bias: optional (out,) bias.
+        key: names the product in per-tensor state (see :meth:`Tensor.matmul`).
+        fuse_bias: add the bias inside the GEMM's accumulation (torch's addmm, cuBLASLt's
+            bias epilogue: under a bf16 policy the output is rounded once, after the bias)
+            instead of adding it to the rounded product in the input's dtype.
+
+    Returns:
+        The (m, out) output.
+    """
+    if fuse_bias and bias is not None:
+        return x.matmul(weight, key=key, c=bias)
     y = x.matmul(weight, key=key)
     return y + bias if bias is not None else y
 
 
 def matmul(a: Tensor, b: Tensor, key: str = "") -> Tensor:
-    """``a @ b`` under the active precision policy (see :meth:`Tensor.matmul`)."""
+    """``a @ b`` under the active precision hook (see :meth:`Tensor.matmul`)."""
     return a.matmul(b, key=key)
 
 

@@ -3,7 +3,7 @@ defines them.
 
 Each step computes an update ``delta`` per parameter in the parameter's dtype and hands
 it to the weight store: fp32 master weights add it (``w + delta`` rounded to float32);
-a :class:`~lowprec.autograd.amp.WeightUpdate` rounds it into a low format by RNE,
+a :class:`~lowprec.autograd.weight_update.WeightUpdate` rounds it into a low format by RNE,
 stochastic rounding or Kahan summation. Optimizer state (momentum, moments) is kept in
 the parameter's dtype.
 """
@@ -15,9 +15,9 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from .amp import WeightUpdate
 from .engine import Tensor
 from .instrument import Tracker
+from .weight_update import WeightUpdate
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 

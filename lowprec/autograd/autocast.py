@@ -1,0 +1,299 @@
+"""Applying a precision policy to the engine: :class:`Autocast` is the engine's precision
+hook (:class:`lowprec.autograd.engine.Precision`) for a :class:`~lowprec.autograd.policy.Policy`.
+
+``with Autocast(policy): loss = model(x)``: every GEMM of forward and backward goes
+through :func:`lowprec.matmul` with its operands cast as the policy says (per-tensor or
+per-block scaling included), activations are rounded to the storage format, and each
+cast reports to an optional :class:`~lowprec.autograd.instrument.Tracker`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from ..formats import Format
+from ..gemm import matmul as lp_matmul
+from ..lparray import LPArray
+from ..quantize import decode, encode
+from ..scaled import fp8_scale, quantize_scaled
+from .engine import Precision, get_precision, use_precision
+from .instrument import Tracker
+from .policy import ROLES, Policy, rounded_format
+from .scaling import AmaxHistory, CurrentScaling, MXScaling
+from .weight_update import derive_seed
+
+__all__ = ["Autocast", "autocast", "current", "QTensor"]
+
+
+class QTensor(NamedTuple):
+    """A GEMM operand after its cast: ``values`` (float32; with a format, the values of
+    ``codes``) times ``inv`` (the per-tensor dequantization factor, None for 1)."""
+
+    values: np.ndarray
+    fmt: Optional[Format]
+    inv: Optional[np.float32]
+    codes: Optional[np.ndarray] = None
+
+    @property
+    def T(self) -> "QTensor":
+        """The transposed operand (values and codes)."""
+        return QTensor(self.values.T, self.fmt, self.inv,
+                       None if self.codes is None else self.codes.T)
+
+    def operand(self):
+        """What :func:`lowprec.matmul` gets: an LPArray of the codes (so they are not
+        rounded again), or the float32 values."""
+        if self.fmt is None:
+            return np.ascontiguousarray(self.values)
+        return LPArray(np.ascontiguousarray(self.codes), self.fmt)
+
+
+class Autocast(Precision):
+    """A policy at work: per-tensor scaling state, instrumentation, reproducible seeds.
+
+    Use as a context manager around the forward pass (it makes itself the engine's
+    precision hook); the backward pass of each op uses the Autocast that was active when
+    the op ran forward, as torch does.
+
+    Args:
+        policy: the :class:`~lowprec.autograd.policy.Policy` (default: fp32 everywhere).
+        seed: seed of every stochastic rounding this context makes (operand casts with
+            ``cast_rounding="sr"``, stochastic accumulation).
+        tracker: an :class:`~lowprec.autograd.instrument.Tracker` that receives the
+            statistics of every cast, or None.
+        trace: record ``(op, role, format)`` for every op in ``.events`` (to check which
+            op saw which format).
+    """
+
+    def __init__(self, policy: Optional[Policy] = None, *, seed: int = 0,
+                 tracker: Optional[Tracker] = None, trace: bool = False):
+        self.policy = policy if policy is not None else Policy()
+        self.seed = int(seed)
+        self.tracker = tracker
+        self.events: Optional[List[Tuple[str, str, str]]] = [] if trace else None
+        self._fmts = {r: self.policy.format(r) for r in ROLES}
+        self._storage = rounded_format(self.policy.storage)
+        self._delayed: Dict[str, AmaxHistory] = {}
+        self._calls = 0
+        self._active: List[contextlib.AbstractContextManager] = []  # nested `with` blocks
+
+    def __enter__(self) -> "Autocast":
+        cm = use_precision(self)
+        cm.__enter__()
+        self._active.append(cm)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._active.pop().__exit__(*exc)
+
+    def __repr__(self) -> str:
+        return f"Autocast({self.policy.name!r})"
+
+    # -- bookkeeping ------------------------------------------------------------------
+    def note(self, op: str, role: str, fmt: Optional[Format]) -> None:
+        """Record that ``op`` saw (or produced) ``role`` in ``fmt`` (when tracing)."""
+        if self.events is not None:
+            self.events.append((op, role, "fp32" if fmt is None else fmt.name))
+
+    def _next_seed(self) -> int:
+        self._calls += 1
+        return derive_seed(self.seed, self._calls)
+
+    def _overflow(self, fmt: Format) -> str:
+        if self.policy.overflow is not None:
+            return self.policy.overflow
+        if self.policy.scaling is not None or not fmt.has_inf:
+            return "saturate"
+        return "inf"
+
+    def _round(self, x: np.ndarray, fmt: Format) -> Tuple[np.ndarray, np.ndarray]:
+        """(codes, float32 values) of x rounded into fmt as the policy says."""
+        rnd = self.policy.cast_rounding
+        seed = self._next_seed() if rnd == "sr" else None
+        codes = encode(x, fmt, rounding=rnd, overflow=self._overflow(fmt), seed=seed,
+                       nan="zero" if not fmt.has_nan else "raise")
+        return codes, decode(codes, fmt, dtype=np.float32)
+
+    # -- non-GEMM ops (the engine's hook) ---------------------------------------------------
+    def fp32(self, data: np.ndarray, op: str) -> np.ndarray:
+        """An op that autocast keeps in fp32: returned unchanged, noted for tracing."""
+        self.note(op, "out", None)
+        return data
+
+    def activation(self, data: np.ndarray, op: str, exact: bool = False) -> np.ndarray:
+        """An activation: rounded to the storage format (unchanged when it is fp32, for
+        float64 data (gradient checks), or when ``exact`` says the op cannot leave its
+        input's format, as relu)."""
+        self.note(op, "out", self._storage)
+        if self._storage is None or data.dtype == np.float64 or exact:
+            return data
+        return self._round(data, self._storage)[1]
+
+    #: Old name of :meth:`activation`.
+    store = activation
+
+    # -- casts ------------------------------------------------------------------------
+    def cast(self, x: np.ndarray, role: str, key: str, axis: int = -1) -> QTensor:
+        """Cast a GEMM operand as the policy says for ``role``.
+
+        Args:
+            x: the operand (float32; float64 passes through unrounded when the policy
+                has no format for the role).
+            role: "activation", "weight" or "gradient".
+            key: tracked-tensor name (delayed-scaling state, instrumentation).
+            axis: the GEMM's reduction axis of ``x`` (used by block scaling).
+
+        Returns:
+            A :class:`QTensor`.
+        """
+        fmt = self._fmts[role]
+        tk = f"{key}/{role}"
+        if fmt is None:
+            if self.tracker is not None:
+                self.tracker.record(tk, role, None, x, x)
+            return QTensor(x, None, None)
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        sc = self.policy.scaling
+        if isinstance(sc, MXScaling):
+            return self._cast_mx(x, fmt, role, tk, axis, sc)
+        amax = None
+        if sc is None:
+            xs, inv = x, None
+        else:
+            ax = np.abs(x)
+            amax_seen = np.float32(ax.max()) if x.size else np.float32(0)  # NaN/inf propagate
+            finite = np.isfinite(ax)
+            amax = amax_seen if np.isfinite(amax_seen) else (
+                np.float32(ax[finite].max()) if finite.any() else np.float32(0))
+            if isinstance(sc, CurrentScaling):
+                s = np.float32(fp8_scale(amax_seen, fmt))
+            else:
+                h = self._delayed.get(tk)
+                if h is None:
+                    h = self._delayed[tk] = AmaxHistory(int(sc.amax_history_len))
+                s = h.scale
+                h.push(amax_seen, sc, fmt.max)
+            with np.errstate(over="ignore", invalid="ignore"):
+                xs = x * s
+            inv = np.float32(np.float32(1) / s)
+        codes, q = self._round(xs, fmt)
+        if self.tracker is not None:
+            self.tracker.record(tk, role, fmt, xs, q, amax)
+        return QTensor(q, fmt, inv, codes)
+
+    def _cast_mx(self, x, fmt, role, tk, axis, sc: MXScaling) -> QTensor:
+        ax = axis % x.ndim
+        st = quantize_scaled(x, fmt, granularity="block", axis=ax, block_size=sc.block_size,
+                             scale_fmt="float8_e8m0fnu", scale_rule=sc.scale_rule,
+                             rounding=self.policy.cast_rounding, saturate=True,
+                             seed=self._next_seed() if self.policy.cast_rounding == "sr" else None)
+        deq = st.dequantize(np.float32)
+        if self.tracker is not None:
+            s = np.repeat(np.asarray(st.scales, np.float64), sc.block_size, axis=ax)
+            s = np.take(s, np.arange(x.shape[ax]), axis=ax)
+            with np.errstate(invalid="ignore"):
+                xs = x.astype(np.float64) / s
+            self.tracker.record(tk, role, fmt, xs, decode(st.codes, fmt, np.float64))
+        # Block scales are powers of two, so the dequantized elements are exact float32
+        # values and the products are exact: the GEMM sees them as fp32 inputs.
+        return QTensor(deq, None, None)
+
+    # -- GEMMs (the engine's hook) -------------------------------------------------------
+    def _gemm(self, a: QTensor, b: QTensor, c: Optional[np.ndarray] = None) -> np.ndarray:
+        p = self.policy
+        scaled = a.inv is not None or b.inv is not None
+        if p.acc is None:  # float64 reference product (gradient checks)
+            out = np.matmul(a.values.astype(np.float64), b.values.astype(np.float64))
+            if scaled:
+                out = out * np.float64(a.inv if a.inv is not None else 1) \
+                    * np.float64(b.inv if b.inv is not None else 1)
+            return out if c is None else out + np.asarray(c, np.float64)
+        seed = self._next_seed() if p.acc_rounding == "sr" else None
+        # Per-tensor dequantization as torch._scaled_mm: (r * scale_a) * scale_b in fp32.
+        # Its bias is added after the scales (the epilogue), so c joins the accumulation
+        # only without them.
+        out = lp_matmul(a.operand(), b.operand(), c=None if scaled else c, acc=p.acc,
+                        acc_rounding=p.acc_rounding, fma=p.fma, model=p.gemm_model, seed=seed,
+                        scale_a=a.inv, scale_b=b.inv)
+        if scaled and c is not None:
+            out = (out + np.asarray(c, np.float32)).astype(np.float32)
+        return out
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, key: str,
+               c: Optional[np.ndarray] = None) -> Tuple[np.ndarray, tuple]:
+        """Forward GEMM ``c + a @ b`` (a: activations m x k, b: weights k x n).
+
+        Args:
+            a, b: the operands; they are cast as the policy says for their role.
+            key: tracked-tensor name of the product (usually the layer's).
+            c: optional addend (a fused bias), not cast by the policy: it enters the
+                accumulator as float32 values (after the dequantization scales under
+                per-tensor scaling, as torch._scaled_mm's bias).
+
+        Returns:
+            ``(output, saved)``: the output (rounded to the storage format) and what the
+            backward pass needs.
+        """
+        qa = self.cast(a, "activation", key, axis=1)
+        qb = self.cast(b, "weight", key, axis=0)
+        self.note("matmul", "activation", self._fmts["activation"])
+        self.note("matmul", "weight", self._fmts["weight"])
+        out = self._gemm(qa, qb, c).astype(a.dtype, copy=False)  # float32 GEMMs upcast exactly
+        out = self.activation(out, "matmul")
+        return out, (a, b, qa, qb)
+
+    #: Old name of :meth:`matmul`.
+    matmul_forward = matmul
+
+    def matmul_backward(self, g: np.ndarray, saved: tuple, key: str, need_a: bool,
+                        need_b: bool) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """Backward GEMMs: ``g @ b.T`` (data gradient) and ``a.T @ g`` (weight gradient),
+        with ``g`` cast to the gradient format."""
+        a, b, qa, qb = saved
+        ga = gb = None
+        if not (need_a or need_b):
+            return ga, gb
+        if isinstance(self.policy.scaling, MXScaling):
+            # Block scales run along each GEMM's reduction axis, which differs between
+            # forward and backward: cast again, as MX hardware keeps both layouts.
+            if need_a:
+                ga = self._gemm(self.cast(g, "gradient", key, axis=1),
+                                self.cast(b, "weight", key, axis=1).T)
+            if need_b:
+                gb = self._gemm(self.cast(a, "activation", key, axis=0).T,
+                                self.cast(g, "gradient", key, axis=0))
+        else:
+            qg = self.cast(g, "gradient", key, axis=1)
+            if need_a:
+                ga = self._gemm(qg, qb.T)
+            if need_b:
+                gb = self._gemm(qa.T, qg)
+        gfmt = self._fmts["gradient"]
+        if need_a:
+            self.note("matmul.dgrad", "gradient", gfmt)
+        if need_b:
+            self.note("matmul.wgrad", "gradient", gfmt)
+        ga = None if ga is None else ga.astype(a.dtype, copy=False)
+        gb = None if gb is None else gb.astype(b.dtype, copy=False)
+        return ga, gb
+
+
+# The fp32 Autocast that current() reports outside any `with` block; its results equal
+# the engine's default hook's.
+_FP32 = Autocast(Policy())
+
+
+def current() -> Autocast:
+    """The active :class:`Autocast`, or a plain fp32 one when no Autocast is the engine's
+    precision hook."""
+    hook = get_precision()
+    return hook if isinstance(hook, Autocast) else _FP32
+
+
+def autocast(policy: Optional[Policy] = None, **kw) -> Autocast:
+    """``with autocast(policy): ...``; keyword arguments as :class:`Autocast`."""
+    return Autocast(policy, **kw)
