@@ -24,6 +24,7 @@ torch is imported only when :func:`capture` runs.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 from typing import Optional
@@ -377,13 +378,14 @@ def _main(args) -> int:
     return 0
 
 
-def register(sub, name: str) -> None:
-    """Add the ``capture`` subcommand."""
-    p = sub.add_parser(name, help="run conversions/GEMMs/a training step on a torch device "
-                                  "and save them")
+def register(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """Add the ``capture`` subcommand (``help``: its one-line help, from
+    :data:`lowprec.cli.COMMANDS`)."""
+    p = sub.add_parser(name, help=help)
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
     p.add_argument("--out", required=True, help="capture file to write (.npz)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the inputs")
     p.add_argument("--sizes", choices=sorted(_SIZES), default="small",
                    help="suite size (default small)")
     p.set_defaults(func=_main)
+    return p

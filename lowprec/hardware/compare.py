@@ -35,6 +35,7 @@ the one with most matches (the first listed wins a tie).
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -599,10 +600,10 @@ def _main(args) -> int:
     return 0
 
 
-def register(sub, name: str) -> None:
-    """Add the ``compare`` subcommand."""
-    p = sub.add_parser(name, help="replay captured or published GPU results under lowprec's "
-                                  "models")
+def register(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """Add the ``compare`` subcommand (``help``: its one-line help, from
+    :data:`lowprec.cli.COMMANDS`)."""
+    p = sub.add_parser(name, help=help)
     p.add_argument("file", nargs="?", help="capture file written by `lowprec capture`")
     p.add_argument("--tc-dir", help="folder of published real-GPU dot-product data "
                                     "(<GPU>/<fmt>/a_*, b_*, c_*, d_*.txt)")
@@ -612,3 +613,4 @@ def register(sub, name: str) -> None:
     p.add_argument("--all", action="store_true", help="list every candidate's match rate")
     p.add_argument("--report", metavar="DIR", help="write PNG plots and index.html to DIR")
     p.set_defaults(func=_main)
+    return p

@@ -17,6 +17,7 @@ any n >= K when every case has K products), so read the table, not only its firs
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -389,10 +390,10 @@ def _main(args) -> int:
     return 0
 
 
-def register(sub, name: str) -> None:
-    """Add the ``fit`` subcommand."""
-    p = sub.add_parser(name, help="search block-FMA parameters that explain captured GPU "
-                                  "results")
+def register(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """Add the ``fit`` subcommand (``help``: its one-line help, from
+    :data:`lowprec.cli.COMMANDS`)."""
+    p = sub.add_parser(name, help=help)
     p.add_argument("file", nargs="?", help="capture file written by `lowprec capture`")
     p.add_argument("--tc-dir", help="folder of published real-GPU dot-product data")
     p.add_argument("--extended", action="store_true",
@@ -402,3 +403,4 @@ def register(sub, name: str) -> None:
     p.add_argument("--top", type=int, default=10, help="rows to print per problem")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_main)
+    return p
