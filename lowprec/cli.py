@@ -1,8 +1,10 @@
 """The ``lowprec`` command.
 
-Each subcommand lives in the module that owns its work and exposes ``register(sub)``,
-which adds its parser and sets ``func`` (returning an exit code). Modules are imported
-only when the command line names them, so ``lowprec --help`` stays fast.
+Each subcommand lives in the module that owns its work and exposes
+``register(sub, name, help)``, which adds its parser (with the one-line ``help`` written
+once, in :data:`COMMANDS`), sets ``func`` (returning an exit code) and returns the
+parser. Modules are imported only when the command line names them, so ``lowprec --help``
+stays fast: it imports no more than ``import lowprec`` does (no torch, matplotlib, tqdm).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from . import __version__
+
 #: Exit status after a write to a closed stdout (``lowprec ... | head``): 128 + SIGPIPE,
 #: what a shell reports for a Unix tool that the signal ended (``yes | head``).
 EXIT_BROKEN_PIPE = 141
 
-# command -> (module, one-line help)
+#: command -> (module, one-line help): the only place a command's help is written.
 COMMANDS = {
     "formats": ("lowprec.cli_formats", "print the table of named formats"),
     "demo": ("lowprec.cli_formats", "show every rounding mode on a few values"),
@@ -37,14 +41,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """Build the parser, importing only the module of the command named in argv."""
     parser = _Parser(prog="lowprec", description="Bit-exact low-precision emulation on any CPU.")
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"lowprec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     named = next((a for a in argv if not a.startswith("-")), None)
     for cmd, (module, help_) in COMMANDS.items():
         if cmd == named:
-            importlib.import_module(module).register(sub, cmd)
+            importlib.import_module(module).register(sub, cmd, help_)
         else:
             sub.add_parser(cmd, help=help_, add_help=False)
     return parser

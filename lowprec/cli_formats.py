@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -74,13 +75,16 @@ def _demo(args) -> int:
     return 0
 
 
-def register(sub, name: str) -> None:
-    """Add the ``formats`` or ``demo`` subcommand."""
+def register(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """Add the ``formats`` or the ``demo`` subcommand (``help``: its one-line help, from
+    :data:`lowprec.cli.COMMANDS`)."""
+    p = sub.add_parser(name, help=help)
     if name == "formats":
-        p = sub.add_parser("formats", help="print the table of named formats")
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         p.set_defaults(func=_formats)
-    else:
-        p = sub.add_parser("demo", help="show every rounding mode on a few values")
+    elif name == "demo":
         p.add_argument("--format", default="float8_e4m3fn", help="target format")
         p.set_defaults(func=_demo)
+    else:
+        raise ValueError(f"cli_formats has no command {name!r} (it has formats and demo)")
+    return p

@@ -328,10 +328,11 @@ def run_study(recipes: Sequence[str] = DEFAULT_RECIPES, config: StudyConfig = St
 # --------------------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------------------
-def register(sub, name: str = "study") -> argparse.ArgumentParser:
-    """Add the ``study`` subcommand to an argparse subparsers object."""
+def register(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """Add the ``study`` subcommand to an argparse subparsers object (``help``: its
+    one-line help, from :data:`lowprec.cli.COMMANDS`)."""
     d = StudyConfig()
-    p = sub.add_parser(name, help="train an MLP on the bundled digits under several precision recipes",
+    p = sub.add_parser(name, help=help,
                        description=__doc__.split("\n\n")[0],
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="recipes:\n" + "\n".join(

@@ -12,8 +12,9 @@ import lowprec as lp  # noqa: E402
 from lowprec.cli import main  # noqa: E402
 from lowprec.hardware.capture import capture, conversion_sample  # noqa: E402
 from lowprec.hardware.capture_format import load_capture, typed_values  # noqa: E402
-from lowprec.hardware.compare import (_gemm_candidates, _run_candidate,  # noqa: E402
-                                      compare_capture)
+from lowprec.hardware.candidates import (gemm_candidates, run_candidate,  # noqa: E402
+                                         torch_overflow)
+from lowprec.hardware.compare import compare_capture  # noqa: E402
 from lowprec.hardware.fit import capture_problems, fit_problem, grid  # noqa: E402
 
 
@@ -79,6 +80,30 @@ def test_conversions_match_torch_compatible_settings(recs, name):
         assert c["lowprec-default"]["ulp_hist"]["nan"] > 0
 
 
+TORCH_FORMATS = [f.name for f in lp.list_formats() if isinstance(f, lp.FloatFormat)
+                 and isinstance(getattr(torch, f.name, None), torch.dtype)]
+
+
+@pytest.mark.parametrize("name", TORCH_FORMATS)
+def test_torch_compatible_overflow_is_torchs(name):
+    # the policy follows from the descriptor; torch's own casts are the oracle, for every
+    # format torch has a dtype of (E8M0: positive values, the only ones it holds)
+    f = lp.get_format(name)
+    top = np.array([f.max, 1.01 * f.max, 1.5 * f.max, 2 * f.max, 1e3 * f.max, np.inf])
+    rng = np.random.default_rng(0)
+    x = np.concatenate([top, rng.standard_normal(2000) * f.max / 4, [0.0, f.min_normal]])
+    x = np.abs(x) if not f.signed else np.concatenate([x, -x])
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32)
+    x = x[x > 0] if not f.zero else x
+    t = torch.from_numpy(x).to(getattr(torch, name))
+    view = {1: torch.uint8, 2: torch.int16, 4: torch.int32}[f.code_dtype.itemsize]
+    want = t.view(view).numpy().view(f.code_dtype)
+    got = lp.encode(x, f, overflow=torch_overflow(f))
+    assert np.array_equal(got, want), name
+    assert {n for n in TORCH_FORMATS if torch_overflow(n) == "saturate"} == {"float8_e4m3fn"}
+
+
 def _gemm_ops(cap):
     return [o for o in cap.ops if o["kind"] == "gemm" and o["status"] == "ok"]
 
@@ -110,8 +135,8 @@ def test_wide_fp8_gemms_tell_the_orders_apart(cap_path, recs):
     for op in wide:
         fa, fb = op["inputs"], op.get("inputs_b", op["inputs"])
         a, b = typed_values(cap.values(op, "a"), fa), typed_values(cap.values(op, "b"), fb)
-        outs = {n: _run_candidate(a, b, kw, "float32")
-                for n, kw in _gemm_candidates(fa, fb, "float32", op["K"], list(ORDERS))}
+        outs = {n: run_candidate(a, b, kw, "float32")
+                for n, kw in gemm_candidates(fa, fb, "float32", op["K"], list(ORDERS))}
         assert set(outs) == set(ORDERS)
         for x, y in itertools.combinations(ORDERS, 2):
             assert (outs[x] != outs[y]).mean() > 0.1, (op["id"], x, y)
@@ -195,7 +220,7 @@ def test_a_corrupted_result_is_reported(cap_path):
     key = op["arrays"]["d"]["key"]
     a = typed_values(cap.values(op, "a"), "bfloat16")
     b = typed_values(cap.values(op, "b"), "bfloat16")
-    d = lp.encode(_run_candidate(a, b, {}, "bfloat16"), "bfloat16").reshape(cap.arrays[key].shape)
+    d = lp.encode(run_candidate(a, b, {}, "bfloat16"), "bfloat16").reshape(cap.arrays[key].shape)
     assert d.dtype == cap.arrays[key].dtype
     d.flat[5] += 1  # one bf16 ulp
     d.flat[7] = 0x7FC0  # NaN

@@ -47,6 +47,35 @@ def test_help_and_errors():
     assert r.returncode == 2 and "unknown format 'fp7'" in r.stderr
 
 
+def test_each_command_help_is_written_once():
+    # the subcommand's own parser carries the help of COMMANDS, which --help lists
+    from lowprec.cli import COMMANDS, build_parser
+
+    listed = subprocess.run([sys.executable, "-m", "lowprec.cli", "--help"],
+                            capture_output=True, text=True).stdout
+    for cmd, (_, help_) in COMMANDS.items():
+        sub = next(a for a in build_parser([cmd])._actions if a.dest == "command")
+        (choice,) = [c for c in sub._choices_actions if c.dest == cmd]
+        assert choice.help == help_, cmd
+        assert sub.choices[cmd].add_help, cmd  # registered by its module, not a stub
+        assert help_[:40] in " ".join(listed.split()), cmd
+
+
+def test_help_imports_no_command_module_and_nothing_heavy():
+    # `lowprec --help` loads what `import lowprec` loads and the cli, nothing more: no
+    # subcommand module, no torch, matplotlib or tqdm, no numba beyond `import lowprec`
+    code = ("import json, sys; import lowprec; base = set(sys.modules)\n"
+            "from lowprec.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(set(sys.modules) - base)), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    new = json.loads(r.stderr.strip().splitlines()[-1])
+    assert [m for m in new if m.startswith("lowprec")] == ["lowprec.cli"]
+    heavy = ("numba", "torch", "matplotlib", "tqdm", "ml_dtypes")
+    assert not [m for m in new if m.split(".")[0] in heavy], new
+
+
 def _run_into_closed_pipe(*args):
     """Run ``lowprec ARGS`` with stdout a pipe whose reader is already gone (``| head``
     after head exited): every write fails with EPIPE."""

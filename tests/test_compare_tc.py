@@ -9,9 +9,12 @@ import pytest
 
 import lowprec as lp
 from lowprec.cli import main
-from lowprec.hardware import get_model
-from lowprec.hardware.compare import compare_tc, find_tc_datasets, format_tc_table, score
-from lowprec.hardware.tcdata import default_root
+from lowprec.hardware import compare, get_model
+from lowprec.hardware.candidates import gemm_candidates, parse_candidates, run_candidate
+from lowprec.hardware.compare import compare_tc
+from lowprec.hardware.report import format_tc_table
+from lowprec.hardware.scoring import score
+from lowprec.hardware.tcdata import default_root, list_datasets
 from lowprec.testing import ulp_distance
 
 ROOT = default_root()
@@ -94,7 +97,8 @@ def test_tc_dir_skips_what_is_not_a_dataset(tmp_path, capsys):
     _copy_set(ROOT / "A100" / "fp16", tmp_path / "A100" / "plots")  # unknown format
     _copy_set(ROOT / "H100" / "fp16", tmp_path / "H100" / "fp16")
     (tmp_path / "H100" / "fp16" / "a_H100_fp16.txt").unlink()  # incomplete
-    assert find_tc_datasets(tmp_path) == [("A100", "bf16", "float32"),
+    assert compare.find_tc_datasets is list_datasets  # the old name
+    assert list_datasets(tmp_path) == [("A100", "bf16", "float32"),
                                           ("V100", "fp16", "float32")]
     (tmp_path / "A100" / "bf16" / "d_A100_bf16.txt").write_text("0\n")  # unknown output
     (tmp_path / ".git").mkdir()  # hidden: ignored
@@ -319,8 +323,6 @@ def test_a_set_no_named_model_covers_is_listed_with_the_best_candidate(tmp_path,
 def test_lanes_candidate_is_interleaved_fp32_accumulators():
     # reference: numpy float32, product k into accumulator k mod L (fp16 products are
     # exact in fp32, so a multiply-add is one rounding, as with FMA), sums added in order
-    from lowprec.hardware.compare import _run_candidate
-
     rng = np.random.default_rng(4)
     a = (rng.standard_normal((6, 37)) * 2.0 ** rng.integers(-6, 7, (6, 37))).astype(np.float16)
     b = (rng.standard_normal((37, 5)) * 2.0 ** rng.integers(-6, 7, (37, 5))).astype(np.float16)
@@ -335,8 +337,47 @@ def test_lanes_candidate_is_interleaved_fp32_accumulators():
         for lane in range(1, lanes):
             want = want + acc[lane]
         want = (want * np.float32(0.75)) * np.float32(3.0)
-        got = _run_candidate(a, b, {"lanes": lanes}, "float32", c=c, scale_a=0.75, scale_b=3.0)
+        got = run_candidate(a, b, {"lanes": lanes}, "float32", c=c, scale_a=0.75, scale_b=3.0)
         assert np.array_equal(got.astype(np.float32).view(np.uint32), want.view(np.uint32))
-    seq = _run_candidate(a, b, {}, "float32", c=c)
-    assert np.array_equal(_run_candidate(a, b, {"lanes": 1}, "float32", c=c), seq)
-    assert not np.array_equal(_run_candidate(a, b, {"lanes": 4}, "float32", c=c), seq)
+    seq = run_candidate(a, b, {}, "float32", c=c)
+    assert np.array_equal(run_candidate(a, b, {"lanes": 1}, "float32", c=c), seq)
+    assert not np.array_equal(run_candidate(a, b, {"lanes": 4}, "float32", c=c), seq)
+
+
+def test_gemm_candidates_follow_the_formats_and_the_models():
+    def names(fa, fb, out, K=37):
+        return [n for n, _ in gemm_candidates(fa, fb, out, K, None)]
+
+    fp16 = names("float16", "float16", "float16")
+    assert fp16[:8] == ["fp32", "fp32-chunk8", "fp32-chunk16", "fp32-chunk32", "fp32-lanes4",
+                        "fp32-lanes8", "fp32-lanes16", "fp16-acc"]
+    # every GPU takes fp16 and has an fp16-output path
+    assert {f"{g}-fp16out" for g in lp.hardware.list_models()} <= set(fp16)
+    bf16 = names("bfloat16", "bfloat16", "bfloat16")
+    assert "bf16-acc" in bf16 and "v100" not in bf16 and "a100" in bf16
+    assert not any(n.endswith("out") for n in bf16)  # no model rounds into bf16
+    f32 = names("float16", "float16", "float32", K=8)
+    assert f32[:2] == ["fp32", "fp32-lanes4"] and not any(n.endswith(("acc", "out")) for n in f32)
+    # fp8: the GPUs whose models take it; an fp16-output path only where the model has one
+    fp8 = names("float8_e4m3fn", "float8_e4m3fn", "float16")
+    gpus = [g for g in lp.hardware.list_models() if "float8_e4m3fn" in get_model(g).input_formats]
+    assert [n for n in fp8 if n in lp.hardware.list_models()] == gpus
+    assert {n for n in fp8 if n.endswith("-fp16out")} == {"h100-fp16out", "h200-fp16out"}
+    mixed = names("float8_e5m2", "float8_e4m3fn", "float16")
+    assert "h100" in mixed and not any(n.endswith("-fp16out") for n in mixed)
+
+
+def test_parse_candidates_normalises_and_rejects():
+    assert parse_candidates(None) is None and parse_candidates([]) is None
+    assert parse_candidates(["FP32", "float16-acc", "bf16-acc", "H100-float16out", "a100",
+                             "fp32-lanes12", "fp32-chunk3", "torch-compatible", "mul-add"]) == [
+        "fp32", "fp16-acc", "bf16-acc", "h100-fp16out", "a100", "fp32-lanes12", "fp32-chunk3",
+        "torch-compatible", "mul-add"]
+    for bad in ("fp32-acc", "int8-acc", "h100-bf16out", "h100-fp32out", "rtx-fp16out",
+                "fp32-lanes0", "nosuch"):
+        with pytest.raises(ValueError, match="unknown model"):
+            parse_candidates([bad])
+    # a wanted chunk or lane count is run whatever K
+    got = gemm_candidates("float16", "float16", "float32", 5, parse_candidates(
+        ["fp32-lanes12", "fp32-chunk3"]))
+    assert got == [("fp32-chunk3", {"chunk": 3}), ("fp32-lanes12", {"lanes": 12})]

@@ -90,6 +90,12 @@ def test_grid_is_valid_and_ordered():
     assert all(b.out_frac_bits in (None, b.frac_bits) for b in g)
     ext = grid("e4m3", ("float16",), extended=True)
     assert any(b.interleave == 2 and b.convert_inputs == "float16" for b in ext)
+    # inputs through fp16 are tried for 8-bit floats only
+    assert {b.convert_inputs for b in grid("e5m2", ns=(16,), fracs=(25,), extended=True)} == {
+        None, "float16"}
+    for fmt in ("bf16", "fp16", "e2m1"):
+        assert {b.convert_inputs for b in grid(fmt, ns=(16,), fracs=(25,), extended=True)} == {
+            None}
 
 
 def test_cli_fit_json_and_table(tmp_path, capsys):

@@ -3,7 +3,13 @@
 - :mod:`.models`: :class:`BlockFMAModel` (one tensor-core path as plain parameters),
   :class:`TensorCoreModel` (a GPU's paths), the named GPUs in :data:`MODELS`,
   :func:`get_model`, :func:`select_block`.
-- :mod:`.tcdata`: loader for real-GPU dot-product outputs (Khattak & Mikaitis' layout).
+- :mod:`.tcdata`: loader for real-GPU dot-product outputs (Khattak & Mikaitis' layout)
+  and discovery of the data sets under a folder.
+- ``lowprec capture`` / ``compare`` / ``fit`` (imported on use): :mod:`.capture` and
+  :mod:`.capture_format` (the capture file); :mod:`.compare` (entry points), built from
+  :mod:`.candidates` (what an op is replayed under), :mod:`.scoring` (bit matches, ULP
+  histograms, op records), :mod:`.train_replay` (the captured training step) and
+  :mod:`.report` (tables, PNG/HTML); :mod:`.fit` (block-FMA parameter search).
 """
 
 from .models import (MODELS, BlockFMAModel, TensorCoreModel, get_model, list_models,

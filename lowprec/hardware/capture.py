@@ -24,11 +24,12 @@ torch is imported only when :func:`capture` runs.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
-from typing import Optional
 
 import numpy as np
+from tqdm import tqdm
 
 from ..formats import get_format
 from ..quantize import decode, encode
@@ -37,6 +38,9 @@ from .capture_format import CAPTURE_VERSION, Capture
 __all__ = ["capture", "conversion_sample", "register", "CONVERT_TARGETS"]
 
 CONVERT_TARGETS = ("float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
+# The suite's fp16/bf16 GEMM inputs, each with the accumulations requested besides torch's
+# default ("fp16": torch.backends.cuda.matmul.allow_fp16_accumulation, for fp16 GEMMs)
+_GEMM_INPUTS = {"float16": ("fp16",), "bfloat16": ()}
 
 _SIZES = {
     "small": dict(sample=40_000, gemm=[(16, 37, 24), (32, 64, 16), (8, 300, 8)],
@@ -100,7 +104,7 @@ def conversion_sample(n: int, seed: int = 0) -> np.ndarray:
 
 def _torch_codes(t, fmt: str) -> np.ndarray:
     """Codes of a torch tensor of a float dtype (moved to the CPU)."""
-    import torch
+    import torch  # deferred: optional and heavy, imported only when a capture runs
 
     f = get_format(fmt)
     view = {1: torch.uint8, 2: torch.int16, 4: torch.int32}[f.code_dtype.itemsize]
@@ -108,7 +112,8 @@ def _torch_codes(t, fmt: str) -> np.ndarray:
 
 
 def _torch_dtype(fmt: str):
-    import torch
+    """torch's dtype of a format: torch names its float dtypes as lowprec does."""
+    import torch  # deferred: optional and heavy, imported only when a capture runs
 
     return getattr(torch, get_format(fmt).name)
 
@@ -183,7 +188,7 @@ def _capture_conversions(torch, cap: Capture, dev: str, n: int, seed: int) -> No
 
 def _gemm_specs(sizes: dict) -> list:
     specs = []
-    for fmt in ("float16", "bfloat16"):
+    for fmt, extra_acc in _GEMM_INPUTS.items():
         for (M, K, N) in sizes["gemm"]:
             for dist in ("normal", "wide"):
                 base = {"kind": "gemm", "inputs": fmt, "M": M, "K": K, "N": N, "dist": dist}
@@ -193,9 +198,9 @@ def _gemm_specs(sizes: dict) -> list:
                 specs.append(dict(base, id=f"mm_out_fp32/{tag}",
                                   torch_op="torch.mm(out_dtype=float32)", out="float32",
                                   acc_request="default"))
-                if fmt == "float16":
-                    specs.append(dict(base, id=f"matmul_fp16acc/{tag}", torch_op="torch.matmul",
-                                      out=fmt, acc_request="fp16"))
+                for acc in extra_acc:
+                    specs.append(dict(base, id=f"matmul_{acc}acc/{tag}",
+                                      torch_op="torch.matmul", out=fmt, acc_request=acc))
     for fa, fb in (("float8_e4m3fn", "float8_e4m3fn"), ("float8_e5m2", "float8_e4m3fn")):
         for (M, K, N) in sizes["fp8"]:
             for dist in ("normal", "wide"):
@@ -331,7 +336,7 @@ def capture(device: str = "cpu", out=None, seed: int = 0, sizes: str = "small", 
         TypeError: non-string device, non-int seed.
     """
     try:
-        import torch
+        import torch  # deferred: optional and heavy, imported only when a capture runs
     except ImportError as e:
         raise ImportError("lowprec capture needs PyTorch (pip install torch)") from e
     if sizes not in _SIZES:
@@ -348,7 +353,6 @@ def capture(device: str = "cpu", out=None, seed: int = 0, sizes: str = "small", 
     def bar(items, desc):
         if not progress:
             return items
-        from tqdm import tqdm
         return tqdm(items, desc=desc, file=sys.stderr, leave=False)
 
     if conversions:
@@ -377,13 +381,14 @@ def _main(args) -> int:
     return 0
 
 
-def register(sub, name: str) -> None:
-    """Add the ``capture`` subcommand."""
-    p = sub.add_parser(name, help="run conversions/GEMMs/a training step on a torch device "
-                                  "and save them")
+def register(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """Add the ``capture`` subcommand (``help``: its one-line help, from
+    :data:`lowprec.cli.COMMANDS`)."""
+    p = sub.add_parser(name, help=help)
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
     p.add_argument("--out", required=True, help="capture file to write (.npz)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the inputs")
     p.add_argument("--sizes", choices=sorted(_SIZES), default="small",
                    help="suite size (default small)")
     p.set_defaults(func=_main)
+    return p

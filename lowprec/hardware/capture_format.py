@@ -93,14 +93,15 @@ class Capture:
 def typed_values(values: np.ndarray, fmt: str) -> np.ndarray:
     """Values as an array of the numpy / ml_dtypes dtype of ``fmt`` (exact): how captured
     inputs are handed to :func:`lowprec.matmul`."""
-    name = get_format(fmt).name
-    if name == "float16":
-        return values.astype(np.float16)
-    if name == "float32":
-        return values.astype(np.float32)
-    import ml_dtypes  # optional: only the other formats' captures need it
+    name = get_format(fmt).name  # numpy and ml_dtypes name their dtypes as lowprec does
+    try:
+        dtype = np.dtype(name)  # numpy's own (float16, float32)
+    except TypeError:
+        # deferred: ml_dtypes is optional, and only captures of its formats need it
+        import ml_dtypes
 
-    return values.astype(np.float32).astype(getattr(ml_dtypes, name))
+        dtype = np.dtype(getattr(ml_dtypes, name))
+    return values.astype(np.float32).astype(dtype)
 
 
 class _NotCapture(ValueError):

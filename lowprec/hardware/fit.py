@@ -17,17 +17,21 @@ any n >= K when every case has K products), so read the table, not only its firs
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
+import numba
 import numpy as np
+from tqdm import tqdm
 
-from ..formats import get_format
+from ..formats import FloatFormat, get_format
+from ..gemm import matmul
 from ..quantize import quantize
 from .capture_format import Capture, load_capture, typed_values
-from .models import BlockFMAModel, list_models, select_block
+from .models import MODELS, BlockFMAModel, list_models, select_block
 from .tcdata import TCDataset, load_dataset, scan
 
 __all__ = ["Piece", "FitProblem", "grid", "fit_problem", "fit_tc", "fit_capture",
@@ -38,6 +42,7 @@ FRACS = tuple(range(13, 27))
 ROUNDINGS = ("rtz", "rne")
 C_MODES = ("block", "late")
 PROMOTE = (None, 128)
+_F32 = "float32"  # the tensor cores' accumulator: every path's block can round into it
 
 
 @dataclass
@@ -91,14 +96,15 @@ def grid(in_format: str, block_outs: Sequence[str] = ("float32",), *, ns=NS, fra
             promote_every (None or a number of products; skipped where it is not a
             multiple of the instruction's products).
         extended: also try two blocks per instruction (instruction_k = 2n), contiguous or
-            dealt round-robin in runs of 1, 2 or 4, and fp8 inputs converted to fp16
-            (Hopper's fp16-accumulating fp8 path).
+            dealt round-robin in runs of 1, 2 or 4, and 8-bit float inputs converted to
+            fp16 (Hopper's fp16-accumulating fp8 path).
 
     Returns:
         A list of :class:`BlockFMAModel`.
     """
-    fin = get_format(in_format).name
-    convs = [None] + (["float16"] if extended and fin.startswith("float8") else [])
+    fin = get_format(in_format)
+    fp8 = isinstance(fin, FloatFormat) and fin.bits == 8
+    convs = [None] + (["float16"] if extended and fp8 else [])
     out = []
     for bo in block_outs:
         man = get_format(bo).man_bits
@@ -126,13 +132,10 @@ def grid(in_format: str, block_outs: Sequence[str] = ("float32",), *, ns=NS, fra
 
 
 def _mismatches(blk: BlockFMAModel, piece: Piece) -> int:
-    from ..gemm import matmul
-
-    fp16_path = blk.out_format == "float16"
     r = matmul(piece.a, piece.b, c=piece.c, inputs=piece.inputs, model=blk,
-               out="fp16" if fp16_path else None, scale_a=piece.scale_a, scale_b=piece.scale_b)
-    r = np.asarray(r.to_numpy() if hasattr(r, "to_numpy") else r, np.float32)
-    if get_format(piece.out).name != ("float16" if fp16_path else "float32"):
+               out=blk.out_format, scale_a=piece.scale_a, scale_b=piece.scale_b)
+    r = np.asarray(r, np.float32)
+    if get_format(piece.out).name != blk.out_format:
         r = quantize(r.astype(np.float64), piece.out).astype(np.float32)
     r = r.reshape(-1)
     w = np.asarray(piece.want, np.float32).reshape(-1)
@@ -181,12 +184,9 @@ def fit_problem(problem: FitProblem, candidates: Optional[Iterable[BlockFMAModel
         candidates = grid(problem.in_format, problem.block_outs, extended=extended)
     cands = list(candidates)
     if progress:
-        from tqdm import tqdm
         it = tqdm(cands, desc=f"fit {problem.name}", file=sys.stderr, leave=False)
     else:
         it = cands
-    import numba
-
     threads = numba.get_num_threads()
     # Thousands of small kernel calls: a thread-pool launch per call costs more than the
     # work (results do not depend on the thread count).
@@ -235,7 +235,7 @@ def dataset_problem(ds: TCDataset) -> FitProblem:
     out = ds.out_format
     pieces = [Piece(ds.a[s, None, :], ds.b[s, :, None], ds.d[s], out, c=ds.c[s, None, None],
                     inputs=ds.input_format) for s in _split(ds.cases)]
-    return FitProblem(f"{ds.gpu}/{ds.folder}/{'fp16' if out == 'float16' else 'fp32'}",
+    return FitProblem(f"{ds.gpu}/{ds.folder}/{ds.output}",
                       ds.input_format, out, pieces, block_outs=(out,),
                       info={"gpu": ds.gpu, "input": ds.folder, "k": ds.k})
 
@@ -255,7 +255,8 @@ def tc_problems(root, limit: Optional[int] = None) -> list:
 
 #: The small grid of :func:`quick_fit`: the block sizes and alignment widths of the
 #: published models, both roundings and c placements, and the extended layouts (two
-#: interleaved blocks per instruction, fp8 inputs through fp16) for fp16 outputs.
+#: interleaved blocks per instruction, fp8 inputs through fp16) for blocks that round into
+#: an output narrower than fp32 (fp16).
 QUICK = dict(ns=(8, 16, 32), fracs=(13, 23, 24, 25), promote=(None,))
 
 
@@ -267,8 +268,8 @@ def quick_fit(problem: FitProblem) -> dict:
         The best row of :func:`fit_problem` (params, model, mismatches, cases, complete,
         named) with ``label`` (see :func:`label`) and ``matches`` added.
     """
-    cands = grid(problem.in_format, problem.block_outs,
-                 extended="float16" in problem.block_outs, **QUICK)
+    narrow = any(get_format(o).bits < get_format(_F32).bits for o in problem.block_outs)
+    cands = grid(problem.in_format, problem.block_outs, extended=narrow, **QUICK)
     best = dict(fit_problem(problem, cands)[0])
     best["label"] = label(best["model"])
     best["matches"] = best["cases"] - best["mismatches"] if best["complete"] else None
@@ -293,17 +294,30 @@ def label(blk: BlockFMAModel) -> str:
     return "block " + " ".join(parts[:4]) + "".join(f", {p}" for p in parts[4:])
 
 
+def _tensor_core_inputs() -> set:
+    """Input formats some GPU model's tensor cores take."""
+    return {i for m in MODELS.values() for i, _ in m.paths}
+
+
+def _block_outputs(fin: str, out: str) -> tuple:
+    """Block outputs to fit for inputs ``fin`` (one format) and a captured output ``out``:
+    fp32, and ``out`` itself where a GPU model has a path from ``fin`` into it."""
+    into_out = any((fin, out) in m.paths for m in MODELS.values())
+    return tuple(dict.fromkeys((_F32,) + ((out,) if into_out else ())))
+
+
 def capture_problems(cap) -> list:
     """One :class:`FitProblem` per (inputs, output, accumulation request) group of captured
-    GEMMs that a tensor-core model can take (fp16, bf16, fp8 inputs)."""
+    GEMMs whose first input format a tensor-core model takes (fp16, bf16, fp8, ...)."""
     if not isinstance(cap, Capture):
         cap = load_capture(cap)
     groups = {}
+    takes = _tensor_core_inputs()
     for op in cap.ops:
         if op.get("status") != "ok" or op.get("kind") != "gemm":
             continue
         fa, fb = op["inputs"], op.get("inputs_b", op["inputs"])
-        if fa not in ("float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        if fa not in takes:
             continue
         key = (op["torch_op"], f"{fa}x{fb}" if fa != fb else fa, op["out"], op["acc_request"])
         sa = op.get("scale_a")
@@ -316,7 +330,8 @@ def capture_problems(cap) -> list:
         groups.setdefault(key, []).append(piece)
     probs = []
     for (top, fin, out, acc), pieces in groups.items():
-        outs = ("float32", "float16") if out == "float16" and "x" not in fin else ("float32",)
+        # a path into the output format needs one input format (the key has no "x")
+        outs = _block_outputs(fin, out) if "x" not in fin else (_F32,)
         pieces.sort(key=lambda p: p.cases)
         probs.append(FitProblem(f"{top} {fin}->{out} acc={acc}", fin.split("x")[0], out,
                                 pieces, block_outs=outs, info={"torch_op": top}))
@@ -389,10 +404,10 @@ def _main(args) -> int:
     return 0
 
 
-def register(sub, name: str) -> None:
-    """Add the ``fit`` subcommand."""
-    p = sub.add_parser(name, help="search block-FMA parameters that explain captured GPU "
-                                  "results")
+def register(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """Add the ``fit`` subcommand (``help``: its one-line help, from
+    :data:`lowprec.cli.COMMANDS`)."""
+    p = sub.add_parser(name, help=help)
     p.add_argument("file", nargs="?", help="capture file written by `lowprec capture`")
     p.add_argument("--tc-dir", help="folder of published real-GPU dot-product data")
     p.add_argument("--extended", action="store_true",
@@ -402,3 +417,4 @@ def register(sub, name: str) -> None:
     p.add_argument("--top", type=int, default=10, help="rows to print per problem")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_main)
+    return p

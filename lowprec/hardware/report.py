@@ -1,6 +1,10 @@
-"""PNG plots and an HTML page for ``lowprec compare --report DIR``.
+"""What ``lowprec compare`` prints and writes: text tables, PNG plots and an HTML page.
 
-matplotlib is imported only here, with the Agg backend, when a report is written.
+:func:`format_tc_table` and :func:`format_capture_report` are the plain-text tables of
+:func:`lowprec.hardware.compare.compare_tc` and
+:func:`lowprec.hardware.compare.compare_capture` records; :func:`write_tc_report` and
+:func:`write_capture_report` write ``--report DIR``. matplotlib is imported only when a
+report is written, with the Agg backend.
 """
 
 from __future__ import annotations
@@ -8,15 +12,73 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
+from typing import Optional
 
-from .compare import ULP_BINS
+from .scoring import ULP_BINS
 
-__all__ = ["write_capture_report", "write_tc_report"]
+__all__ = ["format_tc_table", "format_capture_report", "write_capture_report",
+           "write_tc_report"]
 
 _HIST = [b[0] for b in ULP_BINS] + ["nan"]
 
 
+def _fmt_pct(x) -> str:
+    return "-" if x is None else f"{x:.2f}%"
+
+
+def format_tc_table(recs: list) -> str:
+    """Plain-text table of :func:`lowprec.hardware.compare.compare_tc` records."""
+    lines = [f"{'gpu':6} {'input':6} {'output':6} {'cases':>6} {'matches':>8} {'match':>8}  model"]
+    for r in recs:
+        status = r.get("status", "ok")
+        if status == "skipped":
+            lines.append(f"skipped {r['path']}: {r['reason']}")
+            continue
+        m = "-" if r["matches"] is None else str(r["matches"])
+        head = (f"{r['gpu']:6} {r['input']:6} {r['output']:6} {r['cases']:6d} {m:>8} "
+                f"{_fmt_pct(r['match_pct']):>8}  ")
+        if status == "no named model":
+            b = r["best_candidate"]
+            named = f" (= {', '.join(b['named'])})" if b["named"] else ""
+            lines.append(head + f"no named model; best of a quick search: {b['label']}{named}:"
+                                f" {b['matches']}/{b['cases']} ({_fmt_pct(b['match_pct'])})")
+            continue
+        lines.append(head + str(r["model"]) + (f"  ({r['note']})" if r.get("note") else ""))
+    return "\n".join(lines)
+
+
+def format_capture_report(recs: list, meta: Optional[dict] = None, all_candidates: bool = False
+                          ) -> str:
+    """Plain-text report of :func:`lowprec.hardware.compare.compare_capture` records: one
+    line per op (best candidate), plus every candidate's match rate when
+    ``all_candidates``."""
+    out = []
+    if meta:
+        d = meta.get("device", {})
+        out.append(f"capture: {d.get('device')} ({d.get('name', '')}), torch {d.get('torch')}, "
+                   f"cuda {d.get('cuda')}, cc {d.get('compute_capability', '-')}, seed "
+                   f"{meta.get('seed')}")
+    out.append(f"{'op':58} {'cases':>7} {'match':>8}  {'best model':24} "
+               f"{'max rel':>9} {'med rel':>9}  ulp hist [" + " ".join(_HIST) + "]")
+    for r in recs:
+        if r["status"] != "ok":
+            out.append(f"{r['id']:58} skipped: {r['reason'].splitlines()[0][:80]}")
+            continue
+        if r["best"] is None:
+            out.append(f"{r['id']:58} {r['cases']:7d}  no candidate selected applies")
+            continue
+        best = next(c for c in r["candidates"] if c["name"] == r["best"])
+        h = " ".join(str(best["ulp_hist"][k]) for k in _HIST)
+        out.append(f"{r['id']:58} {r['cases']:7d} {_fmt_pct(best['match_pct']):>8}  "
+                   f"{best['name']:24} {best['max_rel']:9.2e} {best['median_rel']:9.2e}  [{h}]")
+        if all_candidates:
+            out.append("      " + ", ".join(f"{c['name']} {c['match_pct']:.1f}%"
+                                           for c in r["candidates"]))
+    return "\n".join(out)
+
+
 def _plt():
+    # deferred: matplotlib is heavy and only a written report needs it
     import matplotlib
 
     matplotlib.use("Agg")

@@ -33,6 +33,7 @@ from .models import MODELS, TensorCoreModel, list_models
 __all__ = ["TCDataset", "TCScan", "scan", "load_dataset", "list_datasets", "default_root",
            "gpu_model"]
 
+# the layout's names of the output formats (the suffix of the d files)
 _OUT_SUFFIX = {"float32": "fp32", "float16": "fp16"}
 _LAYOUT = ("<GPU>/<format>/ holding a_<GPU>_<format>.txt, b_<GPU>_<format>.txt, "
            "c_<GPU>_fp32.txt and d_<GPU>_fp32.txt and/or d_<GPU>_fp16.txt")
@@ -73,6 +74,11 @@ class TCDataset:
     def cases(self) -> int:
         """Number of cases."""
         return self.a.shape[0]
+
+    @property
+    def output(self) -> str:
+        """The output format as the layout names it ("fp32" or "fp16", as in the d file)."""
+        return _OUT_SUFFIX[self.out_format]
 
     @property
     def model_name(self) -> str:
@@ -249,6 +255,6 @@ def load_dataset(gpu: str, folder: str, out="fp32", root=None,
     a, b, c = a[:n], b[:n], c[:n]
     if model.data_c_is_zero(in_fmt, out_name):
         c = np.zeros_like(c)
-    elif out_name == "float16":
-        c = quantize(c, "float16").astype(np.float32)
+    else:  # the instruction's c is in its output format (exact for fp32 outputs)
+        c = quantize(c, out_name).astype(np.float32)
     return TCDataset(gpu, folder, in_fmt, out_name, a, b, c, d, str(d_dir))
