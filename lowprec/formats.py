@@ -24,6 +24,7 @@ __all__ = [
     "Format",
     "get_format",
     "list_formats",
+    "aliases",
     "NAN_ENCODINGS",
     # the named formats
     "float32", "tfloat32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2",
@@ -560,6 +561,16 @@ for _fmt, _aliases in _NAMED:
         _ALIASES[_a] = _fmt.name
 
 _FIXED_PREFIXES = ("fixed", "ufixed")
+
+
+def aliases(fmt: "str | Format") -> tuple[str, ...]:
+    """The registry's aliases of a named format, in registry order (empty for unnamed ones).
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    name = get_format(fmt).name
+    return tuple(a for a, n in _ALIASES.items() if n == name)
 
 
 def list_formats() -> list[FloatFormat | FixedFormat]:

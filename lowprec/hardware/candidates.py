@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..formats import _ALIASES, FloatFormat, get_format
+from ..formats import FloatFormat, aliases, get_format
 from ..gemm import matmul
 from ..quantize import quantize
 from .models import get_model, list_models, select_block
@@ -59,7 +59,7 @@ def short_name(fmt) -> str:
     """A format's short label in candidate names: its first alias in the format registry
     ("fp16" for float16, "bf16" for bfloat16), or its name when it has none."""
     f = get_format(fmt)
-    return next((alias for alias, name in _ALIASES.items() if name == f.name), f.name)
+    return next(iter(aliases(f)), f.name)
 
 
 def _accumulates_in(fmt) -> bool:
