@@ -44,34 +44,26 @@ Element codes always have the input's shape (one code per element, in ``fmt.code
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from types import MappingProxyType
+from typing import Mapping, Optional, Union
 
 import numpy as np
 
+from .block_formats import get_block_format, list_block_formats
 from .formats import FixedFormat, FloatFormat, Format, get_format
+from .packing import pack, unpack
 from .quantize import decode, encode
 
 __all__ = ["quantize_scaled", "ScaledTensor", "pack", "unpack", "mx_quantize",
            "nvfp4_quantize", "fp8_scale", "SCHEMES"]
 
 _E8M0 = get_format("float8_e8m0fnu")
-_E4M3 = get_format("float8_e4m3fn")
 _F32 = get_format("float32")
 
-#: Named schemes: name -> (element format, block size, scale format).
-SCHEMES: dict[str, tuple[Format, int, Format]] = {
-    "mxfp8_e4m3": (get_format("float8_e4m3fn"), 32, _E8M0),
-    "mxfp8_e5m2": (get_format("float8_e5m2"), 32, _E8M0),
-    "mxfp6_e3m2": (get_format("float6_e3m2fn"), 32, _E8M0),
-    "mxfp6_e2m3": (get_format("float6_e2m3fn"), 32, _E8M0),
-    "mxfp4_e2m1": (get_format("float4_e2m1fn"), 32, _E8M0),
-    # OCP MX v1.0: MXINT8 elements are 8-bit two's complement with an implicit scale of
-    # 2^-6 (values -2 .. 1 63/64), i.e. fixed point <2, 6>; gfloat's format_info_ocp_int8
-    # decodes the same values. Its emax_elem is 0.
-    "mxint8": (FixedFormat(2, 6, name="mxint8_element"), 32, _E8M0),
-    "nvfp4": (get_format("float4_e2m1fn"), 16, _E4M3),
-}
-_SCHEME_ALIASES = {"mxfp8": "mxfp8_e4m3", "mxfp4": "mxfp4_e2m1", "mxfp6": "mxfp6_e3m2"}
+#: Named schemes, read-only: name -> (element format, block size, scale format), from the
+#: registry of :mod:`lowprec.block_formats`.
+SCHEMES: Mapping[str, tuple[Format, int, Format]] = MappingProxyType(
+    {bf.name: bf.as_tuple() for bf in list_block_formats()})
 
 _GRANULARITIES = ("tensor", "channel", "block")
 _MX_RULES = ("floor", "ceil", "rceil")
@@ -310,10 +302,12 @@ def _kind(fmt: Format, scale_fmt: Format) -> str:
 
 def _resolve_scheme(fmt):
     if isinstance(fmt, str):
-        key = fmt.strip().lower().replace("-", "_")
-        key = _SCHEME_ALIASES.get(key, key)
-        if key in SCHEMES:
-            return key, SCHEMES[key]
+        try:
+            bf = get_block_format(fmt)
+        except ValueError:
+            pass
+        else:
+            return bf.name, bf.as_tuple()
     try:
         return None, (get_format(fmt), None, None)
     except ValueError as e:
@@ -768,75 +762,3 @@ def _quantize_int(a, efmt, grouping, symmetric, opts):
     return (codes, grouping.scales_from_groups(scale.astype(np.float64)),
             grouping.scales_from_groups(zp.astype(np.int64)) if not symmetric else None,
             grouping.scales_from_groups(inv))
-
-
-# --------------------------------------------------------------------------------------
-# packed 4-bit storage
-# --------------------------------------------------------------------------------------
-def pack(codes, axis: int = -1) -> np.ndarray:
-    """Store 4-bit codes two per byte along ``axis``.
-
-    Element ``2i`` goes to the low nibble and ``2i + 1`` to the high nibble of byte ``i``:
-    the layout of ``torch.float4_e2m1fn_x2`` as PyTorch's tests and torchao's
-    ``pack_uint4`` build it (``data[1::2] << 4 | data[::2]``). An odd length gets a zero high
-    nibble in its last byte; :func:`unpack` needs the original length to drop it.
-
-    Args:
-        codes: integer array of values 0..15 (e.g. ``ScaledTensor.codes`` of fp4/int4).
-        axis: the axis to pack along.
-
-    Returns:
-        uint8 array with ``ceil(n / 2)`` entries along ``axis``.
-
-    Raises:
-        TypeError: for non-integer codes. ValueError: for codes outside 0..15, a bad axis.
-    """
-    c = np.asarray(codes)
-    if c.dtype.kind not in "ui":
-        raise TypeError(f"codes must be integers, got dtype {c.dtype}")
-    if c.ndim == 0:
-        raise ValueError("pack needs an array with at least one dimension")
-    if not -c.ndim <= axis < c.ndim:
-        raise ValueError(f"axis {axis} is out of range for an array of shape {c.shape}")
-    if c.size and (c.min() < 0 or c.max() > 15):
-        raise ValueError(f"pack stores 4-bit codes (0..15); got values in "
-                         f"[{c.min()}, {c.max()}]")
-    m = np.moveaxis(c.astype(np.uint8), axis, -1)
-    if m.shape[-1] % 2:
-        m = np.concatenate([m, np.zeros(m.shape[:-1] + (1,), np.uint8)], axis=-1)
-    out = (m[..., 0::2] | (m[..., 1::2] << np.uint8(4))).astype(np.uint8)
-    return np.ascontiguousarray(np.moveaxis(out, -1, axis))
-
-
-def unpack(packed, n: Optional[int] = None, axis: int = -1) -> np.ndarray:
-    """Inverse of :func:`pack`: two 4-bit codes per byte, low nibble first.
-
-    Args:
-        packed: uint8 array. n: number of codes along ``axis`` (default: twice the packed
-            length; give the odd original length to drop the padding nibble).
-        axis: the packed axis.
-
-    Returns:
-        uint8 array of codes 0..15.
-
-    Raises:
-        TypeError: for a non-uint8 array. ValueError: for ``n`` that does not fit.
-    """
-    p = np.asarray(packed)
-    if p.dtype != np.uint8:
-        raise TypeError(f"packed codes must be uint8, got dtype {p.dtype}")
-    if p.ndim == 0:
-        raise ValueError("unpack needs an array with at least one dimension")
-    if not -p.ndim <= axis < p.ndim:
-        raise ValueError(f"axis {axis} is out of range for an array of shape {p.shape}")
-    m = np.moveaxis(p, axis, -1)
-    full = 2 * m.shape[-1]
-    if n is None:
-        n = full
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not full - 1 <= n <= full:
-        raise ValueError(f"n={n!r} does not fit {m.shape[-1]} packed bytes (need "
-                         f"{max(full - 1, 0)} or {full})")
-    out = np.empty(m.shape[:-1] + (full,), np.uint8)
-    out[..., 0::2] = m & np.uint8(0x0F)
-    out[..., 1::2] = m >> np.uint8(4)
-    return np.ascontiguousarray(np.moveaxis(out[..., :n], -1, axis))
