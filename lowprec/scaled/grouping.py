@@ -127,8 +127,8 @@ class Grouping:
         ``fill``."""
         if self.granularity == "tensor":
             return a.reshape(1, -1)
-        if self.granularity == "channel":
-            return np.moveaxis(a, self.axis, 0).reshape(self.shape[self.axis], -1)
+        if self.granularity == "channel":  # explicit sizes: -1 is ambiguous for empty input
+            return np.moveaxis(a, self.axis, 0).reshape(self.shape[self.axis], self._members())
         m = np.moveaxis(a, self.axis, -1)
         n = m.shape[-1]
         m = m.reshape(self._rows(), n)  # explicit row count: -1 is ambiguous for empty input
