@@ -42,6 +42,13 @@ def test_recipe_is_chosen_by_the_descriptors(element, scale, recipe):
     assert type(r) is recipe and r.element is e and r.scale is s
 
 
+def test_exactly_one_recipe_applies_to_every_pair_of_formats():
+    fmts = lp.list_formats() + [E5M0, E4M0_NO_NAN, lp.FixedFormat(2, 6)]
+    for e in fmts:
+        for s in fmts:
+            assert sum(r.applies(e, s) for r in RECIPES) == 1, (e.name, s.name)
+
+
 def test_names_do_not_decide_the_recipe():
     e8m0 = lp.FloatFormat(8, 0, 127, has_inf=False, nan="all_ones", subnormals=False,
                           signed=False, zero=False, name="my_scale")
