@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import lowprec as lp
-from lowprec.scaled import SCHEMES, ScaledTensor, _elem_emax, mx_scale_exponents, quantize_scaled
+from lowprec.scaled import SCHEMES, ScaledTensor, mx_scale_exponents, quantize_scaled
+from lowprec.scaled.mx import emax_elem as _elem_emax
 from lowprec.reference.scaled import floor_log2, mx_block_reference
 
 MX = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4_e2m1", "mxint8"]

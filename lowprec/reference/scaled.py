@@ -12,7 +12,7 @@ import functools
 import math
 from fractions import Fraction
 
-from ..formats import FixedFormat, FloatFormat, Format
+from ..formats import FixedFormat, FloatFormat, Format, float8_e8m0fnu
 from .core import floor_log2
 
 __all__ = ["element_table", "round_to_element", "floor_log2", "mx_block_reference",
@@ -78,26 +78,29 @@ def _emax_elem(fmt: Format) -> int:
     return fmt.emax if isinstance(fmt, FloatFormat) else floor_log2(Fraction(fmt.max))
 
 
-def mx_block_reference(block, fmt: Format, rule: str = "floor") -> tuple[int, list[int]]:
-    """OCP MX conversion of one block (RNE elements, saturating, scale clamped to 2^±127).
+def mx_block_reference(block, fmt: Format, rule: str = "floor",
+                       scale_fmt: FloatFormat = float8_e8m0fnu) -> tuple[int, list[int]]:
+    """OCP MX conversion of one block (RNE elements, saturating, scale clamped to the scale
+    format's range, 2^-127 .. 2^127 for E8M0).
+
+    Args:
+        block: the block's values (Python floats).
+        fmt: element format.
+        rule: "floor", "ceil" or "rceil".
+        scale_fmt: a power-of-two scale format (no mantissa bits; default E8M0).
 
     Returns:
-        (E8M0 scale code, element codes). A block with NaN/inf gets scale code 0xFF and
-        every element the format's NaN code (0 when it has none).
+        (scale code, element codes). A block with NaN/inf gets the scale format's NaN code
+        (0xFF) and every element the format's NaN code (0 when it has none); a zero block
+        the smallest scale.
     """
     if any(math.isnan(v) or math.isinf(v) for v in block):
-        if isinstance(fmt, FloatFormat) and fmt.has_nan:
-            if fmt.nan == "all_ones":
-                nan = (1 << (fmt.bits - 1)) - 1
-            else:
-                nan = (((1 << fmt.exp_bits) - 1) << fmt.man_bits) | (1 << (fmt.man_bits - 1))
-        else:
-            nan = 0
-        return 0xFF, [nan] * len(block)
+        nan = fmt.nan_code if isinstance(fmt, FloatFormat) and fmt.has_nan else 0
+        return scale_fmt.nan_code, [nan] * len(block)
     vals = [Fraction(v) for v in block]
     amax = max((abs(v) for v in vals), default=Fraction(0))
     if amax == 0:
-        e = -127
+        e = scale_fmt.emin
     elif rule == "floor":
         e = floor_log2(amax) - _emax_elem(fmt)
     elif rule == "ceil":
@@ -106,11 +109,11 @@ def mx_block_reference(block, fmt: Format, rule: str = "floor") -> tuple[int, li
         e = _ceil_log2(amax / Fraction(fmt.max))
     else:
         raise ValueError(rule)
-    e = max(-127, min(127, e))
+    e = max(scale_fmt.emin, min(scale_fmt.emax, e))
     scale = Fraction(2) ** e
     codes = [round_to_element(v / scale, math.copysign(1.0, f) < 0, fmt)
              for v, f in zip(vals, block)]
-    return e + 127, codes
+    return e + scale_fmt.bias, codes
 
 
 def int_code_reference(x: float, inv_scale: float, zero_point: int, qmin: int,

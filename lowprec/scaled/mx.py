@@ -1,0 +1,118 @@
+"""OCP MX: power-of-two block scales (E8M0).
+
+Each group's scale is 2^E with E from the group's amax and the element format's largest
+exponent (``scale_rule``); elements are ``x / 2^E`` cast to the element format (float or
+fixed point, MXINT8). The scale format is E8M0, or any float format without mantissa bits,
+whose exponent range bounds E.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ..formats import FloatFormat, Format
+from ..quantize import encode
+from .base import Quantized, ScalingRecipe, power_of_two
+from .grouping import Grouping, group_amax
+
+__all__ = ["MXRecipe", "mx_scale_exponents", "emax_elem"]
+
+
+def emax_elem(efmt: Format) -> int:
+    """Exponent of the largest power of two the element format holds (OCP's emax_elem)."""
+    if isinstance(efmt, FloatFormat):
+        return efmt.emax
+    return int(np.frexp(efmt.max)[1]) - 1
+
+
+def mx_scale_exponents(amax: np.ndarray, efmt: Format, rule: str) -> np.ndarray:
+    """Unclamped shared exponents E (scale 2^E) for finite, positive amax values.
+
+    Exponents come from the bits (``np.frexp``), never from ``floor(log2(.))``, which is
+    wrong just below powers of two. amax = 0 gives the smallest E8M0 exponent, -127.
+
+    Args:
+        amax: float64 array of block amaxes (finite, >= 0).
+        efmt: element format.
+        rule: "floor", "ceil" or "rceil" (see :func:`lowprec.quantize_scaled`).
+
+    Returns:
+        int64 array of exponents (not yet clamped to E8M0's [-127, 127]).
+    """
+    m, e = np.frexp(amax)  # amax = m * 2^e, m in [0.5, 1)
+    e = e.astype(np.int64)
+    if rule == "floor":
+        out = (e - 1) - emax_elem(efmt)
+    elif rule == "ceil":
+        out = np.where(m == 0.5, e - 1, e) - emax_elem(efmt)
+    else:  # rceil: least E with amax <= max_elem * 2^E, by comparing significands exactly
+        mm, em = np.frexp(float(efmt.max))
+        out = (e - em) + (m > mm)
+    return np.where(amax == 0, -127, out)
+
+
+class MXRecipe(ScalingRecipe):
+    """OCP MX v1.0 block scaling: scales 2^E in a power-of-two scale format.
+
+    Scale rules: "floor" (OCP MX v1.0 sec. 6.3: E = floor(log2 amax) - emax_elem), "ceil"
+    (torchao ``ScaleCalculationMode.CEIL``) and "rceil" (E = ceil(log2(amax / max_elem)):
+    cuDNN/cuBLAS, torchao ``RCEIL``, Transformer Engine MXFP8). E is clamped to the scale
+    format's exponent range; a zero block gets the smallest scale. A block holding NaN or
+    inf, or (``saturate=False``) one that needs a scale above the largest, gets the NaN
+    scale and NaN elements (element code 0 in formats without NaN).
+    """
+
+    scale_rules = ("floor", "ceil", "rceil")
+
+    @classmethod
+    def applies(cls, element: Format, scale: Format) -> bool:
+        """Power-of-two scale formats (E8M0), any element format."""
+        return power_of_two(scale)
+
+    @property
+    def label(self) -> str:
+        """``mx_<element>``."""
+        return f"mx_{self.element.name}"
+
+    def quantize(self, a: np.ndarray, grouping: Grouping, *, scale_rule: str, saturate: bool,
+                 rounding, seed) -> Quantized:
+        """See :meth:`ScalingRecipe.quantize`."""
+        efmt, sfmt = self.element, self.scale
+        x = a.astype(np.float64)
+        groups = grouping.to_groups(x)
+        amax = group_amax(groups)
+        bad = ~np.isfinite(amax)
+        finite = np.where(bad, 0.0, amax)
+        exps = mx_scale_exponents(finite, efmt, scale_rule)
+        exps = np.where(finite == 0, sfmt.emin, np.maximum(exps, sfmt.emin))
+        over = exps > sfmt.emax
+        exps = np.minimum(exps, sfmt.emax)
+        nan_scale = bad | (over & (not saturate))
+        if nan_scale.any() and not sfmt.has_nan:
+            raise ValueError(f"a block holds NaN or inf or needs a scale above "
+                             f"{sfmt.max:g}, but scale format {sfmt.name} has no NaN to mark it")
+        scales_g = np.where(nan_scale, np.nan, np.ldexp(1.0, exps))
+        e_el = grouping.expand(np.where(nan_scale, 0, exps))
+        v = np.ldexp(x, -e_el)
+        # Quotients below float64's range underflow to 0; keep them non-zero so directed
+        # rounding still sees a value strictly between 0 and the element's smallest subnormal.
+        lost = (v == 0) & (x != 0)
+        if lost.any():
+            v[lost] = np.copysign(5e-324, x[lost])
+        codes = encode(v, efmt, overflow="saturate" if saturate else None, nan="zero",
+                       rounding=rounding, seed=seed)
+        if nan_scale.any():
+            fill = encode(np.nan, efmt) if efmt.has_nan else 0
+            cg = grouping.to_groups(codes)
+            cg[nan_scale] = fill
+            codes = np.ascontiguousarray(grouping.from_groups(cg))
+        return Quantized(codes, grouping.scales_from_groups(scales_g))
+
+    def dequantize(self, values: np.ndarray, scales: np.ndarray, *,
+                   zero_point: Optional[np.ndarray] = None,
+                   global_scale: Optional[float] = None) -> np.ndarray:
+        """``element * 2^E`` exactly, in float64 (the scale range fits)."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            return values * scales
