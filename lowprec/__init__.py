@@ -11,6 +11,8 @@ from .arith import abs, add, div, fma, maximum, minimum, mul, neg, sqrt, sub  # 
 from .coded import register_array_class
 from .gemm import matmul
 from .lparray import LPArray, RoundingContext, array, concatenate, stack
+from .block_formats import BlockFormat, get_block_format, list_block_formats
+from .packing import pack, unpack
 
 # The numerics build results of their operands' kind; with plain numpy operands (matmul's
 # out=) that kind is LPArray. The root wires it, so no numerics module imports lparray.
@@ -19,8 +21,8 @@ register_array_class(LPArray)
 # Public names defined in heavier modules, imported on first use so that
 # `import lowprec` compiles nothing and imports neither matplotlib nor torch.
 _LAZY = {
-    **{n: "lowprec.scaled" for n in ("quantize_scaled", "ScaledTensor", "pack", "unpack",
-                                     "mx_quantize", "nvfp4_quantize", "fp8_scale")},
+    **{n: "lowprec.scaled" for n in ("quantize_scaled", "ScaledTensor", "mx_quantize",
+                                     "nvfp4_quantize", "fp8_scale")},
 }
 _SUBMODULES = ("testing", "hardware", "autograd", "reference", "datasets", "plot",
                "plot_numerics", "study")

@@ -28,3 +28,27 @@ def test_import_lowprec_loads_no_numba_torch_or_matplotlib():
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_function_level_imports_only_defer_the_kernels():
+    # An import inside a function is allowed for one reason: loading numba (the kernels) on
+    # first use rather than on `import lowprec`. Anything else inside a function would be a
+    # dodged cycle or an upward import (import-linter sees those too; this says why).
+    import ast
+
+    bad = []
+    for path in sorted((ROOT / "lowprec").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "")
+                                                         .startswith("lowprec")):
+                    mod = node.module or ""
+                    if not (mod == "_kernels" or mod.startswith("_kernels.")):
+                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno} {mod}")
+                elif isinstance(node, ast.Import):
+                    bad += [f"{path.relative_to(ROOT)}:{node.lineno} {a.name}"
+                            for a in node.names if a.name.startswith("lowprec")]
+    assert not bad, bad
