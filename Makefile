@@ -14,7 +14,7 @@ PIP := $(BIN)/python -m pip install -q -c $(CONSTRAINTS) --build-constraint $(CO
 LATEST := .venv-latest
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-slow test-latest bench docs clean
+.PHONY: demo test test-slow test-latest bench bench-quick docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -53,9 +53,13 @@ test-latest:
 docs: $(TEST_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
+# every row of the performance table against its peer, measured in one run; the docs page
+# is generated from the run (bench-quick: small sizes, a couple of minutes, no page)
 bench: $(TEST_STAMP)
-	$(BIN)/python benchmarks/bench_convert.py
-	$(BIN)/python benchmarks/bench_gemm.py
+	$(BIN)/python benchmarks/run.py --docs docs/benchmarks.md
+
+bench-quick: $(TEST_STAMP)
+	$(BIN)/python benchmarks/run.py --quick
 
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info site

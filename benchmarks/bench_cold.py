@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""First use on a cold numba cache: how long a fresh process waits before each entry point
+gives its first result (import, compilation, run), with an empty NUMBA_CACHE_DIR.
+
+Entry points: quantize (float32 -> e4m3), matmul in fp32, matmul with a bf16 accumulator,
+matmul on the H100 tensor-core model, and one training step of the study's MLP under the
+fp8-current recipe. Each runs in its own fresh process, then all four in one process (what a
+user starting a session pays). Usage: python benchmarks/bench_cold.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Context, Row, header, table  # noqa: E402
+
+GROUP = "first use on a cold cache"
+TARGET_S = 8.0
+
+_SETUP = "import numpy as np, lowprec as lp\nx = np.linspace(-3, 3, 256, dtype=np.float32)\n" \
+         "a = x.reshape(16, 16)\n"
+ENTRY = {
+    "quantize": "lp.quantize(x, 'e4m3')",
+    "matmul fp32": "lp.matmul(a, a)",
+    "matmul bf16 acc": "lp.matmul(a, a, inputs='bf16', acc='bf16')",
+    "matmul h100": "lp.matmul(a, a, inputs='e4m3', model='h100')",
+    "study step": ("from lowprec.autograd import Autocast, Policy, Tensor, nn, ops, optim\n"
+                   "m = nn.MLP([64, 128, 128, 10], seed=0)\n"
+                   "o = optim.SGD(m.parameters(), lr=0.01, momentum=0.9)\n"
+                   "with Autocast(Policy('fp8-current')):\n"
+                   "    l = ops.cross_entropy(m(Tensor(np.ones((32, 64), np.float32))), "
+                   "np.zeros(32, np.int64))\n"
+                   "o.zero_grad(); l.backward(); o.step()"),
+}
+
+
+def _run(code: str) -> float:
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _SETUP + code], env=env, check=True)
+        return time.perf_counter() - t
+
+
+def rows(ctx: Context) -> list:
+    out = []
+    for name, code in ({} if ctx.quick else ENTRY).items():
+        out.append(Row(GROUP, name, _run(code), unit="s (cold)", lower_is_better=True,
+                       note="fresh process, empty numba cache"))
+    total = _run("\n".join(ENTRY.values()))
+    out.append(Row(GROUP, "all five in one process", total, "target", TARGET_S, "s (cold)",
+                   TARGET_S / total, 1.0, lower_is_better=True,
+                   note=f"target: at most {TARGET_S:g} s in all"))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    print(header())
+    print(table(rows(Context(quick=args.quick))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
