@@ -25,7 +25,7 @@ EXIT_BROKEN_PIPE = 141
 COMMANDS = {
     "formats": ("lowprec.cli_formats", "print the table of named formats"),
     "demo": ("lowprec.cli_formats", "show every rounding mode on a few values"),
-    "study": ("lowprec.study", "train an MLP on the bundled digits under several precision recipes"),
+    "study": ("lowprec.study", "train under precision recipes from several seeds (on Dask): mean +- CI side by side"),
     "capture": ("lowprec.hardware.capture", "run conversions/GEMMs/a training step on a torch device and save them"),
     "compare": ("lowprec.hardware.compare", "replay captured or published GPU results under lowprec's models"),
     "fit": ("lowprec.hardware.fit", "search block-FMA parameters that explain captured GPU results"),

@@ -16,9 +16,11 @@ import numpy as np
 
 from .autograd.instrument import HIST_LO, History
 from .formats import FloatFormat, get_format
+from .stats import t_quantile
 
 __all__ = ["training_curves", "loss_curves", "accuracy_curves", "log2_histogram",
-           "gradient_histogram", "format_ranges", "save"]
+           "gradient_histogram", "format_ranges", "save", "curves_with_ci",
+           "tensor_histograms", "share_heatmap"]
 
 
 def _plt():
@@ -216,6 +218,144 @@ def gradient_histogram(history: History, formats: Sequence = ("fp16", "bf16", "e
         raise ValueError(f"no histogram recorded for role {role!r}; have {sorted(history.hist)}")
     return log2_histogram(h, HIST_LO, formats=formats, zeros=history.zeros.get(role, 0),
                           title=f"{history.recipe}: {role} values", ax=ax)
+
+
+def curves_with_ci(runs: Mapping[str, list], level: float = 0.95, axes=None,
+                   title: Optional[str] = None):
+    """Loss and accuracy per epoch for several recipes, each a mean over seeds with a
+    shaded confidence band (Student's t over the seeds).
+
+    Args:
+        runs: label -> list of runs of that label (each a :meth:`History.compact` dict or a
+            History), one per seed.
+        level: confidence level of the bands.
+        axes: an optional pair of Axes (default: a new figure).
+        title: a suptitle (e.g. the model and the settings).
+
+    Returns:
+        The Figure. Each recipe keeps one colour and line style in both panels, and the
+        legend sits outside the axes so it hides no curve.
+    """
+    plt = _plt()
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    else:
+        fig = axes[0].figure
+    for i, (label, hs) in enumerate(runs.items()):
+        eps = [_epochs(h) for h in hs]
+        n_ep = min(len(e) for e in eps) if eps else 0
+        if not n_ep:
+            continue
+        x = np.arange(1, n_ep + 1)
+        for ax, key, scale in ((axes[0], "train_loss", 1.0), (axes[1], "test_accuracy", 100.0)):
+            v = np.array([[np.nan if e[k][key] is None else e[k][key] * scale
+                           for k in range(n_ep)] for e in eps], dtype=np.float64)
+            ok = np.isfinite(v)
+            cnt = ok.sum(axis=0)
+            mean = np.where(cnt > 0, np.nansum(np.where(ok, v, 0), axis=0) / np.maximum(cnt, 1),
+                            np.nan)
+            sd = np.sqrt(np.nansum(np.where(ok, (v - mean) ** 2, 0), axis=0)
+                         / np.maximum(cnt - 1, 1))
+            tq = np.array([t_quantile(0.5 + level / 2, c - 1) if c > 1 else np.nan for c in cnt])
+            half = tq * sd / np.sqrt(np.maximum(cnt, 1))
+            st = _style(i)
+            ax.plot(x, mean, label=f"{label} (n={int(cnt.max())})", **st)
+            if np.isfinite(half).any():
+                ax.fill_between(x, mean - half, mean + half, color=st["color"], alpha=0.15,
+                                linewidth=0)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("training loss (mean over seeds)")
+    axes[1].set_ylabel("test accuracy, % (mean over seeds)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize="small", title=f"recipe (band: {int(level * 100)} % CI)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def tensor_histograms(run, keys: Optional[Sequence[str]] = None,
+                      formats: Sequence = ("fp16", "bf16", "e4m3", "e5m2"), ncols: int = 3,
+                      title: Optional[str] = None):
+    """One log2|value| histogram per tracked tensor (per layer and role), each with the
+    formats' ranges shaded: normal range dark, subnormals light, the flush-to-zero edge
+    dotted (see :func:`log2_histogram`).
+
+    Args:
+        run: a :meth:`History.compact` dict or a History whose tracker kept per-tensor
+            histograms.
+        keys: the tensors to draw (default: every one recorded, layer by layer).
+        formats: formats whose ranges are shaded.
+        ncols: panels per row.
+        title: a suptitle; the default names the run and says the counts cover every step.
+
+    Returns:
+        The Figure.
+
+    Raises:
+        ValueError: when the run kept no per-tensor histograms.
+    """
+    hk = run.hist_by_key if isinstance(run, History) else run.get("hist_by_key", {})
+    lo = HIST_LO if isinstance(run, History) else run.get("hist_lo", HIST_LO)
+    if not hk:
+        raise ValueError("the run kept no per-tensor histograms (Tracker(histogram=...))")
+    keys = list(keys) if keys is not None else sorted(hk)
+    plt = _plt()
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, k in zip(axes.flat, keys):
+        log2_histogram(np.asarray(hk[k]), lo, formats=formats, title=k, ax=ax)
+        ax.legend().remove() if ax is not axes.flat[0] else None
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    name = run.recipe if isinstance(run, History) else run.get("recipe", "")
+    fig.suptitle(title or f"{name}: log2|value| of each tensor cast into a GEMM, all steps "
+                          f"(shaded: where each format represents it)")
+    fig.tight_layout()
+    return fig
+
+
+def share_heatmap(run, what: str = "flushed", title: Optional[str] = None, ax=None):
+    """Tensor x step heat map of the share of values flushed to zero (or saturated) by the
+    casts of a run.
+
+    Args:
+        run: a :meth:`History.compact` dict (its ``shares``) or a History.
+        what: "flushed" (non-zero values that became zero) or "saturated" (values beyond
+            the format's range).
+        title: axes title (default: says what and which run).
+        ax: Axes to draw into (default: a new figure).
+
+    Returns:
+        The Figure.
+
+    Raises:
+        ValueError: for an unknown ``what`` or a run without per-step records.
+    """
+    if what not in ("flushed", "saturated"):
+        raise ValueError(f"what must be 'flushed' or 'saturated', got {what!r}")
+    shares = run.compact()["shares"] if isinstance(run, History) else run.get("shares", {})
+    if not shares:
+        raise ValueError("the run has no per-step cast records")
+    keys = sorted(shares)
+    m = np.array([[np.nan if v is None else v for v in shares[k][what]] for k in keys],
+                 dtype=np.float64)
+    fig, ax = _axes(ax, figsize=(10, 0.35 * len(keys) + 1.8))
+    im = ax.imshow(100 * m, aspect="auto", interpolation="nearest", cmap="magma",
+                   vmin=0, vmax=max(1e-9, float(np.nanmax(100 * m)) if np.isfinite(m).any()
+                                    else 1.0))
+    ax.set_yticks(range(len(keys)))
+    ax.set_yticklabels(keys, fontsize="small")
+    ax.set_xlabel("optimizer step")
+    name = run.recipe if isinstance(run, History) else run.get("recipe", "")
+    ax.set_title(title or f"{name}: % of values {what} {'to zero ' if what == 'flushed' else ''}"
+                          f"per tensor and step")
+    fig.colorbar(im, ax=ax, label=f"% {what}")
+    return fig
 
 
 def save(fig, path: str, dpi: int = 110) -> None:

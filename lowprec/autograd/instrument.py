@@ -183,8 +183,9 @@ class Tracker:
     """Collects cast and update statistics for one step at a time, and totals per role.
 
     Args:
-        histogram: the roles whose log2|x| histograms are accumulated (default: gradients,
-            the ones Micikevicius et al. plot); True for every role, False for none.
+        histogram: the roles whose log2|x| histograms are accumulated, per role and per
+            tensor (default: gradients, the ones Micikevicius et al. plot); True for every
+            role, False for none.
     """
 
     def __init__(self, histogram=("gradient",)):
@@ -196,6 +197,7 @@ class Tracker:
         self.update_totals = UpdateStats()
         self.hist: Dict[str, np.ndarray] = {}
         self.zeros: Dict[str, int] = {}
+        self.hist_by_key: Dict[str, np.ndarray] = {}  # per tensor, over the whole run
 
     def record(self, key: str, role: str, fmt: Optional[Format], x: np.ndarray, q: np.ndarray,
                amax: Optional[float] = None) -> CastStats:
@@ -210,6 +212,8 @@ class Tracker:
             h = log2_histogram(x)
             self.hist[role] = self.hist[role] + h if role in self.hist else h
             self.zeros[role] = self.zeros.get(role, 0) + int(np.count_nonzero(x == 0))
+            prev_h = self.hist_by_key.get(key)
+            self.hist_by_key[key] = h if prev_h is None else prev_h + h
         return s
 
     def record_update(self, key: str, delta: np.ndarray, old: np.ndarray, new: np.ndarray
@@ -245,6 +249,8 @@ class History:
         totals: per role, :class:`CastStats` over the whole run.
         update_totals: :class:`UpdateStats` over the whole run.
         formats: per tracked tensor, the format it was cast to.
+        hist_by_key: per tracked tensor whose role is histogrammed, counts of
+            floor(log2|x|) over HIST_LO..HIST_HI over the whole run.
     """
 
     recipe: str = ""
@@ -255,6 +261,7 @@ class History:
     totals: Dict[str, CastStats] = field(default_factory=dict)
     update_totals: UpdateStats = field(default_factory=UpdateStats)
     formats: Dict[str, str] = field(default_factory=dict)
+    hist_by_key: Dict[str, np.ndarray] = field(default_factory=dict)
 
     def log_step(self, loss: float, *, epoch: int = 0, scale: float = 1.0, skipped: bool = False,
                  tracker: Optional[Tracker] = None) -> None:
@@ -265,6 +272,7 @@ class History:
         if tracker is not None:
             self.hist, self.zeros, self.totals = tracker.hist, tracker.zeros, tracker.totals
             self.update_totals, self.formats = tracker.update_totals, tracker.formats
+            self.hist_by_key = tracker.hist_by_key
 
     def log_epoch(self, epoch: int, train_loss: float, test_accuracy: float, seconds: float) -> None:
         """Append one epoch's summary."""
@@ -298,6 +306,28 @@ class History:
                  zeros=dict(self.zeros), formats=dict(self.formats))
         if steps:
             d["steps"] = self.steps
+        return d
+
+    def compact(self) -> dict:
+        """What a study keeps of a run, in a few kB: epoch curves, per-step loss, loss
+        scale and skips, per tensor the per-step shares flushed to zero and saturated, the
+        histograms per role and per tensor, and the totals (JSON-ready)."""
+        keys = sorted({k for st in self.steps for k in st["tensors"]
+                       if not k.endswith("/update")})
+        shares = {}
+        for k in keys:
+            fl = [st["tensors"].get(k, {}).get("flushed_fraction") for st in self.steps]
+            sa = [st["tensors"].get(k, {}).get("saturated_fraction") for st in self.steps]
+            shares[k] = {"flushed": [None if v is None else round(v, 6) for v in fl],
+                         "saturated": [None if v is None else round(v, 6) for v in sa]}
+        d = self.summary()
+        d.update(epochs=self.epochs, loss=[s["loss"] for s in self.steps],
+                 scale=[s["scale"] for s in self.steps],
+                 skipped=[s["skipped"] for s in self.steps], shares=shares,
+                 hist_lo=HIST_LO, hist_hi=HIST_HI,
+                 hist={r: h.tolist() for r, h in self.hist.items()},
+                 hist_by_key={k: h.tolist() for k, h in self.hist_by_key.items()},
+                 zeros=dict(self.zeros), formats=dict(self.formats))
         return d
 
     def to_json(self, path: str, steps: bool = False) -> None:
