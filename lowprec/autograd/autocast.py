@@ -2,9 +2,14 @@
 hook (:class:`lowprec.autograd.engine.Precision`) for a :class:`~lowprec.autograd.policy.Policy`.
 
 ``with Autocast(policy): loss = model(x)``: every GEMM of forward and backward goes
-through :func:`lowprec.matmul` with its operands cast as the policy says (per-tensor or
-per-block scaling included), activations are rounded to the storage format, and each
+through :func:`lowprec.matmul` (with the policy's accumulator or tensor-core model and
+promotion interval) with its operands cast as the policy says (per-tensor, per-block or
+per-tile scaling included), activations are rounded to the storage format, and each
 cast reports to an optional :class:`~lowprec.autograd.instrument.Tracker`.
+
+Operands may carry batch dimensions: a is (..., m, k), b (..., k, n), transposes swap the
+last two axes and scales run along each GEMM's reduction axis (the last axis of a, the
+second-to-last of b).
 """
 
 from __future__ import annotations
@@ -22,26 +27,49 @@ from ..scaled import fp8_scale, quantize_scaled
 from .engine import Precision, get_precision, use_precision
 from .instrument import Tracker
 from .policy import ROLES, Policy, rounded_format
-from .scaling import AmaxHistory, CurrentScaling, MXScaling
+from .scaling import (AmaxHistory, CurrentScaling, FineGrainedScaling, MXScaling, NVFP4Scaling,
+                      nvfp4_cast, random_hadamard, tile_quantize)
 from .weight_update import derive_seed
 
 __all__ = ["Autocast", "autocast", "current", "QTensor"]
 
 
+def _swap(x: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    return None if x is None else np.swapaxes(x, -1, -2)
+
+
 class QTensor(NamedTuple):
     """A GEMM operand after its cast: ``values`` (float32; with a format, the values of
-    ``codes``) times ``inv`` (the per-tensor dequantization factor, None for 1)."""
+    ``codes``) times ``scale`` (per element, float32: the tile scales of
+    :class:`FineGrainedScaling`, constant along runs of the GEMM's reduction axis; None
+    for 1) times ``inv`` (the per-tensor dequantization factor, None for 1)."""
 
     values: np.ndarray
     fmt: Optional[Format]
     inv: Optional[np.float32]
     codes: Optional[np.ndarray] = None
+    scale: Optional[np.ndarray] = None
 
     @property
     def T(self) -> "QTensor":
-        """The transposed operand (values and codes)."""
-        return QTensor(self.values.T, self.fmt, self.inv,
-                       None if self.codes is None else self.codes.T)
+        """The operand with its last two axes swapped (values, codes and scales)."""
+        return QTensor(_swap(self.values), self.fmt, self.inv, _swap(self.codes),
+                       _swap(self.scale))
+
+    def k_slice(self, ks: slice, axis: int) -> "QTensor":
+        """The part ``ks`` of the reduction axis (-1 for a, -2 for b)."""
+        idx = (Ellipsis, ks) if axis == -1 else (Ellipsis, ks, slice(None))
+        return QTensor(self.values[idx], self.fmt, self.inv,
+                       None if self.codes is None else self.codes[idx],
+                       None if self.scale is None else self.scale[idx])
+
+    def dequantized(self) -> np.ndarray:
+        """fp32(values * scale) (the tile-scaled values read back; per-tensor ``inv`` is
+        not applied)."""
+        if self.scale is None:
+            return self.values
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (self.values * self.scale).astype(np.float32)
 
     def operand(self):
         """What :func:`lowprec.matmul` gets: an LPArray of the codes (so they are not
@@ -144,7 +172,7 @@ class Autocast(Precision):
                 has no format for the role).
             role: "activation", "weight" or "gradient".
             key: tracked-tensor name (delayed-scaling state, instrumentation).
-            axis: the GEMM's reduction axis of ``x`` (used by block scaling).
+            axis: the GEMM's reduction axis of ``x`` (used by block and tile scaling).
 
         Returns:
             A :class:`QTensor`.
@@ -160,12 +188,17 @@ class Autocast(Precision):
         sc = self.policy.scaling
         if isinstance(sc, MXScaling):
             return self._cast_mx(x, fmt, role, tk, axis, sc)
+        if isinstance(sc, FineGrainedScaling):
+            return self._cast_tiles(x, fmt, role, tk, axis, sc)
+        if isinstance(sc, NVFP4Scaling):
+            return self._cast_nvfp4(x, fmt, role, tk, axis, sc)
         amax = None
         if sc is None:
             xs, inv = x, None
         else:
             ax = np.abs(x)
-            amax_seen = np.float32(ax.max()) if x.size else np.float32(0)  # NaN/inf propagate
+            # TE's amax kernel reduces with fmaxf: NaN is ignored, an infinity is kept
+            amax_seen = np.float32(np.fmax.reduce(ax, axis=None)) if x.size else np.float32(0)
             finite = np.isfinite(ax)
             amax = amax_seen if np.isfinite(amax_seen) else (
                 np.float32(ax[finite].max()) if finite.any() else np.float32(0))
@@ -202,8 +235,38 @@ class Autocast(Precision):
         # values and the products are exact: the GEMM sees them as fp32 inputs.
         return QTensor(deq, None, None)
 
+    def _cast_tiles(self, x, fmt, role, tk, axis, sc: FineGrainedScaling) -> QTensor:
+        rnd = self.policy.cast_rounding
+        codes, scale = tile_quantize(x, fmt, axis=axis, tile=sc.tile,
+                                     block=sc.weight_block if role == "weight" else None,
+                                     rounding=rnd, seed=self._next_seed() if rnd == "sr" else None)
+        if self.tracker is not None:
+            with np.errstate(invalid="ignore"):
+                xs = x.astype(np.float64) / scale
+            self.tracker.record(tk, role, fmt, xs, decode(codes, fmt, np.float64))
+        return QTensor(decode(codes, fmt, np.float32), fmt, None, codes, scale)
+
+    def _cast_nvfp4(self, x, fmt, role, tk, axis, sc: NVFP4Scaling) -> QTensor:
+        sr = role == "gradient" and sc.stochastic_gradients
+        rnd = "sr" if sr else self.policy.cast_rounding
+        codes, bscale, g = nvfp4_cast(x, fmt, axis=axis, block_size=sc.block_size,
+                                      two_d=sc.weight_2d and role == "weight", rounding=rnd,
+                                      seed=self._next_seed() if rnd == "sr" else None)
+        elems = decode(codes, fmt, np.float32)
+        if self.tracker is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                xs = x.astype(np.float64) / (bscale.astype(np.float64) * np.float64(g))
+            self.tracker.record(tk, role, fmt, xs, elems.astype(np.float64))
+        # element x E4M3 block scale is exact in fp32 (at most 4 + 4 significant bits for
+        # fp4/fp8 elements); the tensor scale is the GEMM's alpha (QTensor.inv)
+        with np.errstate(invalid="ignore"):
+            vals = (elems * bscale).astype(np.float32)
+        return QTensor(vals, None, g)
+
     # -- GEMMs (the engine's hook) -------------------------------------------------------
     def _gemm(self, a: QTensor, b: QTensor, c: Optional[np.ndarray] = None) -> np.ndarray:
+        if a.scale is not None or b.scale is not None:
+            return self._gemm_tiles(a, b, c)
         p = self.policy
         scaled = a.inv is not None or b.inv is not None
         if p.acc is None:  # float64 reference product (gradient checks)
@@ -218,14 +281,48 @@ class Autocast(Precision):
         # only without them.
         out = lp_matmul(a.operand(), b.operand(), c=None if scaled else c, acc=p.acc,
                         acc_rounding=p.acc_rounding, fma=p.fma, model=p.gemm_model, seed=seed,
-                        scale_a=a.inv, scale_b=b.inv)
+                        chunk=p.promote_every, scale_a=a.inv, scale_b=b.inv)
         if scaled and c is not None:
             out = (out + np.asarray(c, np.float32)).astype(np.float32)
         return out
 
+    def _gemm_tiles(self, a: QTensor, b: QTensor, c: Optional[np.ndarray] = None
+                    ) -> np.ndarray:
+        """The GEMM of tile-scaled operands (:class:`FineGrainedScaling`), in K chunks of
+        ``tile``: each chunk's product by :func:`lowprec.matmul` (the policy's
+        accumulator or model), times the a-scale and then the b-scale of the chunk (fp32
+        RNE each), added into an fp32 total that starts at +0, chunks in K order; a bias
+        is added to the total last (the kernel's epilogue)."""
+        p = self.policy
+        if p.acc is None:  # float64 reference product of the dequantized operands
+            av = a.values.astype(np.float64) * (1.0 if a.scale is None else a.scale)
+            bv = b.values.astype(np.float64) * (1.0 if b.scale is None else b.scale)
+            out = np.matmul(av, bv)
+            return out if c is None else out + np.asarray(c, np.float64)
+        t = p.scaling.tile
+        K = a.values.shape[-1]
+        shape = np.broadcast_shapes(a.values.shape[:-2], b.values.shape[:-2]) + (
+            a.values.shape[-2], b.values.shape[-1])
+        total = np.zeros(shape, np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k0 in range(0, K, t):
+                ks = slice(k0, k0 + t)
+                seed = self._next_seed() if p.acc_rounding == "sr" else None
+                r = lp_matmul(a.k_slice(ks, -1).operand(), b.k_slice(ks, -2).operand(),
+                              acc=p.acc, acc_rounding=p.acc_rounding, fma=p.fma,
+                              model=p.gemm_model, seed=seed, chunk=p.promote_every)
+                if a.scale is not None:
+                    r = (r * a.scale[..., :, k0:k0 + 1]).astype(np.float32)
+                if b.scale is not None:
+                    r = (r * b.scale[..., k0:k0 + 1, :]).astype(np.float32)
+                total = (total + r).astype(np.float32)
+            if c is not None:
+                total = (total + np.asarray(c, np.float32)).astype(np.float32)
+        return total
+
     def matmul(self, a: np.ndarray, b: np.ndarray, key: str,
                c: Optional[np.ndarray] = None) -> Tuple[np.ndarray, tuple]:
-        """Forward GEMM ``c + a @ b`` (a: activations m x k, b: weights k x n).
+        """Forward GEMM ``c + a @ b`` (a: activations (..., m, k), b: weights (..., k, n)).
 
         Args:
             a, b: the operands; they are cast as the policy says for their role.
@@ -238,8 +335,8 @@ class Autocast(Precision):
             ``(output, saved)``: the output (rounded to the storage format) and what the
             backward pass needs.
         """
-        qa = self.cast(a, "activation", key, axis=1)
-        qb = self.cast(b, "weight", key, axis=0)
+        qa = self.cast(a, "activation", key, axis=-1)
+        qb = self.cast(b, "weight", key, axis=-2)
         self.note("matmul", "activation", self._fmts["activation"])
         self.note("matmul", "weight", self._fmts["weight"])
         out = self._gemm(qa, qb, c).astype(a.dtype, copy=False)  # float32 GEMMs upcast exactly
@@ -252,22 +349,35 @@ class Autocast(Precision):
     def matmul_backward(self, g: np.ndarray, saved: tuple, key: str, need_a: bool,
                         need_b: bool) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
         """Backward GEMMs: ``g @ b.T`` (data gradient) and ``a.T @ g`` (weight gradient),
-        with ``g`` cast to the gradient format."""
+        with ``g`` cast to the gradient format (``.T``: the last two axes swapped).
+
+        Under per-block or per-tile scaling (:class:`MXScaling`, :class:`FineGrainedScaling`,
+        :class:`NVFP4Scaling`) the scales must run along each GEMM's reduction axis, so the
+        operands are cast again for each GEMM (TE's row- and column-wise copies): weights
+        with 2-D blocks keep their forward cast, transposed; DeepSeek-V3's wgrad activation
+        is the forward cast read back and re-tiled; NVFP4 transforms both wgrad operands by
+        the random Hadamard transform first."""
         a, b, qa, qb = saved
         ga = gb = None
         if not (need_a or need_b):
             return ga, gb
-        if isinstance(self.policy.scaling, MXScaling):
-            # Block scales run along each GEMM's reduction axis, which differs between
-            # forward and backward: cast again, as MX hardware keeps both layouts.
+        sc = self.policy.scaling
+        if isinstance(sc, (MXScaling, FineGrainedScaling, NVFP4Scaling)):
             if need_a:
-                ga = self._gemm(self.cast(g, "gradient", key, axis=1),
-                                self.cast(b, "weight", key, axis=1).T)
+                qg = self.cast(g, "gradient", key, axis=-1)  # first: the seeds' order
+                w2d = isinstance(sc, FineGrainedScaling) or (isinstance(sc, NVFP4Scaling)
+                                                             and sc.weight_2d)
+                ga = self._gemm(qg, qb.T if w2d else self.cast(b, "weight", key, axis=-1).T)
             if need_b:
-                gb = self._gemm(self.cast(a, "activation", key, axis=0).T,
-                                self.cast(g, "gradient", key, axis=0))
+                x = qa.dequantized() if isinstance(sc, FineGrainedScaling) else a
+                gg = g
+                if isinstance(sc, NVFP4Scaling) and sc.hadamard:
+                    d = sc.signs()
+                    x, gg = random_hadamard(x, -2, d), random_hadamard(g, -2, d)
+                gb = self._gemm(self.cast(x, "activation", key, axis=-2).T,
+                                self.cast(gg, "gradient", key, axis=-2))
         else:
-            qg = self.cast(g, "gradient", key, axis=1)
+            qg = self.cast(g, "gradient", key, axis=-1)
             if need_a:
                 ga = self._gemm(qg, qb.T)
             if need_b:

@@ -11,15 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Dict, Optional, Tuple, Union
 
+import numpy as np
+
 from ..formats import FixedFormat, Format, float32, get_format
+from ..tensorcore import BlockFMAModel, TensorCoreModel, get_model, select_block_pair
 from .grad_scaler import GradScaler
-from .scaling import CurrentScaling, DelayedScaling, MXScaling, Scaling
+from .scaling import (SCALINGS, CurrentScaling, DelayedScaling, FineGrainedScaling, MXScaling,
+                      NVFP4Scaling, Scaling)
 from .weight_update import UPDATE_RULES, WeightUpdate
 
-__all__ = ["Policy", "RECIPES", "FIXED16", "ROLES", "rounded_format"]
+__all__ = ["Policy", "RECIPES", "FIXED16", "ROLES", "GEMMS", "rounded_format"]
 
 #: The three kinds of GEMM operand a policy assigns formats to.
 ROLES = ("activation", "weight", "gradient")
+
+#: The GEMMs of a linear layer and the roles of their operands (a, b): forward
+#: ``x @ w``, data gradient ``g @ w.T``, weight gradient ``x.T @ g``.
+GEMMS = (("forward", "activation", "weight"), ("dgrad", "gradient", "weight"),
+         ("wgrad", "activation", "gradient"))
 
 
 def rounded_format(value) -> Optional[Format]:
@@ -64,30 +73,46 @@ class Policy:
         gradients: format of output gradients entering the backward GEMMs.
         acc: accumulator format of :func:`lowprec.matmul` ("fp32", "fp16", "bf16", ...),
             or None for a float64 reference product with numpy (gradient checks only: it
-            is not an emulated accumulator; operands cast by the policy are still cast).
+            is not an emulated accumulator; operands cast by the policy are still cast;
+            not with a ``gemm_model``).
         acc_rounding: rounding of each accumulation step ("rne", "rtz", "sr", ...).
         fma: passed to :func:`lowprec.matmul`: True rounds once per step
             (round(d + a*b)); False rounds each product to the accumulator first. The two
             agree whenever products are exact in the accumulator (every low-precision
             input format with an fp32 accumulator).
-        gemm_model: a hardware accumulation model name passed to :func:`lowprec.matmul`
-            (overrides ``acc``), or None.
+        gemm_model: a tensor-core model passed to :func:`lowprec.matmul` as ``model=`` for
+            every forward and backward GEMM (overrides ``acc``, ``acc_rounding`` and
+            ``fma``): a GPU name of :data:`lowprec.tensorcore.MODELS` ("h100", ...), a
+            :class:`~lowprec.tensorcore.TensorCoreModel` or a fitted
+            :class:`~lowprec.tensorcore.BlockFMAModel`; or None. Each GEMM's operand
+            formats (forward: activations x weights; dgrad: gradients x weights; wgrad:
+            activations x gradients, e.g. E4M3 x E5M2) must be ones the model takes
+            together; float32 (a role without a format) is not a tensor-core input.
         storage: format activations are stored in (GEMM outputs and relu/gelu/tanh/sigmoid
             outputs are rounded to it), as autocast keeps them in the low dtype. None: fp32.
         cast_rounding: rounding of the operand casts ("rne" or "sr").
         overflow: overflow rule of the operand casts; None means "saturate" under a scaling
             recipe or for a format without infinities, IEEE "inf" otherwise (so loss
             scaling sees overflow).
-        scaling: None, :class:`CurrentScaling`, :class:`DelayedScaling` or
-            :class:`MXScaling`; it applies to every operand with a low format.
+        scaling: None or a recipe of :mod:`lowprec.autograd.scaling`:
+            :class:`CurrentScaling`, :class:`DelayedScaling`, :class:`MXScaling`,
+            :class:`FineGrainedScaling` (DeepSeek-V3) or :class:`NVFP4Scaling`; it applies
+            to every operand with a low format. The block-scaled MX and NVFP4 GEMMs take
+            no ``gemm_model``.
         master: format the weights are stored in. None: fp32 master weights, with the
             low-precision copies made at each GEMM. A low format: weights live only there.
         update: how an update is rounded into a low ``master``: "rne", "sr" (stochastic
             rounding) or "kahan" (Kahan-compensated summation, float formats only).
         loss_scale: None, a number (static loss scaling) or "dynamic" (GradScaler).
+        promote_every: None, or N: every GEMM adds its partial sum into an fp32 total
+            (RNE) every N products of K and restarts, as :func:`lowprec.matmul`'s
+            ``chunk=N`` does (with a ``gemm_model``: the model's fp32 promotion interval,
+            a multiple of its instruction's K, e.g. DeepSeek-V3's N_C = 128 on Hopper).
 
     Raises:
-        ValueError: unknown formats or options.
+        ValueError: unknown formats or options, a ``gemm_model`` that does not take a
+            GEMM's operand formats or the promotion interval, a block-scaled recipe with
+            a ``gemm_model``.
     """
 
     name: str = ""
@@ -97,7 +122,7 @@ class Policy:
     acc: Optional[str] = "fp32"
     acc_rounding: str = "rne"
     fma: bool = True
-    gemm_model: Optional[str] = None
+    gemm_model: Union[None, str, TensorCoreModel, BlockFMAModel] = None
     storage: Optional[str] = None
     cast_rounding: str = "rne"
     overflow: Optional[str] = None
@@ -105,6 +130,7 @@ class Policy:
     master: Optional[str] = None
     update: str = "rne"
     loss_scale: Union[None, float, str] = None
+    promote_every: Optional[int] = None
 
     def __post_init__(self):
         if not isinstance(self.name, str):
@@ -148,15 +174,50 @@ class Policy:
                              f"format, got {self.master!r}")
         if self.cast_rounding not in ("rne", "sr"):
             raise ValueError(f"Policy {self.name!r}: cast_rounding must be 'rne' or 'sr'")
-        if self.scaling is not None and not isinstance(self.scaling, (CurrentScaling,
-                                                                      DelayedScaling, MXScaling)):
-            raise ValueError(f"Policy {self.name!r}: scaling must be a CurrentScaling, "
-                             f"DelayedScaling or MXScaling, got {self.scaling!r}")
+        if self.scaling is not None and not isinstance(self.scaling, SCALINGS):
+            raise ValueError(f"Policy {self.name!r}: scaling must be one of "
+                             f"{', '.join(c.__name__ for c in SCALINGS)}, got {self.scaling!r}")
         ls = self.loss_scale
         if not (ls is None or ls == "dynamic" or (isinstance(ls, (int, float))
                                                   and not isinstance(ls, bool) and ls > 0)):
             raise ValueError(f"Policy {self.name!r}: loss_scale must be None, a positive "
                              f"number or 'dynamic', got {ls!r}")
+        pe = self.promote_every
+        if pe is not None and (isinstance(pe, bool) or not isinstance(pe, (int, np.integer))
+                               or pe < 1):
+            raise ValueError(f"Policy {self.name!r}: promote_every must be None or a positive "
+                             f"int, got {pe!r}")
+        if self.gemm_model is not None:
+            self._check_gemm_model()
+
+    def _check_gemm_model(self) -> None:
+        """Every GEMM's operand formats (and the promotion interval) must be ones the
+        tensor-core model takes: the error comes here, not at the first GEMM."""
+        try:
+            model = get_model(self.gemm_model)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"Policy {self.name!r}: bad gemm_model={self.gemm_model!r}: "
+                             f"{e}") from None
+        label = model.name or repr(model)
+        if self.acc is None:
+            raise ValueError(f"Policy {self.name!r}: acc=None (a float64 reference product) "
+                             f"cannot run on gemm_model {label!r}; drop one of them")
+        if isinstance(self.scaling, (MXScaling, NVFP4Scaling)):
+            raise ValueError(f"Policy {self.name!r}: {type(self.scaling).__name__} GEMMs run "
+                             f"on block-scaled values; block-scaled tensor-core GEMMs are not "
+                             f"modelled, so gemm_model must be None (got {label!r})")
+        for gemm, ra, rb in GEMMS:
+            fa, fb = self.format(ra) or float32, self.format(rb) or float32
+            try:
+                blk = select_block_pair(model, fa, fb, "fp32")
+                if self.promote_every is not None:
+                    blk.with_(promote_every=int(self.promote_every))
+            except ValueError as e:
+                hint = (f"; give the {ra}s and {rb}s formats it takes" if float32 in (fa, fb)
+                        else "")
+                raise ValueError(f"Policy {self.name!r}: gemm_model {label!r} cannot run the "
+                                 f"{gemm} GEMM ({ra}s in {fa.name} x {rb}s in {fb.name}): "
+                                 f"{e}{hint}") from None
 
     def _is_bare_name(self) -> bool:
         return all(getattr(self, f.name) == f.default for f in fields(self) if f.name != "name")
@@ -217,9 +278,12 @@ def _named_recipes() -> Dict[str, Tuple[Policy, str]]:
     def mixed(name, fmt, **kw):
         return Policy(name, activations=fmt, weights=fmt, gradients=fmt, storage=fmt, **kw)
 
-    def fp8(name, scaling):
+    def fp8(name, scaling, **kw):
         return Policy(name, activations="float8_e4m3fn", weights="float8_e4m3fn",
-                      gradients="float8_e5m2", scaling=scaling)
+                      gradients="float8_e5m2", scaling=scaling, **kw)
+
+    def same(name, fmt, scaling, **kw):  # one format for all three GEMM operand roles
+        return Policy(name, activations=fmt, weights=fmt, gradients=fmt, scaling=scaling, **kw)
 
     table = {
         "fp32": (Policy(), "reference: float32 everywhere"),
@@ -244,6 +308,19 @@ def _named_recipes() -> Dict[str, Tuple[Policy, str]]:
                        f"weights only in fixed point {FIXED16}, stochastically rounded update"),
         "fp8-mx": (fp8("fp8-mx", MXScaling()), "E4M3 fwd / E5M2 grads, MX blocks of 32, E8M0 "
                                                 "scales"),
+        "fp8-current-h100": (fp8("fp8-current-h100", CurrentScaling(), gemm_model="h100"),
+                             "fp8-current with every GEMM on the H100 tensor-core model"),
+        "fp8-current-h100-promote128": (
+            fp8("fp8-current-h100-promote128", CurrentScaling(), gemm_model="h100",
+                promote_every=128),
+            "fp8-current-h100, partial sums promoted to fp32 every 128 products"),
+        "fp8-deepseek": (same("fp8-deepseek", "float8_e4m3fn", FineGrainedScaling(),
+                              gemm_model="h100"),
+                         "DeepSeek-V3: E4M3 everywhere, 1x128 tiles / 128x128 weight blocks, "
+                         "H100 model, fp32 every 128"),
+        "nvfp4": (same("nvfp4", "float4_e2m1fn", NVFP4Scaling()),
+                  "NVFP4: E2M1 in 16-blocks, E4M3 block + fp32 tensor scales, 16x16 weight "
+                  "blocks, SR grads, RHT on wgrad"),
     }
     return table
 
