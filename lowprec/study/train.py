@@ -22,10 +22,11 @@ from ..autograd.autocast import Autocast
 from ..autograd.instrument import CastStats, History, Tracker
 from ..autograd.weight_update import derive_seed
 from ..datasets import load_digits
+from ..autograd.policy import Policy
 from .config import StudyConfig, recipe_policy
 from .sweep import Task
 
-__all__ = ["train_recipe", "train_task", "one_thread"]
+__all__ = ["train_recipe", "train_task", "task_policy", "one_thread"]
 
 
 @contextlib.contextmanager
@@ -56,8 +57,12 @@ def _accuracy(model, x, y, ctx) -> float:
     return float((pred == y).mean())
 
 
-def _setup(name: str, config: StudyConfig, tracker):
-    policy = recipe_policy(name)
+def _policy(recipe) -> "Policy":
+    return recipe if isinstance(recipe, Policy) else recipe_policy(recipe)
+
+
+def _setup(recipe, config: StudyConfig, tracker):
+    policy = _policy(recipe)
     model = nn.MLP(list(config.sizes), seed=config.seed)
     ctx = Autocast(policy, seed=derive_seed(config.seed, 2), tracker=tracker)
     opt = optim.SGD(model.parameters(), lr=config.lr * 2.0 ** config.loss_shift,
@@ -87,19 +92,20 @@ def _warm_up(name: str, config: StudyConfig, data) -> float:
     from its cache) before the clock of the run starts. Returns its seconds."""
     t0 = time.perf_counter()
     _, model, ctx, opt = _setup(name, config, None)
-    scaler = recipe_policy(name).grad_scaler()
+    scaler = _policy(name).grad_scaler()
     b = min(config.batch_size, len(data.y_train))
     _step(model, ctx, opt, scaler, data.x_train[:b], data.y_train[:b], np.float32(1))
     _accuracy(model, data.x_test[:b], data.y_test[:b], ctx)
     return time.perf_counter() - t0
 
 
-def train_recipe(name: str, config: StudyConfig, data=None, progress: bool = False,
+def train_recipe(name, config: StudyConfig, data=None, progress: bool = False,
                  histogram=("gradient", "activation")):
     """Train the study's MLP under one recipe.
 
     Args:
-        name: a recipe name (see :data:`lowprec.study.RECIPES`).
+        name: a recipe name (see :data:`lowprec.study.RECIPES`) or a
+            :class:`~lowprec.autograd.policy.Policy`.
         config: the shared hyper-parameters.
         data: a :class:`lowprec.datasets.Split` (default: the bundled digits split by
             ``config.seed``).
@@ -120,7 +126,8 @@ def train_recipe(name: str, config: StudyConfig, data=None, progress: bool = Fal
     Raises:
         ValueError: for an unknown recipe.
     """
-    recipe_policy(name)
+    policy = _policy(name)
+    name = policy.name
     data = data if data is not None else load_digits(seed=config.seed)
     n = len(data.y_train)
     steps = (n + config.batch_size - 1) // config.batch_size
@@ -130,12 +137,12 @@ def train_recipe(name: str, config: StudyConfig, data=None, progress: bool = Fal
     # Overflowing steps (fp16 without enough headroom) carry inf/NaN through the graph on
     # purpose; numpy's warnings about them would only clutter the report.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        compile_s = _warm_up(name, config, data)
+        compile_s = _warm_up(policy, config, data)
         bar.set_description(f"{name:>15}", refresh=False)
         bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
         t0 = time.perf_counter()
         tracker = Tracker(histogram=histogram)
-        policy, model, ctx, opt = _setup(name, config, tracker)
+        policy, model, ctx, opt = _setup(policy, config, tracker)
         scaler = policy.grad_scaler()
         shift = np.float32(2.0 ** -config.loss_shift)
         hist = History(recipe=name)
@@ -179,10 +186,18 @@ def train_recipe(name: str, config: StudyConfig, data=None, progress: bool = Fal
     return result, hist
 
 
+def task_policy(task: Task) -> Policy:
+    """The task's recipe, with the changes of its "policy" parameter (a reproduction's
+    variant of a recipe, e.g. another fixed-point split)."""
+    changes = dict(task.param("policy", ()))
+    return Policy.recipe(task.recipe, **changes) if changes else recipe_policy(task.recipe)
+
+
 def train_task(task: Task) -> dict:
-    """The sweep's entry for an MLP run: the task's recipe and seed with its parameters
-    over :class:`StudyConfig`'s defaults, on one numba thread."""
-    config = StudyConfig(seed=task.seed).with_params(task.params)
+    """The sweep's entry for an MLP run: the task's recipe (and policy changes) and seed
+    with its parameters over :class:`StudyConfig`'s defaults, on one numba thread."""
+    params = [p for p in task.params if p[0] != "policy"]
+    config = StudyConfig(seed=task.seed).with_params(params)
     with one_thread():
-        result, hist = train_recipe(task.recipe, config)
+        result, hist = train_recipe(task_policy(task), config)
     return {"result": result, "history": hist.compact()}
