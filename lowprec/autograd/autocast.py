@@ -39,9 +39,9 @@ class QTensor(NamedTuple):
 
     @property
     def T(self) -> "QTensor":
-        """The transposed operand (values and codes)."""
-        return QTensor(self.values.T, self.fmt, self.inv,
-                       None if self.codes is None else self.codes.T)
+        """The operand with its last two axes swapped (values and codes)."""
+        return QTensor(np.swapaxes(self.values, -1, -2), self.fmt, self.inv,
+                       None if self.codes is None else np.swapaxes(self.codes, -1, -2))
 
     def operand(self):
         """What :func:`lowprec.matmul` gets: an LPArray of the codes (so they are not
@@ -225,7 +225,8 @@ class Autocast(Precision):
 
     def matmul(self, a: np.ndarray, b: np.ndarray, key: str,
                c: Optional[np.ndarray] = None) -> Tuple[np.ndarray, tuple]:
-        """Forward GEMM ``c + a @ b`` (a: activations m x k, b: weights k x n).
+        """Forward GEMM ``c + a @ b`` (a: activations m x k, b: weights k x n; or batched,
+        (..., m, k) @ (..., k, n), as the attention products).
 
         Args:
             a, b: the operands; they are cast as the policy says for their role.
@@ -238,8 +239,8 @@ class Autocast(Precision):
             ``(output, saved)``: the output (rounded to the storage format) and what the
             backward pass needs.
         """
-        qa = self.cast(a, "activation", key, axis=1)
-        qb = self.cast(b, "weight", key, axis=0)
+        qa = self.cast(a, "activation", key, axis=-1)
+        qb = self.cast(b, "weight", key, axis=-2)
         self.note("matmul", "activation", self._fmts["activation"])
         self.note("matmul", "weight", self._fmts["weight"])
         out = self._gemm(qa, qb, c).astype(a.dtype, copy=False)  # float32 GEMMs upcast exactly
@@ -251,8 +252,8 @@ class Autocast(Precision):
 
     def matmul_backward(self, g: np.ndarray, saved: tuple, key: str, need_a: bool,
                         need_b: bool) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-        """Backward GEMMs: ``g @ b.T`` (data gradient) and ``a.T @ g`` (weight gradient),
-        with ``g`` cast to the gradient format."""
+        """Backward GEMMs: ``g @ b^T`` (data gradient) and ``a^T @ g`` (weight gradient),
+        ``^T`` swapping the last two axes, with ``g`` cast to the gradient format."""
         a, b, qa, qb = saved
         ga = gb = None
         if not (need_a or need_b):
@@ -261,13 +262,13 @@ class Autocast(Precision):
             # Block scales run along each GEMM's reduction axis, which differs between
             # forward and backward: cast again, as MX hardware keeps both layouts.
             if need_a:
-                ga = self._gemm(self.cast(g, "gradient", key, axis=1),
-                                self.cast(b, "weight", key, axis=1).T)
+                ga = self._gemm(self.cast(g, "gradient", key, axis=-1),
+                                self.cast(b, "weight", key, axis=-1).T)
             if need_b:
-                gb = self._gemm(self.cast(a, "activation", key, axis=0).T,
-                                self.cast(g, "gradient", key, axis=0))
+                gb = self._gemm(self.cast(a, "activation", key, axis=-2).T,
+                                self.cast(g, "gradient", key, axis=-2))
         else:
-            qg = self.cast(g, "gradient", key, axis=1)
+            qg = self.cast(g, "gradient", key, axis=-1)
             if need_a:
                 ga = self._gemm(qg, qb.T)
             if need_b:
