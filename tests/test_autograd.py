@@ -95,6 +95,16 @@ CASES = {
     "mse": (lambda a, b: ops.mse(a, b), (A, B)),
     "layer_norm": (lambda a: ops.layer_norm(a), (A,)),
     "layer_norm_affine": (lambda a, w, b: ops.layer_norm(a, w, b), (A, ROW, ROW[::-1].copy())),
+    # batched GEMMs (the attention products): (..., m, k) @ (..., k, n), batch axes broadcast
+    "matmul_batched": (lambda a, b: a @ b, (rng.standard_normal((2, 3, 4)),
+                                            rng.standard_normal((2, 4, 2)))),
+    "matmul_batch_broadcast": (lambda a, b: a @ b, (rng.standard_normal((2, 1, 3, 4)),
+                                                    rng.standard_normal((3, 4, 2)))),
+    "matmul_2d_by_batched": (lambda a, b: a @ b, (A, rng.standard_normal((2, 4, 5)))),
+    "matmul_batched_c": (lambda a, b, c: a.matmul(b, c=c),
+                         (rng.standard_normal((2, 3, 4)), M, rng.standard_normal((2, 1, 5)))),
+    "matmul_batched_transposed": (lambda a: a @ a.transpose(0, 2, 1),
+                                  (rng.standard_normal((2, 3, 4)),)),
 }
 
 
@@ -132,9 +142,9 @@ def test_dtypes_are_kept():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="matmul needs 2-D"):
+    with pytest.raises(ValueError, match="matmul needs operands"):
         Tensor(np.ones(3)) @ Tensor(np.ones(3))
-    with pytest.raises(ValueError, match="matmul needs 2-D"):
+    with pytest.raises(ValueError, match="matmul needs operands"):
         Tensor(np.ones((2, 3))) @ Tensor(np.ones((2, 3)))
     with pytest.raises(ValueError, match="class indices"):
         ops.cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 3]))
@@ -449,6 +459,53 @@ def test_default_hook_equals_the_fp32_policy(dtype):
     w = r.standard_normal((7, 3)).astype(dtype)
     np.testing.assert_array_equal((Tensor(x) @ Tensor(w)).data,
                                   lowprec.matmul(x, w).astype(dtype))
+
+
+def test_batched_matmul_errors():
+    with pytest.raises(ValueError, match="batch axes do not broadcast"):
+        Tensor(np.ones((2, 3, 4))) @ Tensor(np.ones((3, 4, 5)))
+    with pytest.raises(ValueError, match="matmul needs operands"):
+        Tensor(np.ones((2, 3, 4))) @ Tensor(np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        Tensor(np.ones((2, 3, 4))).matmul(Tensor(np.ones((4, 5))), c=np.ones((3, 3, 5)))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shapes", [((2, 3, 4), (2, 4, 5)), ((2, 1, 3, 4), (3, 4, 5)),
+                                    ((3, 4), (2, 2, 4, 5))])
+def test_batched_matmul_against_torch(shapes):
+    """Forward and both gradients of a batched product (float64 reference policy) against
+    torch.matmul; a broadcast operand's gradient is summed over its broadcast axes."""
+    torch = pytest.importorskip("torch")
+    r = np.random.default_rng(8)
+    a, b = (r.standard_normal(s) for s in shapes)
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    ty = ta @ tb
+    w = r.standard_normal(tuple(ty.shape))
+    (ty * torch.tensor(w)).sum().backward()
+    x, y = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+    with amp.autocast(F64):
+        out = x @ y
+    (out * Tensor(w)).sum().backward()
+    np.testing.assert_allclose(out.data, ty.detach().numpy(), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(x.grad, ta.grad.numpy(), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(y.grad, tb.grad.numpy(), rtol=1e-13, atol=1e-14)
+
+
+def test_default_hook_batched_equals_one_gemm_per_batch_entry():
+    """The default hook's batched GEMMs (forward, data and weight gradients) equal
+    lowprec.matmul on each batch entry, bit for bit."""
+    r = np.random.default_rng(9)
+    a = r.standard_normal((3, 5, 7)).astype(np.float32)
+    b = r.standard_normal((3, 7, 4)).astype(np.float32)
+    g = r.standard_normal((3, 5, 4)).astype(np.float32)
+    x, y = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+    out = x @ y
+    out.backward(g)
+    for i in range(3):
+        np.testing.assert_array_equal(out.data[i], lowprec.matmul(a[i], b[i]))
+        np.testing.assert_array_equal(x.grad[i], lowprec.matmul(g[i], b[i].T))
+        np.testing.assert_array_equal(y.grad[i], lowprec.matmul(a[i].T, g[i]))
 
 
 def test_matmul_addend_errors():

@@ -322,7 +322,8 @@ class Autocast(Precision):
 
     def matmul(self, a: np.ndarray, b: np.ndarray, key: str,
                c: Optional[np.ndarray] = None) -> Tuple[np.ndarray, tuple]:
-        """Forward GEMM ``c + a @ b`` (a: activations (..., m, k), b: weights (..., k, n)).
+        """Forward GEMM ``c + a @ b`` (a: activations (..., m, k), b: weights (..., k, n);
+        batched operands, as the attention products, broadcast their leading axes).
 
         Args:
             a, b: the operands; they are cast as the policy says for their role.

@@ -45,37 +45,41 @@ class Precision:
 
     def matmul(self, a: np.ndarray, b: np.ndarray, key: str,
                c: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Any]:
-        """The forward GEMM ``c + a @ b``.
+        """The forward GEMM ``c + a @ b``, batched over leading axes as numpy's matmul.
 
         Args:
-            a: (m, k) activations.
-            b: (k, n) weights.
+            a: (..., m, k) activations.
+            b: (..., k, n) weights (in attention, the second activation operand); the
+                batch axes of ``a`` and ``b`` broadcast against each other.
             key: names the product in per-tensor state (amax histories, statistics).
-            c: optional addend broadcastable to (m, n) that enters the accumulation (a
-                bias fused into the GEMM, as torch's addmm and cuBLASLt's epilogue).
+            c: optional addend broadcastable to (..., m, n) that enters the accumulation
+                (a bias fused into the GEMM, as torch's addmm and cuBLASLt's epilogue).
 
         Returns:
-            ``(output, saved)``: the (m, n) output in ``a``'s dtype and whatever
+            ``(output, saved)``: the (..., m, n) output in ``a``'s dtype and whatever
             :meth:`matmul_backward` needs.
         """
         return _lp_matmul(a, b, c=c).astype(a.dtype, copy=False), (a, b)
 
     def matmul_backward(self, g: np.ndarray, saved: Any, key: str, need_a: bool,
                         need_b: bool) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-        """The backward GEMMs ``g @ b.T`` (data gradient) and ``a.T @ g`` (weight gradient).
+        """The backward GEMMs ``g @ b^T`` (data gradient) and ``a^T @ g`` (weight
+        gradient), where ``^T`` swaps the last two axes.
 
         Args:
-            g: gradient of the output.
+            g: gradient of the (..., m, n) output.
             saved: what :meth:`matmul` returned for this product.
             key: as in :meth:`matmul`.
             need_a, need_b: which of the two gradients to compute.
 
         Returns:
-            ``(grad_a, grad_b)``, None for a gradient not needed.
+            ``(grad_a, grad_b)``, None for a gradient not needed; each has the output's
+            batch axes (the engine sums them back over the axes its operand was broadcast
+            along).
         """
         a, b = saved
-        ga = _lp_matmul(g, b.T).astype(a.dtype, copy=False) if need_a else None
-        gb = _lp_matmul(a.T, g).astype(b.dtype, copy=False) if need_b else None
+        ga = _lp_matmul(g, _mT(b)).astype(a.dtype, copy=False) if need_a else None
+        gb = _lp_matmul(_mT(a), g).astype(b.dtype, copy=False) if need_b else None
         return ga, gb
 
     def activation(self, data: np.ndarray, op: str, exact: bool = False) -> np.ndarray:
@@ -139,6 +143,11 @@ def _leaf_backward() -> None:
 def _freed_backward() -> None:
     """Stands in for the closure of a node whose graph was freed by backward()."""
     raise RuntimeError("the graph was freed by an earlier backward()")
+
+
+def _mT(x: np.ndarray) -> np.ndarray:
+    """``x`` with its last two axes swapped (the matrix transpose of each batch entry)."""
+    return np.swapaxes(x, -1, -2)
 
 
 def _unbroadcast(g: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
@@ -378,30 +387,39 @@ class Tensor:
 
     # --- matrix product: the one op that runs in emulated low precision -----------
     def matmul(self, other, key: str = "", c: Optional["Tensor"] = None) -> "Tensor":
-        """``self @ other`` (plus ``c`` inside the accumulation) for 2-D operands, as the
-        active precision hook computes it (see :class:`Precision`).
+        """``self @ other`` (plus ``c`` inside the accumulation), as the active precision
+        hook computes it (see :class:`Precision`): (m, k) @ (k, n), or batched,
+        (..., m, k) @ (..., k, n) with the batch axes broadcast as numpy's matmul (the
+        attention products). An operand broadcast along batch axes gets its gradient
+        as the batched products summed in its dtype: to make a weight gradient one GEMM,
+        flatten the activations to 2-D first (as :func:`lowprec.autograd.ops.linear` does).
 
         Args:
-            other: right operand (k x n).
+            other: right operand (k x n, or ... x k x n).
             key: names this product's operands in per-tensor state (fp8 amax histories,
                 instrumentation); defaults to ``other.name`` (a weight's name).
-            c: optional addend broadcastable to (m x n), e.g. a bias of shape (n,), fused
-                into the GEMM: it enters the accumulation instead of being added to the
-                rounded product. Its gradient is the output gradient summed over the
+            c: optional addend broadcastable to the output, e.g. a bias of shape (n,),
+                fused into the GEMM: it enters the accumulation instead of being added to
+                the rounded product. Its gradient is the output gradient summed over the
                 broadcast dimensions.
 
         Raises:
-            ValueError: for operands that are not 2-D, whose inner sizes differ, or a ``c``
-                that does not broadcast to the output.
+            ValueError: for operands with fewer than 2 axes, inner sizes that differ, batch
+                axes that do not broadcast, or a ``c`` that does not broadcast to the output.
         """
         other = self._lift(other)
-        if self.ndim != 2 or other.ndim != 2 or self.shape[1] != other.shape[0]:
-            raise ValueError(f"matmul needs 2-D operands (m x k) @ (k x n), got "
+        if self.ndim < 2 or other.ndim < 2 or self.shape[-1] != other.shape[-2]:
+            raise ValueError(f"matmul needs operands (..., m, k) @ (..., k, n), got "
                              f"{self.shape} @ {other.shape}")
+        try:
+            batch = np.broadcast_shapes(self.shape[:-2], other.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul batch axes do not broadcast: {self.shape} @ "
+                             f"{other.shape}") from None
+        out_shape = batch + (self.shape[-2], other.shape[-1])
         parents = (self, other)
         if c is not None:
             c = self._lift(c)
-            out_shape = (self.shape[0], other.shape[1])
             try:
                 fits = np.broadcast_shapes(c.shape, out_shape) == out_shape
             except ValueError:

@@ -1,4 +1,5 @@
-"""Layers: Module, Linear, Sequential/MLP, activations and LayerNorm, with seeded init.
+"""Layers: Module, Linear, Embedding, Sequential/MLP, activations and LayerNorm, with
+seeded init (the transformer's blocks are in :mod:`lowprec.autograd.transformer`).
 
 Weights of :class:`Linear` have shape (in_features, out_features), so a layer computes
 ``x @ weight + bias`` (torch stores the transpose). Containers give every parameter its
@@ -15,8 +16,8 @@ import numpy as np
 from .engine import Tensor
 from . import ops
 
-__all__ = ["Module", "Linear", "Sequential", "MLP", "ReLU", "GELU", "Tanh", "Sigmoid",
-           "LayerNorm", "init_weight"]
+__all__ = ["Module", "Linear", "Embedding", "Sequential", "MLP", "ReLU", "GELU", "Tanh",
+           "Sigmoid", "LayerNorm", "init_weight"]
 
 
 def init_weight(fan_in: int, fan_out: int, init: str, rng: np.random.Generator,
@@ -158,6 +159,37 @@ class Linear(Module):
         i, o = self.weight.shape
         fused = ", fuse_bias=True" if self.fuse_bias else ""
         return f"Linear({i}, {o}, bias={self.bias is not None}{fused})"
+
+
+class Embedding(Module):
+    """A lookup table: ``forward(idx)`` returns rows of ``weight`` (num, dim), initialised
+    N(0, std^2) (torch's default std is 1); see :func:`lowprec.autograd.ops.embedding`.
+
+    Args:
+        num_embeddings, embedding_dim: table size.
+        std: standard deviation of the initial values.
+        rng: numpy Generator, or None for ``default_rng(seed)``.
+        seed: used when ``rng`` is None.
+        dtype: parameter dtype.
+
+    Raises:
+        ValueError: for sizes that are not positive ints.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, std: float = 1.0,
+                 rng: Optional[np.random.Generator] = None, seed: int = 0, dtype=np.float32):
+        for arg, v in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Embedding {arg} must be a positive int, got {v!r}")
+        rng = rng if rng is not None else np.random.default_rng(seed)
+        w = rng.standard_normal((num_embeddings, embedding_dim)) * float(std)
+        self.weight = Tensor(w.astype(dtype), requires_grad=True, name="weight")
+
+    def forward(self, idx) -> Tensor:
+        return ops.embedding(self.weight, idx)
+
+    def __repr__(self) -> str:
+        return f"Embedding({self.weight.shape[0]}, {self.weight.shape[1]})"
 
 
 class ReLU(Module):

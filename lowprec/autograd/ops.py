@@ -17,7 +17,7 @@ import numpy as np
 from .engine import Tensor, get_precision
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "mse", "layer_norm", "relu", "gelu",
-           "tanh", "sigmoid", "exp", "log", "matmul", "linear"]
+           "tanh", "sigmoid", "exp", "log", "matmul", "linear", "embedding", "masked_fill"]
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -131,7 +131,8 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, key: str = 
     """``x @ weight + bias`` with ``weight`` of shape (in, out).
 
     Args:
-        x: (m, in) input.
+        x: (m, in) input, or (..., in): the leading axes are flattened into one GEMM of
+            m = their product rows and restored in the output.
         weight: (in, out) weight.
         bias: optional (out,) bias.
         key: names the product in per-tensor state (see :meth:`Tensor.matmul`).
@@ -140,16 +141,85 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, key: str = 
             instead of adding it to the rounded product in the input's dtype.
 
     Returns:
-        The (m, out) output.
+        The (m, out) (or (..., out)) output.
     """
+    lead = x.shape[:-1]
+    if x.ndim > 2:  # one GEMM over all positions (as torch's linear), so K = batch * time
+        x = x.reshape(-1, x.shape[-1])
     if fuse_bias and bias is not None:
-        return x.matmul(weight, key=key, c=bias)
-    y = x.matmul(weight, key=key)
-    return y + bias if bias is not None else y
+        y = x.matmul(weight, key=key, c=bias)
+    else:
+        y = x.matmul(weight, key=key)
+        y = y + bias if bias is not None else y
+    return y.reshape(*lead, y.shape[-1]) if len(lead) > 1 else y
+
+
+def embedding(weight: Tensor, idx) -> Tensor:
+    """Rows of ``weight`` picked by integer indices (a gather), as
+    torch.nn.functional.embedding. The gradient scatter-adds the output gradient into
+    the rows (a row picked twice gets both contributions). The rows are copied exactly,
+    so the precision hook is not called (torch autocast runs embedding in the weight's
+    dtype).
+
+    Args:
+        weight: (num, dim) table.
+        idx: integer array of any shape.
+
+    Returns:
+        A tensor of shape ``idx.shape + (dim,)``.
+
+    Raises:
+        ValueError: for a table that is not 2-D, or indices that are not integers in
+            [0, num).
+    """
+    i = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
+    if weight.ndim != 2:
+        raise ValueError(f"embedding needs a 2-D weight (num, dim), got shape {weight.shape}")
+    if i.dtype.kind not in "iu" or (i.size and (i.min() < 0 or i.max() >= weight.shape[0])):
+        raise ValueError(f"embedding indices must be integers in [0, {weight.shape[0]})")
+    out = weight._make(weight.data[i], (weight,), "embedding")
+
+    def _backward():
+        g = np.zeros_like(weight.data)
+        np.add.at(g, i.reshape(-1), out.grad.reshape(-1, weight.shape[1]))
+        weight._accumulate(g)
+    out._backward = _backward
+    return out
+
+
+def masked_fill(x: Tensor, mask, value: float) -> Tensor:
+    """``x`` with the entries where ``mask`` is true replaced by ``value`` (as
+    torch.Tensor.masked_fill; the causal mask of attention fills with -inf). Those
+    entries get no gradient. An exact select: the precision hook is not called.
+
+    Args:
+        x: input.
+        mask: boolean array broadcastable to ``x``'s shape.
+        value: the fill value.
+
+    Raises:
+        ValueError: for a mask that is not boolean or does not broadcast to ``x``.
+    """
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise ValueError(f"masked_fill needs a boolean mask, got dtype {m.dtype}")
+    try:
+        fits = np.broadcast_shapes(m.shape, x.shape) == x.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"masked_fill mask of shape {m.shape} does not broadcast to {x.shape}")
+    out = x._make(np.where(m, x.dtype.type(value), x.data), (x,), "masked_fill")
+
+    def _backward():
+        x._accumulate(np.where(m, x.dtype.type(0), out.grad))
+    out._backward = _backward
+    return out
 
 
 def matmul(a: Tensor, b: Tensor, key: str = "") -> Tensor:
-    """``a @ b`` under the active precision hook (see :meth:`Tensor.matmul`)."""
+    """``a @ b`` (2-D or batched) under the active precision hook (see
+    :meth:`Tensor.matmul`)."""
     return a.matmul(b, key=key)
 
 
