@@ -516,24 +516,7 @@ def test_matmul_addend_errors():
 
 
 _PKG = pathlib.Path(lowprec.__file__).parent
-_LAYERED = sorted((_PKG / "autograd").glob("*.py")) + [_PKG / "plot.py", _PKG / "plot_numerics.py",
-                                                       _PKG / "study.py"]
-
-
-@pytest.mark.parametrize("path", _LAYERED, ids=lambda p: p.name)
-def test_no_function_level_lowprec_imports(path):
-    """lowprec modules are imported at the top: an import inside a function would hide a
-    cycle or an upward dependency from readers and from import-linter."""
-    tree = ast.parse(path.read_text())
-    bad = []
-    for fn in ast.walk(tree):
-        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for node in ast.walk(fn):
-                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("lowprec")):
-                    bad.append(f"{fn.name}: from {'.' * node.level}{node.module or ''}")
-                elif isinstance(node, ast.Import) and any(a.name.startswith("lowprec") for a in node.names):
-                    bad.append(f"{fn.name}: import {', '.join(a.name for a in node.names)}")
-    assert not bad, bad
+# (function-level imports across the whole package: tests/test_layers.py)
 
 
 def test_engine_knows_no_precision_policy():
