@@ -26,6 +26,7 @@ COMMANDS = {
     "formats": ("lowprec.cli_formats", "print the table of named formats"),
     "demo": ("lowprec.cli_formats", "show every rounding mode on a few values"),
     "study": ("lowprec.study", "train under precision recipes from several seeds (on Dask): mean +- CI side by side"),
+    "reproduce": ("lowprec.study.reproduce.cli", "reproduce a paper's claims (Gupta 2015, Micikevicius 2018/2022, Zamirai 2020, DeepSeek-V3) beside ours"),
     "capture": ("lowprec.hardware.capture", "run conversions/GEMMs/a training step on a torch device and save them"),
     "compare": ("lowprec.hardware.compare", "replay captured or published GPU results under lowprec's models"),
     "fit": ("lowprec.hardware.fit", "search block-FMA parameters that explain captured GPU results"),

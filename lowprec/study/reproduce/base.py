@@ -54,11 +54,12 @@ class Report:
     seeds: int
     claims: List[Claim] = field(default_factory=list)
     seconds: float = math.nan
+    quick: bool = False
 
     def as_dict(self) -> dict:
         return {"name": self.name, "title": self.title, "citation": self.citation,
                 "setup": self.setup, "differences": self.differences, "seeds": self.seeds,
-                "claims": [c.as_dict() for c in self.claims],
+                "quick": self.quick, "claims": [c.as_dict() for c in self.claims],
                 "seconds": None if math.isnan(self.seconds) else round(self.seconds, 1)}
 
     def text(self) -> str:
@@ -66,13 +67,15 @@ class Report:
         ours, and whether it holds."""
         lines = [f"{self.title}", f"  {self.citation}", "", f"setup: {self.setup}",
                  f"differences from the paper: {self.differences}",
-                 f"seeds: {self.seeds} (intervals: 95 %, Student's t)", ""]
+                 f"seeds: {self.seeds} (intervals: 95 %, Student's t)"
+                 + ("; QUICK run: shortened training, wider intervals" if self.quick else ""),
+                 ""]
         for i, c in enumerate(self.claims, 1):
             verdict = {True: "HOLDS", False: "does not hold", None: "undecided"}[c.holds]
             lines.append(f"{i}. {c.claim}  [{verdict}]")
             lines.append(f"   paper: {c.paper}")
-            ours = "; ".join(f"{k}: {v}" for k, v in c.measured.items() if k.endswith("_text")
-                             or isinstance(v, str))
+            ours = "; ".join(f"{k}: {v}" for k, v in c.measured.items()
+                             if isinstance(v, str) and k != "diff_text")
             lines.append(f"   here:  {ours}")
             if c.why:
                 lines.append(f"   why:   {c.why}")
