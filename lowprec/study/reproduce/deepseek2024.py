@@ -41,7 +41,7 @@ def gemm_errors(seed: int, k: int = K, m: int = 64, n: int = 64, promote=None,
 
 
 def run(seeds, workers=0, scheduler=None, progress=False, quick=False, out=None):
-    kk = 1024 if quick else K
+    kk = 512 if quick else K
     plain = [gemm_errors(s, kk) for s in seeds]
     promo = [gemm_errors(s, kk, promote=PROMOTE) for s in seeds]
     normal = [gemm_errors(s, kk, dist="normal") for s in seeds]
@@ -82,7 +82,8 @@ def run(seeds, workers=0, scheduler=None, progress=False, quick=False, out=None)
               why="the promoted error's interval lies 10x below the plain one's (uniform "
                   "inputs) and 5x below it norm-wise (normal inputs)"),
     ]
-    params = {"epochs": 3 if quick else 20, "sizes": (64, 1024, 1024, 10)}
+    params = {"epochs": 1 if quick else 20,
+              "sizes": (64, 256, 256, 10) if quick else (64, 1024, 1024, 10)}
     r = run_variants({"fp32": ("fp32", {}), "fp8 on H100": ("fp8-current-h100", {}),
                       "fp8 on H100, promoted": ("fp8-current-h100-promote128", {})},
                      seeds, params, workers=workers, scheduler=scheduler, progress=progress,

@@ -20,7 +20,7 @@ def _variants():
 
 
 def run(seeds, workers=0, scheduler=None, progress=False, quick=False, out=None):
-    params = {"epochs": 4 if quick else 30, "lr": 0.01, "schedule": "constant"}
+    params = {"epochs": 2 if quick else 30, "lr": 0.01, "schedule": "constant"}
     r = run_variants(_variants(), seeds, params, workers=workers, scheduler=scheduler,
                      progress=progress, out=out)
     claims = []

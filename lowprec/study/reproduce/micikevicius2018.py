@@ -14,7 +14,7 @@ SHIFT = 16
 
 
 def run(seeds, workers=0, scheduler=None, progress=False, quick=False, out=None):
-    params = {"epochs": 4 if quick else 30, "loss_shift": SHIFT}
+    params = {"epochs": 2 if quick else 30, "loss_shift": SHIFT}
     r = run_variants({"fp32": ("fp32", {}), "fp16": ("fp16", {}),
                       "fp16 + loss scaling": ("fp16-scaled", {})}, seeds, params,
                      workers=workers, scheduler=scheduler, progress=progress, out=out)

@@ -10,7 +10,7 @@ MARGIN = 0.01
 
 
 def run(seeds, workers=0, scheduler=None, progress=False, quick=False, out=None):
-    params = {"epochs": 4 if quick else 30}
+    params = {"epochs": 2 if quick else 30}
     r = run_variants({"bf16": ("bf16", {}), "fp8 current scaling": ("fp8-current", {}),
                       "fp8 delayed scaling": ("fp8-delayed", {})}, seeds, params,
                      workers=workers, scheduler=scheduler, progress=progress, out=out)

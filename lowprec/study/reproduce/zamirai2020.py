@@ -11,7 +11,7 @@ LR = 0.005
 
 
 def run(seeds, workers=0, scheduler=None, progress=False, quick=False, out=None):
-    params = {"epochs": 4 if quick else 30, "lr": LR}
+    params = {"epochs": 2 if quick else 30, "lr": LR}
     r = run_variants({"fp32": ("fp32", {}), "bf16 RNE": ("bf16-pure-rne", {}),
                       "bf16 SR": ("bf16-pure-sr", {}), "bf16 Kahan": ("bf16-pure-kahan", {})},
                      seeds, params, workers=workers, scheduler=scheduler, progress=progress,
