@@ -103,9 +103,32 @@ def test_script_command_line_errors(tmp_path, capsys):
         assert lowprec_capture.main(["--out", out]) == 2
         assert "torch.cuda.is_available() is False" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+    assert lowprec_capture.main(["--device", "cpu", "--out", str(tmp_path / "no" / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         lowprec_capture.main(["--device", "cpu"])  # --out is required
     assert "--out" in capsys.readouterr().err
+
+
+def test_cuda_settings_are_set_and_restored():
+    # the part of the CUDA path a CPU build of torch can run: the switches exist there too
+    m = torch.backends.cuda.matmul
+    before = lowprec_capture.matmul_flags()
+    assert set(before) <= {"allow_tf32", "allow_fp16_reduced_precision_reduction",
+                           "allow_bf16_reduced_precision_reduction", "allow_fp16_accumulation"}
+    assert "allow_fp16_reduced_precision_reduction" in before
+    flip = not before["allow_fp16_reduced_precision_reduction"]
+    with lowprec_capture.cuda_matmul_settings({"allow_fp16_reduced_precision_reduction": flip}):
+        assert m.allow_fp16_reduced_precision_reduction == flip
+    assert lowprec_capture.matmul_flags() == before
+    with pytest.raises(RuntimeError, match="no torch.backends.cuda.matmul.allow_nothing"):
+        with lowprec_capture.cuda_matmul_settings({"allow_nothing": True}):
+            pass
+    assert lowprec_capture.matmul_flags() == before
+    # without a CUDA library loaded the version probe says so instead of failing
+    v = lowprec_capture._cublas_versions()
+    if not torch.cuda.is_available():
+        assert v.get("cublas") is None and ("cublas_note" in v or "cublas_error" in v)
 
 
 def test_file_round_trip_and_metadata(cap_path):

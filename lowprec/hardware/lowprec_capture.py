@@ -182,7 +182,9 @@ def conversion_sample(n: int, seed: int = 0) -> np.ndarray:
              (rng.standard_normal(n // 4)
               * 2.0 ** rng.integers(-30, 30, n // 4)).astype(np.float32)]
     for name in CONVERT_TARGETS:
-        dtype = getattr(torch, name)
+        dtype = getattr(torch, name, None)
+        if dtype is None:  # an older torch without fp8: its conversion op is skipped
+            continue
         vals = all_values(dtype)
         v = np.unique(vals[np.isfinite(vals)])
         v = v[v >= 0]
@@ -469,9 +471,9 @@ def _capture_gemms(rec: Recorder, dev: str, sizes: dict, seed: int, progress: Pr
             continue
         rng = np.random.default_rng(spec["seed"])
         fa, fb = spec["inputs"], spec.get("inputs_b", spec["inputs"])
-        ta = draw(rng, (spec["M"], spec["K"]), getattr(torch, fa), spec["dist"])
-        tb = draw(rng, (spec["K"], spec["N"]), getattr(torch, fb), spec["dist"])
-        try:
+        try:  # an older torch may lack a dtype (fp8) or an op: the op is skipped
+            ta = draw(rng, (spec["M"], spec["K"]), getattr(torch, fa), spec["dist"])
+            tb = draw(rng, (spec["K"], spec["N"]), getattr(torch, fb), spec["dist"])
             if cuda:
                 with cuda_matmul_settings(settings):
                     spec["flags"] = matmul_flags()
@@ -618,6 +620,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--sizes", choices=["auto"] + sorted(SIZES), default="auto",
                    help="suite size (default auto: full on CUDA, small elsewhere)")
     args = p.parse_args(argv)
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):  # say so now, not after the capture ran
+        print(f"lowprec_capture.py: error: folder {folder} does not exist", file=sys.stderr)
+        return 2
     try:
         meta, arrays = run(args.device, args.seed, args.sizes, progress=_text_progress)
     except (ImportError, ValueError, TypeError) as e:
