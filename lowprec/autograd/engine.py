@@ -512,8 +512,13 @@ class Tensor:
     def relu(self) -> "Tensor":
         """max(x, 0); an activation already in the input's format."""
         x = self.data
-        return self._unary(np.where(x > 0, x, np.zeros_like(x)), lambda: (x > 0).astype(x.dtype),
-                           "relu", True, exact=True)
+        out = self._unary(np.where(x > 0, x, np.zeros_like(x)), lambda: (x > 0).astype(x.dtype),
+                          "relu", True, exact=True)
+
+        def _backward():  # a select, as torch's threshold_backward: masked gradients are +0
+            self._accumulate(np.where(x > 0, out.grad, np.zeros_like(out.grad)))
+        out._backward = _backward
+        return out
 
     def tanh(self) -> "Tensor":
         """Hyperbolic tangent; an activation (see :meth:`Precision.activation`)."""

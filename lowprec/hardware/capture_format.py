@@ -1,11 +1,16 @@
 """The capture file: one ``.npz`` holding codes of every captured tensor plus JSON metadata.
 
-Layout (no pickles, so a capture from an untrusted machine is safe to open):
+The file is written by the standalone capture script
+(:mod:`lowprec.hardware.lowprec_capture`, which imports nothing of lowprec and documents
+the layout); this module reads it and checks it (:func:`validate_capture`). In short (no
+pickles, so a capture from an untrusted machine is safe to open):
 
-- ``meta.json``: a uint8 array holding UTF-8 JSON: ``{"version", "device", "torch",
-  "seed", "ops": [...]}``. Each op is a dict with ``id`` (unique), ``kind`` ("convert",
-  "gemm", "train"), ``status`` ("ok" or "skipped" with ``reason``), its parameters, and
-  ``arrays``: role -> {"key": npz key, "format": lowprec format name}.
+- ``meta.json``: a uint8 array holding UTF-8 JSON: ``{"format": "lowprec-capture",
+  "version", "device", "seed", "ops": [...]}`` (version 1 files, written by lowprec itself
+  before the script existed, have no "format" key). Each op is a dict with ``id``
+  (unique), ``kind`` ("convert", "gemm", "train"), ``status`` ("ok" or "skipped" with
+  ``reason``), its parameters, and ``arrays``: role -> {"key": npz key, "format": format
+  name}.
 - one array per tensor: the tensor's codes (uint8/uint16/uint32) in the named format, so
   that NaN payloads and signed zeros survive; integer tensors (class labels) as int64 with
   format "int64".
@@ -25,10 +30,21 @@ import numpy as np
 from ..formats import get_format
 from ..quantize import decode
 
-__all__ = ["Capture", "load_capture", "typed_values", "CAPTURE_VERSION"]
+__all__ = ["Capture", "load_capture", "validate_capture", "typed_values", "CAPTURE_VERSION",
+           "CAPTURE_FORMAT"]
 
-CAPTURE_VERSION = 1
+#: The newest file version this lowprec reads (the capture script writes it).
+CAPTURE_VERSION = 2
+#: The "format" entry of the metadata (from version 2 on).
+CAPTURE_FORMAT = "lowprec-capture"
 _META_KEY = "meta.json"
+_INT = "int64"  # the format name of integer tensors (class labels)
+# The arrays each kind of op holds when it ran, and (for gemm) their shapes
+_ROLES = {"convert": ("x", "y"), "gemm": ("a", "b", "d"),
+          "train": ("x", "y", "w1", "b1", "w2", "b2", "h", "a", "z", "gh", "ga", "gz", "loss",
+                    "gw1", "gb1", "gw2", "gb2", "w1_new", "b1_new", "w2_new", "b2_new")}
+_FIELDS = {"convert": ("dst",), "gemm": ("inputs", "out", "M", "K", "N"),
+           "train": ("autocast", "lr")}
 
 
 @dataclass
@@ -77,12 +93,13 @@ class Capture:
         """Decoded values of one of an op's tensors (ints stay int64)."""
         codes = self.codes(op, role)
         fmt = self.format(op, role)
-        if fmt == "int64":
+        if fmt == _INT:
             return codes.astype(np.int64)
         return decode(codes, get_format(fmt), dtype=dtype)
 
     def save(self, path) -> str:
-        """Write the capture to ``path`` (``.npz`` appended by numpy if missing)."""
+        """Write the capture to ``path`` (``.npz`` appended by numpy if missing), in the
+        layout the capture script writes."""
         meta = json.dumps(self.meta, indent=1, sort_keys=False).encode("utf-8")
         path = str(path)
         np.savez_compressed(path, **{_META_KEY: np.frombuffer(meta, np.uint8)}, **self.arrays)
@@ -149,7 +166,90 @@ def load_capture(path) -> Capture:
                           "pickled objects") from e
     if not isinstance(meta, dict) or not isinstance(meta.get("ops"), list):
         raise not_capture("its metadata has no op list")
-    if meta.get("version", 0) > CAPTURE_VERSION:
-        raise ValueError(f"{path}: capture version {meta.get('version')} is newer than this "
-                         f"lowprec understands ({CAPTURE_VERSION})")
-    return Capture(meta, arrays, str(p))
+    cap = Capture(meta, arrays, str(p))
+    validate_capture(cap)
+    return cap
+
+
+def validate_capture(cap: Capture) -> None:
+    """Check a capture against the file layout (see the module docstring).
+
+    Checked: the format name and version; every op has a unique string id, a kind and a
+    status, a skipped op a reason; every array an op names exists, holds codes of the
+    dtype its format needs (uint8/uint16/uint32 by width; int64 labels) and, for the
+    kinds lowprec replays, the op has the arrays and fields the replay reads, with GEMM
+    operands of shapes (M, K), (K, N) and (M, N). Ops of a kind this lowprec does not
+    know pass (``lowprec compare`` lists them as skipped).
+
+    Raises:
+        ValueError: naming the file, the op and what is wrong; for a version newer than
+            :data:`CAPTURE_VERSION`, saying so.
+    """
+    where = cap.path or "capture"
+    meta = cap.meta
+
+    def bad(why: str, op: Optional[dict] = None) -> ValueError:
+        at = f" op {op.get('id')!r}:" if op is not None else ""
+        return ValueError(f"{where}: not a valid lowprec capture:{at} {why}")
+
+    version = meta.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise bad(f"version must be a positive int, got {version!r}")
+    if version > CAPTURE_VERSION:
+        raise ValueError(f"{where}: capture version {version} is newer than this lowprec "
+                         f"understands ({CAPTURE_VERSION}); upgrade lowprec")
+    if version >= 2 and meta.get("format") != CAPTURE_FORMAT:
+        raise bad(f"format must be {CAPTURE_FORMAT!r}, got {meta.get('format')!r}")
+    seen = set()
+    for op in cap.ops:
+        if not isinstance(op, dict):
+            raise bad(f"an op is a {type(op).__name__}, not an object")
+        oid = op.get("id")
+        if not isinstance(oid, str) or not oid:
+            raise bad(f"an op has no string id: {str(op)[:80]}")
+        if oid in seen:
+            raise bad("duplicate op id", op)
+        seen.add(oid)
+        status, kind = op.get("status"), op.get("kind")
+        if status not in ("ok", "skipped") or not isinstance(kind, str):
+            raise bad(f"status must be 'ok' or 'skipped' and kind a string, got "
+                      f"{status!r} and {kind!r}", op)
+        if status == "skipped":
+            if not isinstance(op.get("reason"), str):
+                raise bad("a skipped op needs a reason", op)
+            continue
+        arrays = op.get("arrays")
+        if not isinstance(arrays, dict):
+            raise bad("no arrays", op)
+        for role, ref in arrays.items():
+            _check_array(cap, op, role, ref, bad)
+        missing = [r for r in _ROLES.get(kind, ()) if r not in arrays]
+        missing += [f for f in _FIELDS.get(kind, ()) if f not in op]
+        if missing:
+            raise bad(f"a {kind} op needs {', '.join(missing)}", op)
+        if kind == "gemm":
+            want = {"a": (op["M"], op["K"]), "b": (op["K"], op["N"]), "d": (op["M"], op["N"])}
+            for role, shape in want.items():
+                got = cap.arrays[arrays[role]["key"]].shape
+                if tuple(got) != tuple(shape):
+                    raise bad(f"array {role!r} has shape {tuple(got)}, M, K, N say "
+                              f"{tuple(shape)}", op)
+
+
+def _check_array(cap: Capture, op: dict, role: str, ref, bad) -> None:
+    """One of an op's arrays exists and holds codes of its format."""
+    if not isinstance(ref, dict) or not isinstance(ref.get("key"), str):
+        raise bad(f"array {role!r} has no key", op)
+    key, fmt = ref["key"], ref.get("format")
+    if key not in cap.arrays:
+        raise bad(f"array {role!r}: member {key!r} is missing from the file", op)
+    arr = cap.arrays[key]
+    if fmt == _INT:
+        need = np.dtype(np.int64)
+    else:
+        try:
+            need = np.dtype(get_format(fmt).code_dtype)
+        except (ValueError, TypeError):
+            raise bad(f"array {role!r}: unknown format {fmt!r}", op) from None
+    if arr.dtype != need:
+        raise bad(f"array {role!r} holds {arr.dtype}, codes of {fmt} are {need}", op)

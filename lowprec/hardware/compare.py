@@ -7,8 +7,9 @@ dot-product data (:mod:`lowprec.hardware.tcdata` layout) with the GPU's named mo
 
 The parts live in their own modules: the candidates and how they run in
 :mod:`lowprec.hardware.candidates`, scores and op records in
-:mod:`lowprec.hardware.scoring`, the training step's replay in
-:mod:`lowprec.hardware.train_replay`, data discovery in :mod:`lowprec.hardware.tcdata`,
+:mod:`lowprec.hardware.scoring`, the scoring of training steps in
+:mod:`lowprec.hardware.train_replay` (replayed on the autograd engine by
+:mod:`lowprec.autograd.replay`), data discovery in :mod:`lowprec.hardware.tcdata`,
 tables and the ``--report`` pages in :mod:`lowprec.hardware.report`.
 
 Scores per op and candidate: cases, exact bit matches (NaN equals NaN), a histogram of ULP
@@ -58,12 +59,13 @@ def _compare_gemm(cap: Capture, op: dict, wanted) -> dict:
     sa = None if sa in (None, 1.0) else sa
     sb = None if sb in (None, 1.0) else sb
     scored, cache = {}, {}
-    for name, kw in gemm_candidates(fa, fb, out, op["K"], wanted):
+    scaled = sa is not None or sb is not None
+    for name, kw in gemm_candidates(fa, fb, out, op["K"], wanted, scaled=scaled):
         got = run_candidate(a, b, kw, out, scale_a=sa, scale_b=sb, cache=cache)
         scored[name] = score(got, want, out)
     return op_record(op["id"], "gemm", out, want, scored, shape=[op["M"], op["K"], op["N"]],
                      inputs=fa if fa == fb else f"{fa}x{fb}", dist=op.get("dist"),
-                     torch_op=op.get("torch_op"))
+                     torch_op=op.get("torch_op"), acc_request=op.get("acc_request"))
 
 
 def _compare_convert(cap: Capture, op: dict, wanted) -> dict:
