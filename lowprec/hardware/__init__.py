@@ -1,10 +1,11 @@
 """GPU accumulation models and real-GPU data.
 
-- :mod:`.models`: :class:`BlockFMAModel` (one tensor-core path as plain parameters),
-  :class:`TensorCoreModel` (a GPU's paths), the named GPUs in :data:`MODELS`,
-  :func:`get_model`, :func:`select_block`.
+- :mod:`.models`: the tensor-core models of :mod:`lowprec.tensorcore` under their first
+  import path (:class:`BlockFMAModel`, :class:`TensorCoreModel`, :data:`MODELS`, ...).
 - :mod:`.tcdata`: loader for real-GPU dot-product outputs (Khattak & Mikaitis' layout)
   and discovery of the data sets under a folder.
+- :mod:`.lowprec_capture`: the standalone capture script (numpy + torch only) users copy
+  to a GPU machine (``lowprec capture --write-script PATH``).
 - ``lowprec capture`` / ``compare`` / ``fit`` (imported on use): :mod:`.capture` and
   :mod:`.capture_format` (the capture file); :mod:`.compare` (entry points), built from
   :mod:`.candidates` (what an op is replayed under), :mod:`.scoring` (bit matches, ULP
