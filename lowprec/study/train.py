@@ -87,11 +87,12 @@ def _step(model, ctx, opt, scaler, x, y, shift):
     return loss, skipped, scale
 
 
-def _warm_up(name: str, config: StudyConfig, data) -> float:
+def _warm_up(name: str, config: StudyConfig, data, histogram) -> float:
     """One step on a throwaway model, so numba compiles this recipe's kernels (or loads them
     from its cache) before the clock of the run starts. Returns its seconds."""
     t0 = time.perf_counter()
-    _, model, ctx, opt = _setup(name, config, None)
+    # with a tracker as the run has: its statistics compile kernels of their own
+    _, model, ctx, opt = _setup(name, config, Tracker(histogram=histogram))
     scaler = _policy(name).grad_scaler()
     b = min(config.batch_size, len(data.y_train))
     _step(model, ctx, opt, scaler, data.x_train[:b], data.y_train[:b], np.float32(1))
@@ -137,7 +138,7 @@ def train_recipe(name, config: StudyConfig, data=None, progress: bool = False,
     # Overflowing steps (fp16 without enough headroom) carry inf/NaN through the graph on
     # purpose; numpy's warnings about them would only clutter the report.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        compile_s = _warm_up(policy, config, data)
+        compile_s = _warm_up(policy, config, data, histogram)
         bar.set_description(f"{name:>15}", refresh=False)
         bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
         t0 = time.perf_counter()

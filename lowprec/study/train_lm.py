@@ -163,7 +163,8 @@ def train_lm(recipe, config: LMConfig = LMConfig(), progress: bool = False,
                disable=not progress, dynamic_ncols=True, bar_format="{desc}: [{elapsed}]")
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         t0 = time.perf_counter()
-        m, c, o = build(None)
+        # with a tracker as the run has: its statistics compile kernels of their own
+        m, c, o = build(Tracker(histogram=histogram))
         xb, yb = sample_batch(corpus.train, 2, cfg.context, 0)
         step(m, c, o, policy.grad_scaler(), xb, yb)
         _evaluate(m, xv[:2], yv[:2], c)
