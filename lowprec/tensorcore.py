@@ -11,7 +11,8 @@ The block FMA (Fasi, Higham, Mikaitis, Pranesh, PeerJ CS 7:e330, 2021; Khattak &
 
 1. Products are exact. Each input's exponent is clamped to its format's smallest normal
    exponent; a product's exponent is e_a + e_b and its significand lies in [0, 4):
-   products are not normalised. Zero products take no part in the alignment.
+   products are not normalised (``normalise_products=True`` aligns them by floor(log2|ab|)
+   instead). Zero products take no part in the alignment.
 2. All terms, c included (c's exponent is taken as an fp32 value's, clamped to -126), are
    aligned to the largest exponent E. c = 0 takes no part either.
 3. Each term is truncated toward zero (sign-magnitude) to ``frac_bits`` fraction bits below
@@ -27,8 +28,10 @@ The block FMA (Fasi, Higham, Mikaitis, Pranesh, PeerJ CS 7:e330, 2021; Khattak &
    being the next block's c. ``interleave = g > 0`` deals runs of g consecutive products
    round-robin to the blocks of an instruction instead of contiguous runs.
 7. ``c_mode="block"``: the instruction starts from c. ``c_mode="late"``: the instruction's
-   blocks start from 0 and c is added to their result afterwards with one more rounding in
-   ``rounding`` (Hopper's fp8 MMA with fp16 output, which runs on the fp16 datapath).
+   blocks start from 0 and c is added to their result afterwards with one more rounding, a
+   separate stage: mode ``c_rounding`` and ``c_frac_bits`` fraction bits (by default the
+   block's ``rounding`` and result bits). Hopper's fp8 MMA with fp16 output (the fp16
+   datapath) and B200's fp8 MMA with fp32 output add c this way.
 8. ``promote_every = P``: after every P products the running result is added into an fp32
    total with round-to-nearest-even and the accumulation restarts from 0; c starts the
    total (DeepSeek-V3's fix for fp8 GEMMs, P = 128).
@@ -94,6 +97,14 @@ class BlockFMAModel:
             added into an fp32 total (RNE) and accumulation restarts from 0.
         convert_inputs: None, or a format the inputs are converted to (exactly) before the
             block, whose smallest normal exponent then clamps the input exponents.
+        c_rounding: rounding of the separate c-addition stage of ``c_mode="late"`` ("rtz",
+            "rne", "rup", "rdn"; None: ``rounding``). The block sum is rounded with
+            ``rounding`` to ``out_frac_bits``, the addition of c with this mode.
+        c_frac_bits: fraction bits of the c-addition stage's result (None: the block's
+            result bits); only with ``c_mode="late"``.
+        normalise_products: align the products by their own (normalised) exponents,
+            floor(log2 |a b|), instead of e_a + e_b (the default: products unnormalised,
+            significands in [1, 4)).
         name: free text for messages.
 
     Raises:
@@ -110,6 +121,9 @@ class BlockFMAModel:
     interleave: int = 0
     promote_every: Optional[int] = None
     convert_inputs: Optional[str] = None
+    c_rounding: Optional[str] = None
+    c_frac_bits: Optional[int] = None
+    normalise_products: bool = False
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +156,19 @@ class BlockFMAModel:
                                                or self.promote_every % ik):
             raise ValueError(f"BlockFMAModel promote_every={self.promote_every} must be a "
                              f"multiple of instruction_k={ik}")
+        if self.c_rounding is not None and self.c_rounding not in _ROUNDINGS:
+            raise ValueError(f"BlockFMAModel c_rounding must be None or one of {_ROUNDINGS}, "
+                             f"got {self.c_rounding!r}")
+        if self.c_frac_bits is not None and not 0 <= self.c_frac_bits <= full:
+            raise ValueError(f"BlockFMAModel c_frac_bits must be in 0..{full} for {out}, got "
+                             f"{self.c_frac_bits!r}")
+        if self.c_mode != "late" and (self.c_rounding is not None
+                                      or self.c_frac_bits is not None):
+            raise ValueError("BlockFMAModel c_rounding / c_frac_bits need c_mode='late' (a "
+                             "separate c-addition stage)")
+        if not isinstance(self.normalise_products, bool):
+            raise ValueError(f"BlockFMAModel normalise_products must be a bool, got "
+                             f"{self.normalise_products!r}")
         if self.convert_inputs is not None:
             fmt = get_format(self.convert_inputs)
             if not isinstance(fmt, FloatFormat):
@@ -159,6 +186,16 @@ class BlockFMAModel:
         if self.out_frac_bits is not None:
             return self.out_frac_bits
         return get_format(self.out_format).man_bits
+
+    @property
+    def c_stage_rounding(self) -> str:
+        """Rounding of the c-addition stage (``c_rounding`` or ``rounding``)."""
+        return self.c_rounding if self.c_rounding is not None else self.rounding
+
+    @property
+    def c_stage_frac_bits(self) -> int:
+        """Fraction bits of the c-addition stage's result."""
+        return self.c_frac_bits if self.c_frac_bits is not None else self.result_frac_bits
 
     def with_(self, **changes) -> "BlockFMAModel":
         """A copy with some fields changed (for fitters)."""
