@@ -142,8 +142,8 @@ def test_quick_fit_reports_a_labelled_best_candidate():
 
 # --- issue 14: the fp8 paths fitted to B200 and Ada data, with held-out validation ---
 
-from lowprec.hardware.fit import (complexity, holdout_split, stage_variants,  # noqa: E402
-                                  tc_holdout_problems)
+from lowprec.hardware.fit import (complexity, dataset_problem, holdout_split,  # noqa: E402
+                                  stage_variants, tc_holdout_problems)
 from lowprec.hardware.tcdata import load_dataset  # noqa: E402
 from lowprec.tensorcore import AUTHORS_B200_FP8, BlockFMAModel  # noqa: E402
 
@@ -265,3 +265,25 @@ def test_cli_fit_stages_holdout(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(even cases): 100 results" in out and "held out" in out and "100/100" in out
     assert main(["fit", "--tc-dir", str(tmp_path), "--beam", "0"]) == 2
+
+
+def test_candidates_with_equal_signatures_give_equal_results():
+    ds = load_dataset("B200", "E4M3", "fp16", root=ROOT, limit=64)
+    p = dataset_problem(ds)
+    cands = grid(p.in_format, ("float16",), ns=(8, 16, 32), fracs=(13, 25), extended=True)
+    rows = fit_problem(p, cands, stages=True)
+    by = {r["order"]: r for r in rows}
+    dup = [r for r in rows if "same_as" in r]
+    assert len(dup) > 50  # e.g. n = 32 with 64 products per instruction on K = 32
+    rng = np.random.default_rng(0)
+    for r in rng.choice(dup, 25, replace=False):
+        first = by[r["same_as"]]
+        assert "same_as" not in first and first["model"] != r["model"]
+        got = [sum(_mismatches(m, pc) for pc in p.pieces) for m in (r["model"], first["model"])]
+        assert got[0] == got[1]
+    # a different grouping of the products is a different signature
+    from lowprec.hardware.fit import signature
+    a = BlockFMAModel(16, 25, "rne", "fp16", c_mode="late", instruction_k=32, interleave=2)
+    assert signature(a, 32) == signature(a.with_(n=32, instruction_k=64), 32)
+    assert signature(a, 32) != signature(a.with_(interleave=1), 32)
+    assert signature(a, 64) != signature(a.with_(n=32, instruction_k=64), 64)

@@ -17,7 +17,9 @@ their own normalised exponents (``normalise_products``), and for a narrower outp
 fp32 the output produced from the fp32 result (the block rounds into fp32, the result is
 rounded to nearest-even into the output) instead of by the block itself. Variants of
 candidates that miss many results are never run (the beam prunes them) and the branch
-and bound above stops the rest early.
+and bound above stops the rest early. Candidates that compute the same thing on the
+problem's K as one already run (:func:`signature`, e.g. any two layouts that form the same
+blocks) are not run again.
 
 Ranking: fewest mismatches first; among equals, the simplest model (:func:`complexity`:
 the rounding steps one instruction takes plus one per extra feature); then the widest
@@ -51,7 +53,7 @@ from .tcdata import TCDataset, load_dataset, scan
 
 __all__ = ["Piece", "FitProblem", "grid", "fit_problem", "fit_tc", "fit_capture",
            "named_matches", "dataset_problem", "holdout_split", "quick_fit", "label",
-           "register", "stage_variants", "complexity"]
+           "register", "stage_variants", "complexity", "signature"]
 
 NS = (4, 8, 16, 32)
 FRACS = tuple(range(13, 27))
@@ -274,8 +276,10 @@ def fit_problem(problem: FitProblem, candidates: Optional[Iterable[BlockFMAModel
         :func:`describe`), model (the :class:`BlockFMAModel`), mismatches (complete
         count, or the count when stopped), cases (results checked), complete (bool),
         complexity (:func:`complexity`), margin (0..3), stage (whether the stage search
-        produced it), named (GPUs with these parameters; first 50 rows) and, with
-        ``holdout``, holdout_mismatches / holdout_cases (first 50 rows).
+        produced it), same_as (for a candidate not run because it computes what an
+        earlier one does, see :func:`signature`: that one's order), named (GPUs with these
+        parameters; first 50 rows) and, with ``holdout``, holdout_mismatches /
+        holdout_cases (first 50 rows).
     """
     if candidates is None:
         candidates = grid(problem.in_format, problem.block_outs, extended=extended)
@@ -286,7 +290,8 @@ def fit_problem(problem: FitProblem, candidates: Optional[Iterable[BlockFMAModel
     numba.set_num_threads(1)
     try:
         best = [np.inf]
-        rows = _search(problem, _bar(cands, problem, progress), best)
+        sigs = {}
+        rows = _search(problem, _bar(cands, problem, progress), best, seen=sigs)
         if stages:
             order = sorted(rows, key=_key)
             seen = {r["model"] for r in rows}
@@ -298,7 +303,7 @@ def fit_problem(problem: FitProblem, candidates: Optional[Iterable[BlockFMAModel
                         seen.add(m)
                         more.append(m)
             extra = _search(problem, _bar(more, problem, progress, "stages"), best,
-                            start=len(rows))
+                            start=len(rows), seen=sigs)
             for r in extra:
                 r["stage"] = True
             rows += extra
@@ -348,10 +353,51 @@ def _rank_info(rows: list, k: int, out: str) -> None:
         r["margin"] = margin
 
 
-def _search(problem: FitProblem, cands, best: list, start: int = 0) -> list:
-    """Branch and bound: ``best[0]`` is the lowest complete mismatch count so far."""
+def signature(blk: BlockFMAModel, k: int) -> tuple:
+    """What a model computes on dot products of length ``k``: the products each block of
+    each instruction sums (as sets: a block's sum is exact before its rounding), the
+    instructions after which an fp32 promotion happens, and the other parameters. Two
+    models with equal signatures give equal results on every such product (e.g. n = 32 with
+    64 products per instruction and n = 16 with 32, for k = 32), so the search runs one.
+    """
+    ik = blk.k_per_instruction
+    nb = ik // blk.n
+    g = blk.interleave
+    insts = []
+    for q0 in range(0, max(k, 1) + (-max(k, 1)) % ik, ik):
+        blocks = []
+        for s in range(nb):
+            if g:
+                ks = [q0 + j for j in range(ik) if (j // g) % nb == s]
+            else:
+                ks = range(q0 + s * blk.n, q0 + (s + 1) * blk.n)
+            blocks.append(frozenset(x for x in ks if x < k))
+        insts.append(tuple(blocks))
+    prom = None
+    if blk.promote_every:
+        prom = tuple(i for i in range(1, len(insts) + 1) if i * ik % blk.promote_every == 0)
+    return (tuple(insts), prom, blk.frac_bits, blk.rounding, blk.out_format,
+            blk.out_frac_bits, blk.c_mode, blk.convert_inputs, blk.c_rounding,
+            blk.c_frac_bits, blk.normalise_products)
+
+
+def _search(problem: FitProblem, cands, best: list, start: int = 0,
+            seen: Optional[dict] = None) -> list:
+    """Branch and bound: ``best[0]`` is the lowest complete mismatch count so far. A
+    candidate whose :func:`signature` equals an earlier one's (``seen``: signature -> row,
+    shared between calls) is not run: its row copies that one's counts (``same_as``)."""
+    ks = {int(np.shape(p.a)[-1]) for p in problem.pieces}
+    k = ks.pop() if len(ks) == 1 else None
+    seen = {} if seen is None else seen
     rows = []
     for idx, blk in enumerate(cands, start):
+        sig = signature(blk, k) if k is not None else None
+        if sig is not None and sig in seen:
+            first = seen[sig]
+            rows.append({"order": idx, "model": blk, "params": describe(blk),
+                         "mismatches": first["mismatches"], "cases": first["cases"],
+                         "complete": first["complete"], "same_as": first["order"]})
+            continue
         miss = checked = 0
         complete = True
         for piece in problem.pieces:
@@ -368,6 +414,8 @@ def _search(problem: FitProblem, cands, best: list, start: int = 0) -> list:
             best[0] = min(best[0], miss)
         rows.append({"order": idx, "model": blk, "params": describe(blk), "mismatches": int(miss),
                      "cases": checked, "complete": complete})
+        if sig is not None:
+            seen[sig] = rows[-1]
     return rows
 
 
