@@ -66,8 +66,8 @@ from typing import Optional
 
 from .formats import FloatFormat, get_format
 
-__all__ = ["BlockFMAModel", "TensorCoreModel", "MODELS", "AUTHORS_B200_FP8", "get_model", "select_block",
-           "select_block_pair", "list_models", "BLOCK_OUTPUTS"]
+__all__ = ["BlockFMAModel", "TensorCoreModel", "MODELS", "AUTHORS_B200_FP8", "get_model",
+           "select_block", "select_block_pair", "list_models", "BLOCK_OUTPUTS"]
 
 _ROUNDINGS = ("rtz", "rne", "rup", "rdn")
 _C_MODES = ("block", "late")
