@@ -26,7 +26,10 @@ The block FMA (Fasi, Higham, Mikaitis, Pranesh, PeerJ CS 7:e330, 2021; Khattak &
 6. K is cut into instructions of ``instruction_k`` products (K padded with zeros). An
    instruction runs ``instruction_k // n`` blocks one after the other, each block's output
    being the next block's c. ``interleave = g > 0`` deals runs of g consecutive products
-   round-robin to the blocks of an instruction instead of contiguous runs.
+   round-robin to the blocks of an instruction instead of contiguous runs. Along K each
+   instruction's result, in ``out_format`` and rounded as above, is the next instruction's
+   c (as the authors' ``models/tools/GEMM.m``): K products give the same result as one
+   call per instruction with c fed back (tests/test_kchain.py).
 7. ``c_mode="block"``: the instruction starts from c. ``c_mode="late"``: the instruction's
    blocks start from 0 and c is added to their result afterwards with one more rounding, a
    separate stage: mode ``c_rounding`` and ``c_frac_bits`` fraction bits (by default the
