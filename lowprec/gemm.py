@@ -201,7 +201,9 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
     tc_gemm(av, _pow2_exponents(av, emin_a), bv, _pow2_exponents(bv, emin_b), cv,
             _slot_table(av.shape[2], blk), blk.n, blk.k_per_instruction, blk.frac_bits,
             blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax, parse_rounding(blk.rounding).id,
-            C_MODES.index(blk.c_mode), blk.promote_every or 0, out)
+            C_MODES.index(blk.c_mode), blk.promote_every or 0, out,
+            blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id,
+            blk.normalise_products)
     if special is not None:
         res, mask = special
         out = np.where(mask, res, out)

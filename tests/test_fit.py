@@ -138,3 +138,152 @@ def test_quick_fit_reports_a_labelled_best_candidate():
     assert best["complete"] and best["matches"] == best["cases"] == 2500
     assert best["params"] == describe(_named_block(p)) and "a100" in best["named"]
     assert best["label"] == label(_named_block(p)) == "block n=8 F=24 rtz into float32"
+
+
+# --- issue 14: the fp8 paths fitted to B200 and Ada data, with held-out validation ---
+
+from lowprec.hardware.fit import (complexity, dataset_problem, holdout_split,  # noqa: E402
+                                  stage_variants, tc_holdout_problems)
+from lowprec.hardware.tcdata import load_dataset  # noqa: E402
+from lowprec.tensorcore import AUTHORS_B200_FP8, BlockFMAModel  # noqa: E402
+
+HOLDOUT = {p.name.split(" ")[0]: (p, h) for p, h in tc_holdout_problems(ROOT)
+           if p.info["gpu"] in ("Ada", "B200")}
+
+
+def _zero(rows):
+    return [r for r in rows if r["complete"] and r["mismatches"] == 0]
+
+
+@pytest.mark.parametrize("name", ["B200/E4M3/fp32", "B200/E5M2/fp32"])
+def test_fit_finds_b200_fp8_fp32_on_half_and_it_holds_on_the_other(name):
+    p, h = HOLDOUT[name]
+    assert p.cases == h.cases == 500
+    rows = fit_problem(p, stages=True, holdout=h)
+    top = rows[0]
+    assert top["complete"] and top["mismatches"] == 0
+    assert top["holdout_mismatches"] == 0 and top["holdout_cases"] == 500
+    named = select_block("b200", p.in_format, "fp32")
+    # the fitted structure: one block of 32, RNE, c added by its own stage, 3 bits of margin
+    tp = top["params"]
+    assert (tp["n"], tp["instruction_k"], tp["rounding"], tp["c_mode"], tp["c_rounding"]) == \
+        (named.n, 32, "rne", "late", None)
+    assert top["margin"] == 3 and top["named"] in ([], ["b200"])
+    row = next(r for r in rows if r["model"] == named)
+    assert row["mismatches"] == 0 and row["margin"] == 3 and "b200" in row["named"]
+    assert row["holdout_mismatches"] == 0
+    # the authors' block (c in the block, RTZ) is far off; c in the block with RNE too
+    assert _mismatches(AUTHORS_B200_FP8, p.pieces[0]) + _mismatches(
+        AUTHORS_B200_FP8, p.pieces[1]) > 100
+    in_block = [r for r in rows if r["params"]["c_mode"] == "block"
+                and not r["params"]["promote_every"] and r["params"]["n"] == 32]
+    assert in_block and min(r["mismatches"] for r in in_block) > 0  # F <= 26 in the grid
+
+
+@pytest.mark.parametrize("name", ["Ada/E4M3/fp16", "Ada/E5M2/fp16"])
+def test_fit_finds_ada_fp8_fp16_on_half_and_it_holds_on_the_other(name):
+    p, h = HOLDOUT[name]
+    rows = fit_problem(p, stages=True, holdout=h)
+    top = rows[0]
+    assert top["complete"] and top["mismatches"] == 0 and top["holdout_mismatches"] == 0
+    assert top["params"] == describe(select_block("ada", p.in_format, "fp16"))
+    assert {"ada", "l40s"} <= set(top["named"])
+    # F = 13 is pinned down: no other F of that structure misses nothing
+    assert {r["params"]["frac_bits"] for r in _zero(rows)} == {13}
+
+
+@pytest.mark.parametrize("name", ["B200/E4M3/fp16", "B200/E5M2/fp16"])
+def test_fit_b200_fp8_fp16_is_the_fp16_datapath(name):
+    p, h = HOLDOUT[name]
+    cands = grid(p.in_format, ("float16",), ns=(16, 32), fracs=(13, 16, 19, 25), extended=True)
+    rows = fit_problem(p, cands, holdout=h)
+    named = select_block("b200", p.in_format, "fp16")
+    assert named == select_block("h100", "e4m3", "fp16")
+    zero = _zero(rows)
+    assert describe(named) in [r["params"] for r in zero]
+    top = rows[0]
+    tp = top["params"]
+    assert (tp["n"], tp["instruction_k"], tp["interleave"], tp["c_mode"], tp["rounding"]) == \
+        (16, 32, 2, "late", "rne")
+    assert top["holdout_mismatches"] == 0
+    # one block of 32 into fp16 does not explain it
+    single = [r for r in rows if r["complete"] and r["params"]["instruction_k"] == r["params"]["n"]]
+    assert single and min(r["mismatches"] for r in single) > 50
+
+
+def test_named_fitted_models_on_the_held_out_halves():
+    for name, (p, h) in HOLDOUT.items():
+        gpu = p.info["gpu"].lower()
+        blk = select_block(gpu, p.in_format, p.out_format)
+        assert sum(_mismatches(blk, pc) for pc in p.pieces) == 0, name
+        assert sum(_mismatches(blk, pc) for pc in h.pieces) == 0, name
+
+
+def test_holdout_split_is_even_and_odd_cases():
+    ds = load_dataset("B200", "E4M3", "fp32", root=ROOT)
+    p, h = holdout_split(ds)
+    assert p.cases == h.cases == 500
+    a_even = np.concatenate([pc.a[:, 0, :] for pc in p.pieces])
+    a_odd = np.concatenate([pc.a[:, 0, :] for pc in h.pieces])
+    assert (a_even == ds.a[0::2]).all() and (a_odd == ds.a[1::2]).all()
+    assert "even" in p.name and "odd" in h.name
+
+
+def test_stage_variants_and_complexity():
+    late = BlockFMAModel(32, 25, "rne", "fp32", c_mode="late")
+    v = stage_variants(late)
+    assert late not in v and len(v) == len(set(v))
+    assert BlockFMAModel(32, 25, "rne", "fp32", c_mode="late", c_rounding="rtz") in v
+    assert BlockFMAModel(32, 25, "rne", "fp32", c_mode="late", c_frac_bits=13) in v
+    assert late.with_(normalise_products=True) in v
+    blk = BlockFMAModel(16, 13, "rne", "fp16")
+    vb = stage_variants(blk, ("float32",))
+    assert blk.with_(out_format="float32") in vb and blk.with_(normalise_products=True) in vb
+    assert not any(m.c_rounding for m in vb)  # no separate c stage without c_mode="late"
+    assert complexity(late, 32) == 2 and complexity(BlockFMAModel(32, 25), 32) == 1
+    assert complexity(BlockFMAModel(16, 13), 32) == 2
+    assert complexity(blk.with_(out_format="float32"), 32, "float16") == 3
+    assert complexity(select_block("h100", "e4m3", "fp16"), 32) == 5
+    assert complexity(BlockFMAModel(4, 18, c_mode="late", promote_every=128), 32) == 18
+
+
+def test_cli_fit_stages_holdout(tmp_path, capsys):
+    d = tmp_path / "B200" / "E4M3"
+    d.mkdir(parents=True)
+    for f in (ROOT / "B200" / "E4M3").iterdir():
+        if f.name.startswith("d_") and "fp16" in f.name:
+            continue
+        (d / f.name).write_text("\n".join(f.read_text().splitlines()[:200]) + "\n")
+    assert main(["fit", "--tc-dir", str(tmp_path), "--stages", "--holdout", "--json",
+                 "--top", "3"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res) == 1 and res[0]["cases"] == 100
+    best = res[0]["ranked"][0]
+    assert best["mismatches"] == 0 and best["holdout_cases"] == 100
+    assert best["holdout_mismatches"] == 0 and best["params"]["c_mode"] == "late"
+    assert main(["fit", "--tc-dir", str(tmp_path), "--stages", "--holdout", "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "(even cases): 100 results" in out and "held out" in out and "100/100" in out
+    assert main(["fit", "--tc-dir", str(tmp_path), "--beam", "0"]) == 2
+
+
+def test_candidates_with_equal_signatures_give_equal_results():
+    ds = load_dataset("B200", "E4M3", "fp16", root=ROOT, limit=64)
+    p = dataset_problem(ds)
+    cands = grid(p.in_format, ("float16",), ns=(8, 16, 32), fracs=(13, 25), extended=True)
+    rows = fit_problem(p, cands, stages=True)
+    by = {r["order"]: r for r in rows}
+    dup = [r for r in rows if "same_as" in r]
+    assert len(dup) > 50  # e.g. n = 32 with 64 products per instruction on K = 32
+    rng = np.random.default_rng(0)
+    for r in rng.choice(dup, 25, replace=False):
+        first = by[r["same_as"]]
+        assert "same_as" not in first and first["model"] != r["model"]
+        got = [sum(_mismatches(m, pc) for pc in p.pieces) for m in (r["model"], first["model"])]
+        assert got[0] == got[1]
+    # a different grouping of the products is a different signature
+    from lowprec.hardware.fit import signature
+    a = BlockFMAModel(16, 25, "rne", "fp16", c_mode="late", instruction_k=32, interleave=2)
+    assert signature(a, 32) == signature(a.with_(n=32, instruction_k=64), 32)
+    assert signature(a, 32) != signature(a.with_(interleave=1), 32)
+    assert signature(a, 64) != signature(a.with_(n=32, instruction_k=64), 64)

@@ -82,11 +82,12 @@ _POW2_M126 = math.ldexp(1.0, -126)
 
 @njit(cache=True)
 def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, curi, pmax, pmaxi, ssum,
-           scale, vt, vti, p_out, emin_out, emax_out, mode):
+           scale, vt, vti, p_out, emin_out, emax_out, mode, norm=False):
     """One block FMA for columns j0..j0+jn of row i: cur <- round(cur + sum of the block).
 
     ``curi``, ``pmaxi`` and ``vti`` are int64 views of ``cur``, ``pmax`` and ``vt``: powers
     of two and the final rounding are taken from the float64 bits, so the loops vectorise.
+    ``norm``: align products by 2^floor(log2|a b|) instead of 2^(e_a + e_b).
     """
     for jj in range(jn):
         # 2^exponent of c as an fp32 value (clamped at -126); 0 for zero and non-finite c
@@ -104,6 +105,9 @@ def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, curi, pmax, pm
             continue
         for jj in range(jn):
             x = pak * pb[bi, k, j0 + jj]
+            if norm and x != 0.0:
+                # the product's own exponent (exact: a product of two inputs is a float64)
+                x = math.ldexp(1.0, math.frexp(abs(a[bi, i, k] * b[bi, k, j0 + jj]))[1] - 1)
             pmax[jj] = x if x > pmax[jj] else pmax[jj]
     for jj in range(jn):
         pm = pmax[jj]
@@ -156,7 +160,7 @@ def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, curi, pmax, pm
 
 @njit(cache=True, parallel=True)
 def tc_gemm(a, pa, b, pb, c, order, n, inst_k, frac_bits, p_out, emin_out, emax_out, mode,
-            c_mode, promote, out):
+            c_mode, promote, out, c_p_out=0, c_round=-1, norm=False):
     """Tensor-core GEMM model.
 
     Args:
@@ -172,7 +176,12 @@ def tc_gemm(a, pa, b, pb, c, order, n, inst_k, frac_bits, p_out, emin_out, emax_
             instruction starts from 0 and c is added afterwards).
         promote: 0, or products between fp32 promotions.
         out: (batch, M, N) float64 result.
+        c_p_out, c_round: precision and rounding id of the c-addition stage of C_LATE
+            (0 / -1: ``p_out`` / ``mode``).
+        norm: align products by their own exponents (BlockFMAModel.normalise_products).
     """
+    cp = c_p_out if c_p_out > 0 else p_out
+    cr = c_round if c_round >= 0 else mode
     nb = a.shape[0]
     m_rows = a.shape[1]
     ncols = b.shape[2]
@@ -213,7 +222,7 @@ def tc_gemm(a, pa, b, pb, c, order, n, inst_k, frac_bits, p_out, emin_out, emax_
                             _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, part,
                                    parti,
                                    pmax, pmaxi, ssum, scale, vt, vti, p_out, emin_out, emax_out,
-                                   mode)
+                                   mode, norm)
                         for jj in range(jn):
                             x = acc[jj]
                             y = part[jj]
@@ -221,15 +230,14 @@ def tc_gemm(a, pa, b, pb, c, order, n, inst_k, frac_bits, p_out, emin_out, emax_
                             if math.isfinite(s):
                                 bb = s - x
                                 err = (x - (s - bb)) + (y - bb)
-                                acc[jj] = round_pair(s, err, p_out, emin_out, emax_out, mode,
-                                                     True)
+                                acc[jj] = round_pair(s, err, cp, emin_out, emax_out, cr, True)
                             else:
                                 acc[jj] = s
                     else:
                         for s0 in range(q0, q0 + inst_k, n):
                             _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, acc, acci,
                                    pmax, pmaxi, ssum, scale, vt, vti, p_out, emin_out, emax_out,
-                                   mode)
+                                   mode, norm)
                     done += inst_k
                     if promote > 0 and done % promote == 0:
                         for jj in range(jn):

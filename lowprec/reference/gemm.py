@@ -75,10 +75,13 @@ def _exp_clamped(x: Fraction, emin: int) -> int:
     return max(e, emin)
 
 
-def _round_block(v: Fraction, model: BlockFMAModel) -> Exact:
-    """Final normalisation: round an exact non-zero sum into the block's output format."""
+def _round_block(v: Fraction, model: BlockFMAModel, rounding: Optional[str] = None,
+                 frac_bits: Optional[int] = None) -> Exact:
+    """Final normalisation: round an exact non-zero sum into the block's output format
+    (with the block's rounding and result bits, or the given ones: the c-addition stage)."""
     out = get_format(model.out_format)
-    p = model.result_frac_bits + 1
+    p = (model.result_frac_bits if frac_bits is None else frac_bits) + 1
+    mode = model.rounding if rounding is None else rounding
     emin, emax = out.emin, out.emax
     av = abs(v)
     e = _exp_clamped(av, emin)
@@ -87,11 +90,11 @@ def _round_block(v: Fraction, model: BlockFMAModel) -> Exact:
     f = t.numerator // t.denominator
     rem = t - f
     neg = v < 0
-    if model.rounding == "rne":
+    if mode == "rne":
         up = rem > Fraction(1, 2) or (rem == Fraction(1, 2) and f % 2 == 1)
-    elif model.rounding == "rup":
+    elif mode == "rup":
         up = rem > 0 and not neg
-    elif model.rounding == "rdn":
+    elif mode == "rdn":
         up = rem > 0 and neg
     else:
         up = False
@@ -161,6 +164,8 @@ def dot_block(a: Sequence, b: Sequence, c, model: BlockFMAModel, in_emin_a: int,
     for x, y, v in zip(a, b, vals):
         if v == 0:
             prods.append((0, 0))
+        elif model.normalise_products:
+            prods.append((v, _exp_clamped(v, -10**9)))
         else:
             prods.append((v, _exp_clamped(Fraction(x), in_emin_a)
                           + _exp_clamped(Fraction(y), in_emin_b)))
@@ -180,8 +185,8 @@ def dot_block(a: Sequence, b: Sequence, c, model: BlockFMAModel, in_emin_a: int,
             s = exact_add(acc, cur)
             if isinstance(s, float):
                 acc = s
-            else:
-                acc = _round_block(s, model)
+            else:  # the c-addition stage, with its own rounding and result bits
+                acc = _round_block(s, model, model.c_stage_rounding, model.c_stage_frac_bits)
         else:
             acc = cur
         done += ik
