@@ -36,6 +36,7 @@ __all__ = ["matmul"]
 
 _F32 = get_format("float32")
 _F32_MAX = float(np.finfo(np.float32).max)
+_ACC_TILE = 128  # output columns per tile of the exact-accumulation kernel
 
 
 def _operand(x, name: str, inputs):
@@ -243,9 +244,19 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
     opts = resolve_options(accf, rnd, None, True, None, seed)
     fast = accf.has_inf and accf.subnormals
     out = np.empty(cv.shape, np.float64)
-    gemm_acc(av, np.ascontiguousarray(np.swapaxes(bv, 1, 2)), cv, format_tuple(accf),
-             rnd.id, opts.overflow.id, opts.key, bool(fma), int(chunk or 0), fast,
-             accf.precision, accf.emin, accf.emax, out)
+    args = (format_tuple(accf), rnd.id, opts.overflow.id, opts.key, bool(fma), int(chunk or 0),
+            fast, accf.precision, accf.emin, accf.emax)
+    if not accf.signed:  # negative sums are NaN or 0 there: the scalar kernel decides
+        gemm_acc(av, np.ascontiguousarray(np.swapaxes(bv, 1, 2)), cv, *args, out)
+        return out
+    from ._kernels.gemm_acc import gemm_acc_tiled
+
+    # the tiled kernel hands magnitudes from the largest finite value up (overflow rules)
+    # and, without subnormals, below 2^emin to the scalar step
+    maxbits = int(np.float64(accf.max).view(np.int64))
+    minbits = 0 if accf.subnormals else int(np.float64(accf.min_normal).view(np.int64))
+    gemm_acc_tiled(av, np.ascontiguousarray(bv), cv, *args, maxbits, minbits,
+                   accf.neg_zero_code is not None, _ACC_TILE, out)
     return out
 
 
