@@ -6,24 +6,27 @@ accumulation step is a branch-free operation over a row of columns, which LLVM v
 
 One step, for every column: the product p = a[i,k] * b[k,j] is exact in float64 (inputs
 hold at most 24 significant bits); the sum d + p is the exact TwoSum pair (s, e); the exact
-value v = s + e is rounded once into the accumulator format by integer operations on
-float64 bit patterns. Let f be the float64 at or just below |v| (|s|, or the float64 below
-|s| when e points towards zero); |v| lies in [f, f + ulp(f)), strictly inside when e != 0.
-With q the accumulator's quantum for |v| (from f's exponent, clamped at emin for
-subnormals), the kept significand is f's significand shifted right by sh = q - ulp
-exponent (at least 29 bits, as the accumulator has at most 24), and the discarded bits
-(plus "something more" when e != 0) decide every mode exactly.
+value v = s + e is rounded once into the accumulator format. Modes rne, rna, rtz, rup, rdn
+and sr use float operations (:func:`_round_step_f`): the quantum q (a power of two from the
+exponent field of |s|, clamped at 2^emin for subnormals) scales |s| exactly, floor and
+fraction are exact, and the tail e breaks ties and steps below grid points. Round to odd
+uses integer operations on the float64 bit pattern (:func:`_round_step`): with f the
+float64 at or just below |v|, |v| lies in [f, f + ulp(f)), strictly inside when e != 0, and
+f's significand shifted right by sh (at least 29 bits, as the accumulator has at most 24)
+plus "something more" when e != 0 decides the mode exactly.
 
-Stochastic rounding reads the first 64 bits of the same counter stream as the scalar kernel
-(rand64(key, idx, 0), idx = o * (2K + 2) + 2k + 1 for the sum, + 2k for the product) and
-rounds up when those bits, read as an integer of sh bits, are below the discarded bits:
-this is the scalar kernel's exact comparison whenever it is decided by these bits.
+Stochastic rounding reads the same counter stream as the scalar kernel (rand64(key, idx,
+0), idx = o * (2K + 2) + 2k + 1 for the sum, + 2k for the product) and rounds up when the
+stream, read as a binary fraction U, is below the exact discarded fraction f: the first 52
+bits u bound U to [u, u + 2^-52) and f is known to within 2^-54, which decides all but a
+2^-51 sliver of cases; that sliver is flagged. This is the scalar kernel's exact
+comparison, so results are bit-identical to it.
 
 What the fast step does not decide is flagged and redone by the scalar kernel's own step
 (rare): a non-finite sum, |v| at or beyond the format's largest finite value (overflow
 rules), |v| below 2^emin for formats without subnormals, negative values of unsigned
-formats, and stochastic-rounding ties of the first bits (probability 2^-sh) or results so
-far below the subnormals that sh exceeds 63. Zero results keep their sign (-0 only where
+formats, undecided stochastic roundings (above), and for round to odd results so far below
+the subnormals that sh exceeds 63. Zero results keep their sign (-0 only where
 the format has one).
 
 Tiles are (rows x columns) blocks of outputs; each tile walks k in order, so results do not
@@ -45,6 +48,11 @@ _IMPL = np.int64(1 << 52)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MAGIC = np.int64(0x4330000000000000)  # bits of 2^52
 _TWO52 = 2.0 ** 52
+_EXPMASK = np.int64(0x7FF0000000000000)
+_INV2046 = np.int64(2046 << 52)        # bits(1 / 2^k) = bits(2046 << 52) - bits(2^k)
+_ONE = np.int64(0x3FF0000000000000)    # bits of 1.0
+_TWO_M51 = 2.0 ** -51
+_TWO_M53 = 2.0 ** -53
 
 
 @njit(cache=True, inline="always")
@@ -69,7 +77,7 @@ def _round_step(s, e, r64, p, emin, maxbits, minbits, zadd, near, rna, up_pos, u
     sticky = (rem != 0) | inexact
     # nearest: above half, or at half with a tail, an odd kept value, or ties away
     up_near = (rem > half) | ((rem == half) & (inexact | ((kept & 1) == 1) | rna))
-    up_dir = sticky & ((neg & up_neg) | (~neg & up_pos))
+    up_dir = sticky & ((neg & up_neg) | ((neg ^ True) & up_pos))
     t = r64 >> np.uint64(64 - shc)
     urem = np.uint64(rem)
     up_sr = t < urem
@@ -83,6 +91,82 @@ def _round_step(s, e, r64, p, emin, maxbits, minbits, zadd, near, rna, up_pos, u
     bad = ((mlo >= maxbits) | ((mlo < minbits) & (s != 0.0))
            | (sr & (((t == urem) & inexact) | (sh > 63))))
     return val, bad
+
+
+@njit(cache=True, inline="always")
+def _round_step_f(s, e, r64, qscale, iqscale, tiny, maxv, minv, zadd, near, rna, up_pos,
+                  up_neg, sr):
+    """(value, flag) as :func:`_round_step`, with float operations (modes rne, rna, rtz,
+    rup, rdn, sr): the quantum q = max(2^floor(log2|s|), 2^emin) * 2^-(p-1) is a power of
+    two, so t = |s| / q, its floor and its fraction are exact; the tail e (exact, tiny)
+    breaks ties, steps below a grid point, and enters the stochastic fraction.
+    ``tiny`` = 2^emin."""
+    a_ = abs(s)
+    neg = s < 0.0
+    tl = -e if neg else e                 # the tail, positive away from zero
+    ufp = bits_f64(f64_bits(a_) & _EXPMASK)
+    ufc = max(ufp, tiny)
+    q = ufc * qscale
+    iq = bits_f64(_INV2046 - f64_bits(ufc)) * iqscale
+    t = a_ * iq
+    fl = np.floor(t)
+    frs = t - fl
+    # just below a grid point: at a power of two above 2^emin the grid below is twice as fine
+    below = (frs == 0.0) & (tl < 0.0)
+    halfq = (a_ == ufp) & (ufp > tiny)
+    qb = q * 0.5 if halfq else q
+    lo = a_ - qb if below else fl * q
+    hi = (fl + 1.0) * q
+    odd = fl - 2.0 * np.floor(fl * 0.5) != 0.0
+    up_near = (frs > 0.5) | ((frs == 0.5) & ((tl > 0.0) | ((tl == 0.0) & (odd | rna))))
+    up_dir = ((neg & up_neg) | ((neg ^ True) & up_pos)) & ((frs > 0.0) | (tl != 0.0))
+    # stochastic: up iff U < f, f the exact discarded fraction; fr = f to within 2^-54 and
+    # u = the stream's first 52 bits, so U lies in [u, u + 2^-52)
+    fr = (1.0 + tl * iq * (2.0 if halfq else 1.0)) if below else frs + tl * iq
+    u = bits_f64(np.int64(r64 >> np.uint64(12)) | _ONE) - 1.0
+    sr_up = u + _TWO_M51 <= fr
+    sr_amb = (sr_up ^ True) & (u < fr + _TWO_M53)
+    up_sr = sr_up
+    step = qb if below else q
+    v_near = hi if up_near else fl * q
+    v_other = lo + step if ((sr & up_sr) | ((sr ^ True) & up_dir)) else lo
+    val = v_near if near else v_other
+    val = -val if neg else val
+    val = (s if s == 0.0 else val) + zadd
+    bad = (a_ >= maxv) | (a_ != a_) | ((a_ < minv) & (s != 0.0)) | (sr & sr_amb)
+    return val, bad
+
+
+@njit(cache=True)
+def _round_row(hi, lo, cgr, g, jn, new, flag, p, emin, maxbits, minbits, fprm, near, rna,
+               up_pos, up_neg, rto, sr):
+    """Round hi[j] + lo[j] (exact pairs) for j < jn into new[j], flag[j]; returns the
+    number of flagged columns. Three copies of the loop: only SR draws random bits, only
+    RTO takes the integer step."""
+    qscale, iqscale, tiny, maxv, minv, zadd = fprm
+    nbad = 0
+    if sr:
+        for jj in range(jn):
+            v, bad = _round_step_f(hi[jj], lo[jj], mix64(cgr[jj] + g), qscale, iqscale, tiny,
+                                   maxv, minv, zadd, near, rna, up_pos, up_neg, True)
+            new[jj] = v
+            flag[jj] = bad
+            nbad += bad
+    elif rto:
+        for jj in range(jn):
+            v, bad = _round_step(hi[jj], lo[jj], np.uint64(0), p, emin, maxbits, minbits,
+                                 zadd, False, False, False, False, True, False)
+            new[jj] = v
+            flag[jj] = bad
+            nbad += bad
+    else:
+        for jj in range(jn):
+            v, bad = _round_step_f(hi[jj], lo[jj], np.uint64(0), qscale, iqscale, tiny, maxv,
+                                   minv, zadd, near, rna, up_pos, up_neg, False)
+            new[jj] = v
+            flag[jj] = bad
+            nbad += bad
+    return nbad
 
 
 @njit(cache=True, inline="always")
@@ -130,6 +214,8 @@ def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax,
     sr = mode == SR
     ng = -1.0 if mode == RDN else 1.0  # RDN sums -(-d + -p): an exact zero sum is then -0
     zadd = -0.0 if neg_zero else 0.0
+    fmax = bits_f64(maxbits)
+    fprm = (2.0 ** (1 - p), 2.0 ** (p - 1), 2.0 ** emin, fmax, bits_f64(minbits), zadd)
     zk = mix64(np.uint64(key))          # rand64(key, idx, 0) = mix64(zk + idx * golden)
     for t in prange(nb * nrb * njb):
         bi = t // (nrb * njb)
@@ -144,6 +230,9 @@ def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax,
         prod = np.empty(jt, np.float64)
         new = np.empty(jt, np.float64)
         flag = np.empty(jt, np.uint8)
+        sbuf = np.empty(jt, np.float64)
+        ebuf = np.empty(jt, np.float64)
+        zero = np.zeros(jt, np.float64)
         for r in range(rn):
             i = i0 + r
             for jj in range(jn):
@@ -166,14 +255,8 @@ def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax,
                 for jj in range(jn):
                     prod[jj] = av * b[bi, k, j0 + jj]
                 if not fma:  # the product rounded into the accumulator first
-                    nbad = 0
-                    for jj in range(jn):
-                        rr = mix64(cg[r, jj] + g0) if sr else np.uint64(0)
-                        v, bad = _round_step(prod[jj], 0.0, rr, p, emin, maxbits, minbits, zadd,
-                                             near, rna, up_pos, up_neg, rto, sr)
-                        new[jj] = v
-                        flag[jj] = bad
-                        nbad += bad
+                    nbad = _round_row(prod, zero, cg[r], g0, jn, new, flag, p, emin, maxbits,
+                                      minbits, fprm, near, rna, up_pos, up_neg, rto, sr)
                     if nbad:
                         for jj in range(jn):
                             if flag[jj]:
@@ -182,23 +265,12 @@ def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax,
                                                o * stride + 2 * k, fast, p, emin, emax)
                     for jj in range(jn):
                         prod[jj] = new[jj]
-                nbad = 0
-                if sr:  # two copies of the loop, so the other modes draw no random bits
-                    for jj in range(jn):
-                        s, e = _two_sum(d[r, jj], prod[jj], ng)
-                        v, bad = _round_step(s, e, mix64(cg[r, jj] + g1), p, emin, maxbits,
-                                             minbits, zadd, near, rna, up_pos, up_neg, rto, sr)
-                        new[jj] = v
-                        flag[jj] = bad
-                        nbad += bad
-                else:
-                    for jj in range(jn):
-                        s, e = _two_sum(d[r, jj], prod[jj], ng)
-                        v, bad = _round_step(s, e, np.uint64(0), p, emin, maxbits, minbits, zadd,
-                                             near, rna, up_pos, up_neg, rto, sr)
-                        new[jj] = v
-                        flag[jj] = bad
-                        nbad += bad
+                for jj in range(jn):
+                    hs, he = _two_sum(d[r, jj], prod[jj], ng)
+                    sbuf[jj] = hs
+                    ebuf[jj] = he
+                nbad = _round_row(sbuf, ebuf, cg[r], g1, jn, new, flag, p, emin, maxbits,
+                                  minbits, fprm, near, rna, up_pos, up_neg, rto, sr)
                 if nbad:
                     for jj in range(jn):
                         if flag[jj]:
