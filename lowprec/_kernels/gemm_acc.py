@@ -24,10 +24,9 @@ comparison, so results are bit-identical to it.
 
 What the fast step does not decide is flagged and redone by the scalar kernel's own step
 (rare): a non-finite sum, |v| at or beyond the format's largest finite value (overflow
-rules), |v| below 2^emin for formats without subnormals, negative values of unsigned
-formats, undecided stochastic roundings (above), and for round to odd results so far below
+rules), |v| below 2^emin for formats without subnormals, undecided stochastic roundings (above), and for round to odd results so far below
 the subnormals that sh exceeds 63. Zero results keep their sign (-0 only where
-the format has one).
+the format has one; unsigned formats use the scalar kernel throughout).
 
 Tiles are (rows x columns) blocks of outputs; each tile walks k in order, so results do not
 depend on the tile size or the thread count.
