@@ -1,0 +1,287 @@
+"""Tiled, column-vectorised exact accumulation in a narrow float format.
+
+The same results as :func:`lowprec._kernels.gemm.gemm_acc` (its documented order, rounding
+and stochastic-rounding stream), computed many output columns side by side: every
+accumulation step is a branch-free operation over a row of columns, which LLVM vectorises.
+
+One step, for every column: the product p = a[i,k] * b[k,j] is exact in float64 (inputs
+hold at most 24 significant bits); the sum d + p is the exact TwoSum pair (s, e); the exact
+value v = s + e is rounded once into the accumulator format. Modes rne, rna, rtz, rup, rdn
+and sr use float operations (:func:`_round_step_f`): the quantum q (a power of two from the
+exponent field of |s|, clamped at 2^emin for subnormals) scales |s| exactly, floor and
+fraction are exact, and the tail e breaks ties and steps below grid points. Round to odd
+uses integer operations on the float64 bit pattern (:func:`_round_step`): with f the
+float64 at or just below |v|, |v| lies in [f, f + ulp(f)), strictly inside when e != 0, and
+f's significand shifted right by sh (at least 29 bits, as the accumulator has at most 24)
+plus "something more" when e != 0 decides the mode exactly.
+
+Stochastic rounding reads the same counter stream as the scalar kernel (rand64(key, idx,
+0), idx = o * (2K + 2) + 2k + 1 for the sum, + 2k for the product) and rounds up when the
+stream, read as a binary fraction U, is below the exact discarded fraction f: the first 52
+bits u bound U to [u, u + 2^-52) and f is known to within 2^-54, which decides all but a
+2^-51 sliver of cases; that sliver is flagged. This is the scalar kernel's exact
+comparison, so results are bit-identical to it.
+
+What the fast step does not decide is flagged and redone by the scalar kernel's own step
+(rare): a non-finite sum, |v| at or beyond the format's largest finite value (overflow
+rules), |v| below 2^emin for formats without subnormals, undecided stochastic roundings (above), and for round to odd results so far below
+the subnormals that sh exceeds 63. Zero results keep their sign (-0 only where
+the format has one; unsigned formats use the scalar kernel throughout).
+
+Tiles are (rows x columns) blocks of outputs; each tile walks k in order, so results do not
+depend on the tile size or the thread count.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..ids import RDN, RNA, RNE, RTO, RTZ, RUP, SR
+from .bits import bits_f64, f64_bits
+from .gemm import _add_round, _rnd
+from .random import mix64
+
+_RB = 4       # rows per tile
+_ABS = np.int64(0x7FFFFFFFFFFFFFFF)
+_FRAC = np.int64((1 << 52) - 1)
+_IMPL = np.int64(1 << 52)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MAGIC = np.int64(0x4330000000000000)  # bits of 2^52
+_TWO52 = 2.0 ** 52
+_EXPMASK = np.int64(0x7FF0000000000000)
+_INV2046 = np.int64(2046 << 52)        # bits(1 / 2^k) = bits(2046 << 52) - bits(2^k)
+_ONE = np.int64(0x3FF0000000000000)    # bits of 1.0
+_TWO_M51 = 2.0 ** -51
+_TWO_M53 = 2.0 ** -53
+
+
+@njit(cache=True, inline="always")
+def _round_step(s, e, r64, p, emin, maxbits, minbits, zadd, near, rna, up_pos, up_neg, rto,
+                sr):
+    """(value, flag): s + e rounded into the format, or flag = 1 when the scalar path must
+    decide (see the module docstring). All branches are selects."""
+    sb = f64_bits(s)
+    eb = f64_bits(e)
+    neg = sb < 0
+    inexact = e != 0.0
+    below = inexact & ((sb ^ eb) < 0)
+    mlo = (sb & _ABS) - np.int64(below)
+    ex = (mlo >> 52) - 1023
+    qe = max(ex, emin) - (p - 1)          # exponent of the quantum 2^q
+    sh = qe - (ex - 52)                   # discarded bits (>= 29)
+    shc = min(sh, 63)
+    sig = (mlo & _FRAC) | _IMPL
+    kept = sig >> shc
+    rem = sig & ((np.int64(1) << shc) - 1)
+    half = np.int64(1) << (shc - 1)
+    sticky = (rem != 0) | inexact
+    # nearest: above half, or at half with a tail, an odd kept value, or ties away
+    up_near = (rem > half) | ((rem == half) & (inexact | ((kept & 1) == 1) | rna))
+    up_dir = sticky & ((neg & up_neg) | ((neg ^ True) & up_pos))
+    t = r64 >> np.uint64(64 - shc)
+    urem = np.uint64(rem)
+    up_sr = t < urem
+    up = (near & up_near) | up_dir | (sr & up_sr)
+    r = (kept | np.int64(sticky)) if rto else kept + np.int64(up)
+    # float(r) for 0 <= r < 2^52 by the exponent-field trick (AVX2 has no int64 -> double)
+    val = (bits_f64(r | _MAGIC) - _TWO52) * bits_f64((qe + 1023) << 52)
+    val = -val if neg else val
+    # zadd = +0.0 turns -0 into +0 for formats without -0; -0.0 leaves every value as is
+    val = (s if s == 0.0 else val) + zadd
+    bad = ((mlo >= maxbits) | ((mlo < minbits) & (s != 0.0))
+           | (sr & (((t == urem) & inexact) | (sh > 63))))
+    return val, bad
+
+
+@njit(cache=True, inline="always")
+def _round_step_f(s, e, r64, qscale, iqscale, tiny, maxv, minv, zadd, near, rna, up_pos,
+                  up_neg, sr):
+    """(value, flag) as :func:`_round_step`, with float operations (modes rne, rna, rtz,
+    rup, rdn, sr): the quantum q = max(2^floor(log2|s|), 2^emin) * 2^-(p-1) is a power of
+    two, so t = |s| / q, its floor and its fraction are exact; the tail e (exact, tiny)
+    breaks ties, steps below a grid point, and enters the stochastic fraction.
+    ``tiny`` = 2^emin."""
+    a_ = abs(s)
+    neg = s < 0.0
+    tl = -e if neg else e                 # the tail, positive away from zero
+    ufp = bits_f64(f64_bits(a_) & _EXPMASK)
+    ufc = max(ufp, tiny)
+    q = ufc * qscale
+    iq = bits_f64(_INV2046 - f64_bits(ufc)) * iqscale
+    t = a_ * iq
+    fl = np.floor(t)
+    frs = t - fl
+    # just below a grid point: at a power of two above 2^emin the grid below is twice as fine
+    below = (frs == 0.0) & (tl < 0.0)
+    halfq = (a_ == ufp) & (ufp > tiny)
+    qb = q * 0.5 if halfq else q
+    lo = a_ - qb if below else fl * q
+    hi = (fl + 1.0) * q
+    odd = fl - 2.0 * np.floor(fl * 0.5) != 0.0
+    up_near = (frs > 0.5) | ((frs == 0.5) & ((tl > 0.0) | ((tl == 0.0) & (odd | rna))))
+    up_dir = ((neg & up_neg) | ((neg ^ True) & up_pos)) & ((frs > 0.0) | (tl != 0.0))
+    # stochastic: up iff U < f, f the exact discarded fraction; fr = f to within 2^-54 and
+    # u = the stream's first 52 bits, so U lies in [u, u + 2^-52)
+    fr = (1.0 + tl * iq * (2.0 if halfq else 1.0)) if below else frs + tl * iq
+    u = bits_f64(np.int64(r64 >> np.uint64(12)) | _ONE) - 1.0
+    sr_up = u + _TWO_M51 <= fr
+    sr_amb = (sr_up ^ True) & (u < fr + _TWO_M53)
+    up_sr = sr_up
+    step = qb if below else q
+    v_near = hi if up_near else fl * q
+    v_other = lo + step if ((sr & up_sr) | ((sr ^ True) & up_dir)) else lo
+    val = v_near if near else v_other
+    val = -val if neg else val
+    val = (s if s == 0.0 else val) + zadd
+    bad = (a_ >= maxv) | (a_ != a_) | ((a_ < minv) & (s != 0.0)) | (sr & sr_amb)
+    return val, bad
+
+
+@njit(cache=True)
+def _round_row(hi, lo, cgr, g, jn, new, flag, p, emin, maxbits, minbits, fprm, near, rna,
+               up_pos, up_neg, rto, sr):
+    """Round hi[j] + lo[j] (exact pairs) for j < jn into new[j], flag[j]; returns the
+    number of flagged columns. Three copies of the loop: only SR draws random bits, only
+    RTO takes the integer step."""
+    qscale, iqscale, tiny, maxv, minv, zadd = fprm
+    nbad = 0
+    if sr:
+        for jj in range(jn):
+            v, bad = _round_step_f(hi[jj], lo[jj], mix64(cgr[jj] + g), qscale, iqscale, tiny,
+                                   maxv, minv, zadd, near, rna, up_pos, up_neg, True)
+            new[jj] = v
+            flag[jj] = bad
+            nbad += bad
+    elif rto:
+        for jj in range(jn):
+            v, bad = _round_step(hi[jj], lo[jj], np.uint64(0), p, emin, maxbits, minbits,
+                                 zadd, False, False, False, False, True, False)
+            new[jj] = v
+            flag[jj] = bad
+            nbad += bad
+    else:
+        for jj in range(jn):
+            v, bad = _round_step_f(hi[jj], lo[jj], np.uint64(0), qscale, iqscale, tiny, maxv,
+                                   minv, zadd, near, rna, up_pos, up_neg, False)
+            new[jj] = v
+            flag[jj] = bad
+            nbad += bad
+    return nbad
+
+
+@njit(cache=True, inline="always")
+def _two_sum(d, p, ng):
+    """The exact sum d + p as (s, e), s = fl(d + p). ng = -1 computes -((-d) + (-p)), whose
+    exact zero sum is -0 unless d and p are +0 (IEEE 754 under round toward -inf)."""
+    x = d * ng
+    y = p * ng
+    s = x + y
+    bb = s - x
+    e = (x - (s - bb)) + (y - bb)
+    return s * ng, e * ng
+
+
+@njit(cache=True, parallel=True)
+def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, maxbits,
+                   minbits, neg_zero, jt, out):
+    """Exact accumulation in any float format, tiled and vectorised over columns.
+
+    Args:
+        a: (batch, M, K) float64; b: (batch, K, N) float64; c: (batch, M, N) float64.
+        fp, mode, ovf, key, fma, chunk, fast, p, emin, emax: as
+            :func:`lowprec._kernels.gemm.gemm_acc` (the scalar kernel, which redoes the
+            flagged steps).
+        maxbits: float64 bit pattern (as int64) of the format's largest finite value:
+            magnitudes from it up go to the scalar step.
+        minbits: bit pattern of 2^emin for formats without subnormals (magnitudes below
+            it go to the scalar step), 0 otherwise.
+        neg_zero: the format has -0 (otherwise zero results are +0).
+        jt: columns per tile (the result does not depend on it).
+        out: (batch, M, N) float64.
+    """
+    nb = a.shape[0]
+    m_rows = a.shape[1]
+    kk = a.shape[2]
+    ncols = b.shape[2]
+    stride = 2 * kk + 2
+    nrb = (m_rows + _RB - 1) // _RB
+    njb = (ncols + jt - 1) // jt
+    near = mode == RNE or mode == RNA
+    rna = mode == RNA
+    up_pos = mode == RUP
+    up_neg = mode == RDN
+    rto = mode == RTO
+    sr = mode == SR
+    ng = -1.0 if mode == RDN else 1.0  # RDN sums -(-d + -p): an exact zero sum is then -0
+    zadd = -0.0 if neg_zero else 0.0
+    fmax = bits_f64(maxbits)
+    fprm = (2.0 ** (1 - p), 2.0 ** (p - 1), 2.0 ** emin, fmax, bits_f64(minbits), zadd)
+    zk = mix64(np.uint64(key))          # rand64(key, idx, 0) = mix64(zk + idx * golden)
+    for t in prange(nb * nrb * njb):
+        bi = t // (nrb * njb)
+        rest = t - bi * nrb * njb
+        i0 = (rest // njb) * _RB
+        j0 = (rest % njb) * jt
+        rn = min(_RB, m_rows - i0)
+        jn = min(jt, ncols - j0)
+        d = np.empty((_RB, jt), np.float64)
+        tot = np.zeros((_RB, jt), np.float64)
+        cg = np.empty((_RB, jt), np.uint64)
+        prod = np.empty(jt, np.float64)
+        new = np.empty(jt, np.float64)
+        flag = np.empty(jt, np.uint8)
+        sbuf = np.empty(jt, np.float64)
+        ebuf = np.empty(jt, np.float64)
+        zero = np.zeros(jt, np.float64)
+        for r in range(rn):
+            i = i0 + r
+            for jj in range(jn):
+                o = (bi * m_rows + i) * ncols + j0 + jj
+                base = o * stride
+                cg[r, jj] = zk + np.uint64(base) * _GOLDEN
+                cv = c[bi, i, j0 + jj]
+                if chunk > 0:
+                    tot[r, jj] = np.float64(np.float32(cv))
+                    d[r, jj] = 0.0
+                else:
+                    d[r, jj] = _rnd(cv, 0.0, fp, mode, ovf, key, base + 2 * kk, fast, p, emin,
+                                    emax)
+        for k in range(kk):
+            g0 = np.uint64(2 * k) * _GOLDEN
+            g1 = np.uint64(2 * k + 1) * _GOLDEN
+            for r in range(rn):
+                i = i0 + r
+                av = a[bi, i, k]
+                for jj in range(jn):
+                    prod[jj] = av * b[bi, k, j0 + jj]
+                if not fma:  # the product rounded into the accumulator first
+                    nbad = _round_row(prod, zero, cg[r], g0, jn, new, flag, p, emin, maxbits,
+                                      minbits, fprm, near, rna, up_pos, up_neg, rto, sr)
+                    if nbad:
+                        for jj in range(jn):
+                            if flag[jj]:
+                                o = (bi * m_rows + i) * ncols + j0 + jj
+                                new[jj] = _rnd(prod[jj], 0.0, fp, mode, ovf, key,
+                                               o * stride + 2 * k, fast, p, emin, emax)
+                    for jj in range(jn):
+                        prod[jj] = new[jj]
+                for jj in range(jn):
+                    hs, he = _two_sum(d[r, jj], prod[jj], ng)
+                    sbuf[jj] = hs
+                    ebuf[jj] = he
+                nbad = _round_row(sbuf, ebuf, cg[r], g1, jn, new, flag, p, emin, maxbits,
+                                  minbits, fprm, near, rna, up_pos, up_neg, rto, sr)
+                if nbad:
+                    for jj in range(jn):
+                        if flag[jj]:
+                            o = (bi * m_rows + i) * ncols + j0 + jj
+                            new[jj] = _add_round(d[r, jj], prod[jj], fp, mode, ovf, key,
+                                                 o * stride + 2 * k + 1, fast, p, emin, emax)
+                for jj in range(jn):
+                    d[r, jj] = new[jj]
+                if chunk > 0 and ((k + 1) % chunk == 0 or k == kk - 1):
+                    for jj in range(jn):
+                        tot[r, jj] = np.float64(np.float32(tot[r, jj] + d[r, jj]))
+                        d[r, jj] = 0.0
+        for r in range(rn):
+            for jj in range(jn):
+                out[bi, i0 + r, j0 + jj] = tot[r, jj] if chunk > 0 else d[r, jj]

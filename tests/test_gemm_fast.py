@@ -1,0 +1,174 @@
+"""The tiled, column-vectorised exact-accumulation kernel (lowprec._kernels.gemm_acc)
+against the scalar kernel it replaces (lowprec._kernels.gemm.gemm_acc), bit for bit: every
+rounding mode, many shapes, special values, and stochastic rounding independent of the
+thread count and the tile size."""
+
+import numba
+import numpy as np
+import pytest
+
+import lowprec
+from lowprec import gemm as G
+from lowprec.formats import FloatFormat
+from lowprec.quantize import format_tuple, resolve_options
+from lowprec.reference import gemm as ref
+from lowprec.quantize import seed_key
+from lowprec.rounding import parse_rounding
+
+MODES = ["rne", "rna", "rtz", "rup", "rdn", "rto", "sr"]
+
+
+def _bits(x):
+    x = np.asarray(x, np.float64)
+    return np.where(np.isnan(x), np.int64(0x7FF8000000000000), x.view(np.int64))
+
+
+def _scalar(a, b, c, acc, rounding, fma, chunk, seed):
+    """The scalar kernel, one output element at a time (the path before the tiled kernel)."""
+    from lowprec._kernels.gemm import gemm_acc
+
+    f = lowprec.get_format(acc)
+    rnd = parse_rounding(rounding)
+    opts = resolve_options(f, rnd, None, True, None, seed)
+    out = np.empty(c.shape)
+    gemm_acc(a, np.ascontiguousarray(np.swapaxes(b, 1, 2)), c, format_tuple(f), rnd.id,
+             opts.overflow.id, opts.key, fma, int(chunk or 0), f.has_inf and f.subnormals,
+             f.precision, f.emin, f.emax, out)
+    return out
+
+
+def _tiled(a, b, c, acc, rounding, fma, chunk, seed, jt):
+    from lowprec._kernels.gemm_acc import gemm_acc_tiled
+
+    f = lowprec.get_format(acc)
+    rnd = parse_rounding(rounding)
+    opts = resolve_options(f, rnd, None, True, None, seed)
+    out = np.empty(c.shape)
+    maxbits = int(np.float64(f.max).view(np.int64))
+    minbits = 0 if f.subnormals else int(np.float64(f.min_normal).view(np.int64))
+    gemm_acc_tiled(a, np.ascontiguousarray(b), c, format_tuple(f), rnd.id, opts.overflow.id,
+                   opts.key, fma, int(chunk or 0), f.has_inf and f.subnormals, f.precision,
+                   f.emin, f.emax, maxbits, minbits, f.neg_zero_code is not None, jt, out)
+    return out
+
+
+def _operands(rng, fmt, shape_a, shape_b, lo=-12, hi=12, specials=0.0):
+    """Values of ``fmt`` spread over 2^lo .. 2^hi (and NaN/inf/zeros with probability
+    ``specials`` each element)."""
+    def one(shape):
+        x = rng.standard_normal(shape) * 2.0 ** rng.integers(lo, hi + 1, shape)
+        if specials:
+            pick = rng.random(shape) < specials
+            x[pick] = rng.choice([np.inf, -np.inf, np.nan, 0.0, -0.0], int(pick.sum()))
+        return lowprec.quantize(x, fmt)
+    return one(shape_a), one(shape_b)
+
+
+def _c(rng, shape):
+    return rng.choice([0.0, -0.0, 1.5, 2.0 ** -20, -3.0, 1e4], shape).astype(np.float32)
+
+
+def _check(a, b, c, acc, rounding, fma, chunk, seed, jt=None):
+    c64 = np.ascontiguousarray(np.broadcast_to(c, a.shape[:-1] + b.shape[-1:]), np.float64)
+    want = _scalar(a, b, c64, acc, rounding, fma, chunk, seed)
+    for t in ([jt] if jt else [3, 128]):
+        got = _tiled(a, b, c64, acc, rounding, fma, chunk, seed, t)
+        bad = np.flatnonzero(_bits(got) != _bits(want))
+        assert bad.size == 0, (acc, rounding, fma, chunk, t, a.shape, b.shape, bad.size,
+                               got.ravel()[bad[0]], want.ravel()[bad[0]])
+
+
+@pytest.mark.parametrize("acc", ["fp16", "bf16", "e4m3", "e5m2", "fp32", "tf32", "e3m4",
+                                 "e4m3fnuz", "e2m1"])
+@pytest.mark.parametrize("rounding", MODES)
+def test_tiled_matches_scalar_kernel(acc, rounding):
+    rng = np.random.default_rng(abs(hash((acc, rounding))) % 2**32)
+    for trial, (nb, m, k, n) in enumerate([(1, 1, 1, 1), (1, 3, 1, 7), (2, 5, 17, 130),
+                                           (1, 9, 64, 33), (3, 2, 40, 5), (1, 4, 0, 3)]):
+        fmt = ["bf16", "fp16", "e4m3"][trial % 3]
+        a, b = _operands(rng, fmt, (nb, m, k), (nb, k, n))
+        c = _c(rng, (nb, m, n))
+        for fma in (True, False):
+            _check(a, b, c, acc, rounding, fma, None, 11)
+        _check(a, b, c, acc, rounding, True, int(rng.integers(1, 9)), 12)
+
+
+@pytest.mark.parametrize("rounding", MODES)
+@pytest.mark.parametrize("acc", ["fp16", "bf16", "e4m3", "e5m2"])
+def test_specials_overflow_and_subnormal_sums(acc, rounding):
+    rng = np.random.default_rng(3)
+    # wide ranges: sums overflow the accumulator (inf, or NaN / saturation by the format's
+    # rule) and fall into its subnormals; NaN / inf / signed zeros in the inputs
+    for lo, hi, sp in [(-40, 20, 0.0), (-20, 20, 0.05), (-30, -5, 0.0), (0, 16, 0.02)]:
+        a, b = _operands(rng, "bf16", (2, 4, 30), (2, 30, 70), lo, hi, sp)
+        c = _c(rng, (2, 4, 70))
+        for fma in (True, False):
+            _check(a, b, c, acc, rounding, fma, None, 5, jt=16)
+
+
+def test_cancellation_and_signed_zero_sums():
+    # exact zero sums: +0 in every mode but rdn, where they are -0 (unless both terms +0)
+    x = np.array([[1.0, -1.0, 0.0, -0.0, 2.0 ** -10, -(2.0 ** -10)]])
+    a = np.broadcast_to(x, (1, 6, 6)).copy()
+    b = np.broadcast_to(np.abs(x).T, (1, 6, 6)).copy()
+    b[0, :, 1] = -b[0, :, 1]
+    for c in (np.zeros((1, 6, 6)), np.full((1, 6, 6), -0.0)):
+        for rounding in MODES:
+            for fma in (True, False):
+                _check(a, b, c.astype(np.float32), "fp16", rounding, fma, None, 1)
+
+
+def test_format_without_subnormals_uses_the_scalar_step():
+    acc = FloatFormat(exp_bits=4, man_bits=3, bias=7, subnormals=False, name="e4m3_nosub_t")
+    rng = np.random.default_rng(4)
+    a, b = _operands(rng, "bf16", (1, 5, 25), (1, 25, 40), -20, 2)
+    for rounding in MODES:
+        _check(a, b, _c(rng, (1, 5, 40)) * 0, acc, rounding, True, None, 2)
+
+
+@pytest.mark.parametrize("rounding", ["sr", "rne"])
+def test_results_do_not_depend_on_threads_or_tiles(rounding):
+    rng = np.random.default_rng(5)
+    a, b = _operands(rng, "bf16", (2, 7, 50), (50, 300))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = lowprec.matmul(a, b, acc="bf16", acc_rounding=rounding, seed=9, inputs="bf16")
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = lowprec.matmul(a, b, acc="bf16", acc_rounding=rounding, seed=9, inputs="bf16")
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(_bits(one), _bits(two))
+    b3 = np.ascontiguousarray(np.broadcast_to(b, (2, 50, 300)))
+    c = np.zeros((2, 7, 300))
+    tiles = [_tiled(a, b3, c, "bf16", rounding, True, None, 9, jt) for jt in (1, 3, 64, 512)]
+    for t in tiles[1:]:
+        assert np.array_equal(_bits(t), _bits(tiles[0]))
+    assert np.array_equal(_bits(tiles[0]), _bits(one))
+
+
+@pytest.mark.parametrize("acc,rounding", [("fp16", "sr"), ("bf16", "rtz"), ("e4m3", "rne"),
+                                          ("fp16", "rto")])
+def test_public_matmul_matches_exact_reference(acc, rounding):
+    rng = np.random.default_rng(6)
+    a, b = _operands(rng, "bf16", (3, 20), (20, 17), -6, 6)
+    c = _c(rng, (3, 17))
+    for fma in (True, False):
+        got = lowprec.matmul(a, b, c=c, inputs="bf16", acc=acc, acc_rounding=rounding,
+                             fma=fma, seed=8)
+        want = ref.matmul_acc_ref(a, b, c, acc=lowprec.get_format(acc).name,
+                                  rounding=rounding, fma=fma, key=seed_key(8))
+        assert np.array_equal(_bits(got.astype(np.float64)), _bits(want))
+
+
+def test_sr_stream_is_unchanged():
+    # results of the scalar kernel's stream: the tiled kernel must draw the same bits, so
+    # the rounding of a long fp16 sum of ones (half of the steps random) matches exactly
+    a = np.ones((1, 3, 3000))
+    b = np.full((1, 3000, 4), 1 + 2.0 ** -7)
+    c = np.zeros((1, 3, 4))
+    want = _scalar(a, b, c, "fp16", "sr", True, None, 21)
+    got = _tiled(a, b, c, "fp16", "sr", True, None, 21, 3)
+    assert np.array_equal(_bits(got), _bits(want))
+    assert len(np.unique(got)) > 1  # SR really happened
+    assert G._ACC_TILE >= 1
