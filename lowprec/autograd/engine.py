@@ -25,11 +25,13 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..gemm import matmul as _lp_matmul
+from ..gemm_fast import matmul_f32 as _matmul_f32
 
 __all__ = ["Tensor", "no_grad", "is_grad_enabled", "tensor", "Precision", "get_precision",
            "use_precision"]
 
 _GRAD_ENABLED = contextvars.ContextVar("lowprec_grad_enabled", default=True)
+_F32 = np.dtype(np.float32)
 
 
 class Precision:
@@ -59,6 +61,8 @@ class Precision:
             ``(output, saved)``: the (..., m, n) output in ``a``'s dtype and whatever
             :meth:`matmul_backward` needs.
         """
+        if a.dtype == _F32 and b.dtype == _F32:  # the same kernel, without the dispatch
+            return _matmul_f32(a, b, c), (a, b)
         return _lp_matmul(a, b, c=c).astype(a.dtype, copy=False), (a, b)
 
     def matmul_backward(self, g: np.ndarray, saved: Any, key: str, need_a: bool,
@@ -78,6 +82,9 @@ class Precision:
             along).
         """
         a, b = saved
+        if g.dtype == _F32 and a.dtype == _F32 and b.dtype == _F32:
+            return (_matmul_f32(g, _mT(b)) if need_a else None,
+                    _matmul_f32(_mT(a), g) if need_b else None)
         ga = _lp_matmul(g, _mT(b)).astype(a.dtype, copy=False) if need_a else None
         gb = _lp_matmul(_mT(a), g).astype(b.dtype, copy=False) if need_b else None
         return ga, gb

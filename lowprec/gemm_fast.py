@@ -1,0 +1,134 @@
+"""A lean float32 GEMM for callers that already hold float32 arrays: :func:`matmul_f32`.
+
+:func:`lowprec.matmul` accepts anything (LPArrays, float64, integers, every accumulator and
+model) and pays for it on every call: operands go float32 -> float64 -> float32, shapes
+are broadcast and copied, formats are resolved. A training step under an fp32 policy makes
+eight small GEMMs per MLP step, and that dispatch cost several times the arithmetic.
+:func:`matmul_f32` takes float32 arrays only and calls the same compiled kernel
+(:func:`lowprec._kernels.gemm.gemm_f32`: sequential in k, one float32 fused multiply-add per
+step) with no conversion, so its results are bit for bit those of
+``lowprec.matmul(a, b, c=c, fma=fused)`` with the default fp32 accumulator and RNE.
+
+Orientation: every output element is the same chain d = c; d = fma(a[i,k], b[k,j], d),
+k = 0..K-1, whether the kernel computes C or C^T = B^T A^T (the product a*b is exact
+inside the fma, so the order of the two factors cannot change a bit). The kernel
+vectorises along its output's columns, so a skinny output (N = 10 logits) runs much faster
+transposed; :func:`matmul_f32` picks the orientation with the smaller estimated cost,
+counting the copies a transposed (strided) operand needs.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["matmul_f32"]
+
+_F32 = np.dtype(np.float32)
+_KERNEL: list = []  # the compiled kernel, imported at the first call (no numba at import)
+
+
+def _kernel():
+    if not _KERNEL:
+        from ._kernels.gemm import gemm_f32
+
+        _KERNEL.append(gemm_f32)
+    return _KERNEL[0]
+
+
+def _cost(m: int, k: int, n: int) -> int:
+    """Estimated work of the kernel for an (m, k) @ (k, n) product: it takes four rows at a
+    time (a remainder row costs about a tile), each step of k sweeps the output columns in
+    8-wide vectors plus a scalar tail, with a fixed per-step overhead of about four
+    vectors (measured on the MLP's shapes)."""
+    tiles = m // 4 + m % 4
+    return tiles * k * (n // 8 + n % 8 + 4)
+
+
+def _c3(x: np.ndarray) -> np.ndarray:
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
+               fused: bool = True) -> np.ndarray:
+    """``c + a @ b`` accumulated in float32, sequential in k, as :func:`lowprec.matmul`.
+
+    Args:
+        a: float32 array (..., M, K).
+        b: float32 array (..., K, N); batch axes broadcast against ``a``'s as numpy's
+            matmul. Strided views (transposes) are accepted.
+        c: optional addend broadcastable to (..., M, N); non-float32 values are rounded
+            to float32 (RNE) first, as :func:`lowprec.matmul` does.
+        fused: True: one float32 fused multiply-add per step (``fma=True``); False: the
+            product is rounded to float32 before the sum.
+
+    Returns:
+        A C-contiguous float32 array (..., M, N), bit for bit
+        ``lowprec.matmul(a, b, c=c, fma=fused)``.
+
+    Raises:
+        TypeError: when ``a`` or ``b`` is not a float32 numpy array.
+        ValueError: for operands with fewer than two axes, inner sizes that differ, batch
+            axes that do not broadcast, or a ``c`` that does not broadcast to the output.
+    """
+    gemm_f32 = _KERNEL[0] if _KERNEL else _kernel()
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+            and a.dtype == _F32 and b.dtype == _F32):
+        raise TypeError(f"matmul_f32 takes float32 arrays, got "
+                        f"{getattr(a, 'dtype', type(a).__name__)} and "
+                        f"{getattr(b, 'dtype', type(b).__name__)}")
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul_f32 needs operands (..., m, k) @ (..., k, n), got "
+                         f"{a.shape} @ {b.shape}")
+    m, k = a.shape[-2], a.shape[-1]
+    n = b.shape[-1]
+    if a.ndim == 2 and b.ndim == 2:
+        batch: tuple = ()
+        a3, b3 = a[None], b[None]
+    else:
+        try:
+            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul_f32: batch axes of {a.shape} and {b.shape} do not "
+                             f"broadcast") from None
+        nb = 1
+        for d in batch:
+            nb *= d
+        a3 = np.broadcast_to(a, batch + (m, k)).reshape(nb, m, k) if a.shape[:-2] != batch \
+            else a.reshape(nb, m, k)
+        b3 = np.broadcast_to(b, batch + (k, n)).reshape(nb, k, n) if b.shape[:-2] != batch \
+            else b.reshape(nb, k, n)
+    full = batch + (m, n)
+    nb = a3.shape[0]
+    if c is not None:
+        c = np.asarray(c)
+        if c.dtype != _F32:
+            c = c.astype(_F32)  # RNE, as lowprec.matmul rounds c to float32
+        try:
+            c = np.broadcast_to(c, full)
+        except ValueError:
+            raise ValueError(f"matmul_f32: c of shape {c.shape} does not broadcast to the "
+                             f"result shape {full}") from None
+        c = c.reshape(nb, m, n)
+
+    # Cost of each orientation, plus a copy (about an element per vector lane's work) for
+    # every operand the kernel would have to read through a strided view.
+    sa, sb = a3.strides, b3.strides
+    a_rows, b_rows = sa[2] == 4 and sa[1] == 4 * k, sb[2] == 4 and sb[1] == 4 * n
+    a_cols, b_cols = sa[1] == 4 and sa[2] == 4 * m, sb[1] == 4 and sb[2] == 4 * k
+    direct = (_cost(m, k, n) * nb + (0 if a_rows else a3.size // 8)
+              + (0 if b_rows else b3.size // 8))
+    flipped = (_cost(n, k, m) * nb + (0 if b_cols else b3.size // 8)
+               + (0 if a_cols else a3.size // 8) + (m * n * nb) // 8)
+    if flipped < direct:
+        # C^T = B^T A^T: the same fma chain per element, the factors swapped
+        at, bt = np.swapaxes(b3, 1, 2), np.swapaxes(a3, 1, 2)
+        ct = np.zeros((nb, n, m), _F32) if c is None else _c3(np.swapaxes(c, 1, 2))
+        out = np.empty((nb, n, m), _F32)
+        gemm_f32(_c3(at), _c3(bt), ct, bool(fused), out)
+        return np.ascontiguousarray(np.swapaxes(out, 1, 2)).reshape(full)
+    out = np.empty((nb, m, n), _F32)
+    cc = np.zeros((nb, m, n), _F32) if c is None else _c3(c)
+    gemm_f32(_c3(a3), _c3(b3), cc, bool(fused), out)
+    return out.reshape(full)
