@@ -27,6 +27,8 @@ __all__ = ["matmul_f32"]
 
 _F32 = np.dtype(np.float32)
 _KERNEL: list = []  # the compiled kernel, imported at the first call (no numba at import)
+_PLANS: dict = {}   # operand layouts -> (flip, batch size, m, n, result shape)
+_ZEROS: dict = {}   # shape -> zero addend
 
 
 def _kernel():
@@ -73,6 +75,41 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
             axes that do not broadcast, or a ``c`` that does not broadcast to the output.
     """
     gemm_f32 = _KERNEL[0] if _KERNEL else _kernel()
+    if c is None and type(a) is np.ndarray and type(b) is np.ndarray:
+        # the common case (training steps repeat the same shapes): plan once per layout
+        key = (a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides)
+        plan = _PLANS.get(key)
+        if plan is not None:
+            flip, nb, m, n, full = plan
+            if flip:
+                ta, tb = _swap3(b, nb), _swap3(a, nb)
+                out = np.empty((nb, n, m), _F32)
+                gemm_f32(_c3(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
+                return np.ascontiguousarray(np.swapaxes(out, 1, 2)).reshape(full)
+            out = np.empty((nb, m, n), _F32)
+            gemm_f32(_c3(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
+                     _zeros((nb, m, n)), bool(fused), out)
+            return out.reshape(full)
+    return _matmul_f32(gemm_f32, a, b, c, fused)
+
+
+def _swap3(x: np.ndarray, nb: int) -> np.ndarray:
+    """(nb, cols, rows) view of the matrices of x (..., rows, cols) transposed."""
+    return np.swapaxes(x.reshape(nb, x.shape[-2], x.shape[-1]), 1, 2)
+
+
+def _zeros(shape: tuple) -> np.ndarray:
+    """A zero addend: one per shape, kept (the kernel only reads it)."""
+    z = _ZEROS.get(shape)
+    if z is None:
+        if len(_ZEROS) > 64:
+            _ZEROS.clear()
+        z = _ZEROS[shape] = np.zeros(shape, _F32)
+    return z
+
+
+def _matmul_f32(gemm_f32, a, b, c, fused):
+    """:func:`matmul_f32` in full: checks, broadcasting, the addend, the plan."""
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
             and a.dtype == _F32 and b.dtype == _F32):
         raise TypeError(f"matmul_f32 takes float32 arrays, got "
@@ -121,14 +158,21 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
               + (0 if b_rows else b3.size // 8))
     flipped = (_cost(n, k, m) * nb + (0 if b_cols else b3.size // 8)
                + (0 if a_cols else a3.size // 8) + (m * n * nb) // 8)
-    if flipped < direct:
+    flip = flipped < direct
+    if c is None and (a.shape[:-2] == b.shape[:-2]) and type(a) is np.ndarray \
+            and type(b) is np.ndarray:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        _PLANS[(a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides)] = (flip, nb, m, n,
+                                                                            full)
+    if flip:
         # C^T = B^T A^T: the same fma chain per element, the factors swapped
         at, bt = np.swapaxes(b3, 1, 2), np.swapaxes(a3, 1, 2)
-        ct = np.zeros((nb, n, m), _F32) if c is None else _c3(np.swapaxes(c, 1, 2))
+        ct = _zeros((nb, n, m)) if c is None else _c3(np.swapaxes(c, 1, 2))
         out = np.empty((nb, n, m), _F32)
         gemm_f32(_c3(at), _c3(bt), ct, bool(fused), out)
         return np.ascontiguousarray(np.swapaxes(out, 1, 2)).reshape(full)
     out = np.empty((nb, m, n), _F32)
-    cc = np.zeros((nb, m, n), _F32) if c is None else _c3(c)
+    cc = _zeros((nb, m, n)) if c is None else _c3(c)
     gemm_f32(_c3(a3), _c3(b3), cc, bool(fused), out)
     return out.reshape(full)

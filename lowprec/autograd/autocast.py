@@ -25,6 +25,7 @@ from ..gemm_fast import matmul_f32
 from ..lparray import LPArray
 from ..quantize import decode, encode
 from ..scaled import fp8_scale, quantize_scaled
+from . import engine as _engine
 from .engine import Precision, get_precision, use_precision
 from .instrument import Tracker
 from .policy import ROLES, Policy, rounded_format
@@ -456,6 +457,10 @@ class Autocast(Precision):
         gb = None if gb is None else gb.astype(b.dtype, copy=False)
         return ga, gb
 
+
+# Autocast's matmul_backward returns new arrays: the engine may keep them as .grad uncopied
+# (a subclass may not, so it is the exact type that is registered)
+_engine._OWN_HOOKS.add(Autocast)
 
 # The fp32 Autocast that current() reports outside any `with` block; its results equal
 # the engine's default hook's.

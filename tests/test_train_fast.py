@@ -1,0 +1,255 @@
+"""The training fast paths give the general paths' bits.
+
+* :func:`lowprec.gemm_fast.matmul_f32` against :func:`lowprec.matmul` (fp32 accumulator,
+  RNE, fma on and off) over random shapes, batches, broadcasting, strided operands,
+  addends and special values, in both orientations it may choose.
+* Training steps under each policy the fast paths touch, run with the shortcuts and with
+  Autocast's general path (a subclass that turns them off), parameters compared bit for
+  bit after every step; the tracker's statistics compared too.
+* The engine's graph walk visits nodes in the order it always did (the order in which a
+  gradient's contributions are summed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lowprec
+from lowprec import gemm_fast
+from lowprec.autograd import Autocast, Policy, Tensor, Tracker, nn, ops, optim
+from lowprec.gemm_fast import matmul_f32
+
+SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 3.0e38, -3.0e38, 1e-45, -1e-45,
+                     1.2e-38, 65504.0], np.float32)
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+
+
+def _assert_bits(got: np.ndarray, want: np.ndarray) -> None:
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+def _operand(rng, shape, special: bool) -> np.ndarray:
+    x = (rng.standard_normal(shape) * 2.0 ** rng.integers(-20, 20)).astype(np.float32)
+    if special and x.size:
+        idx = rng.integers(0, x.size, max(1, x.size // 8))
+        x.flat[idx] = rng.choice(SPECIALS, idx.size)
+    return x
+
+
+def _layout(rng, x: np.ndarray) -> np.ndarray:
+    """x itself, or the same values through a transposed (strided) view."""
+    if x.ndim >= 2 and rng.random() < 0.5:
+        return np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)), -1, -2)
+    return x
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matmul_f32_matches_matmul(seed):
+    rng = np.random.default_rng(seed)
+    for t in range(40):
+        m, k, n = (int(v) for v in rng.integers(0, 24, 3))
+        if t % 5 == 0:
+            n = int(rng.integers(1, 4))  # skinny outputs take the transposed orientation
+        batch = [(), (3,), (2, 2)][t % 3]
+        bb = batch if rng.random() < 0.7 else (1,) * len(batch)  # broadcast b's batch
+        special = t % 2 == 0
+        a = _layout(rng, _operand(rng, batch + (m, k), special))
+        b = _layout(rng, _operand(rng, bb + (k, n), special))
+        c = None
+        if t % 4 == 1:
+            c = _operand(rng, (n,), special)  # a bias
+        elif t % 4 == 3:
+            c = rng.standard_normal((m, n))  # float64: rounded to float32 first
+        for fused in (True, False):
+            want = lowprec.matmul(a, b, c=c, fma=fused)
+            for _ in range(2):  # the second call runs from the cached plan
+                _assert_bits(matmul_f32(a, b, c, fused=fused), want)
+
+
+def test_matmul_f32_both_orientations():
+    # the same products computed directly and transposed give the same bits
+    rng = np.random.default_rng(7)
+    cost = gemm_fast._cost
+    try:
+        for flip in (False, True):
+            gemm_fast._PLANS.clear()
+            gemm_fast._cost = (lambda m, k, n, f=flip, M=9: (0 if (m == M) != f else 10 ** 9))
+            for special in (False, True):
+                a = _operand(rng, (9, 33), special)
+                b = _operand(rng, (33, 17), special)
+                c = _operand(rng, (9, 17), special)
+                _assert_bits(matmul_f32(a, b), lowprec.matmul(a, b))
+                _assert_bits(matmul_f32(a, b, c), lowprec.matmul(a, b, c=c))
+                _assert_bits(matmul_f32(a, b.T.copy().T), lowprec.matmul(a, b))
+    finally:
+        gemm_fast._cost = cost
+        gemm_fast._PLANS.clear()
+
+
+def test_matmul_f32_subnormals_and_overflow():
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((8, 40)) * 1e-20).astype(np.float32)
+    b = (rng.standard_normal((40, 12)) * 1e-20).astype(np.float32)  # products underflow
+    _assert_bits(matmul_f32(a, b), lowprec.matmul(a, b))
+    a = (rng.standard_normal((8, 40)) * 1e20).astype(np.float32)
+    b = (rng.standard_normal((40, 12)) * 1e20).astype(np.float32)  # products overflow
+    _assert_bits(matmul_f32(a, b), lowprec.matmul(a, b))
+
+
+def test_matmul_f32_errors():
+    a = np.ones((2, 3), np.float32)
+    with pytest.raises(TypeError):
+        matmul_f32(a.astype(np.float64), a.T)
+    with pytest.raises(TypeError):
+        matmul_f32([[1.0]], a)
+    with pytest.raises(ValueError):
+        matmul_f32(a, a)
+    with pytest.raises(ValueError):
+        matmul_f32(a[0], a.T)
+    with pytest.raises(ValueError):
+        matmul_f32(np.ones((2, 2, 3), np.float32), np.ones((3, 3, 2), np.float32))
+    with pytest.raises(ValueError):
+        matmul_f32(a, a.T.copy(), c=np.ones(3, np.float32))
+
+
+class _General(Autocast):
+    """Autocast with its shortcuts turned off: every cast and every GEMM the long way."""
+
+    def _fast(self):
+        return False, False
+
+
+def _run(policy, hook_cls, steps, opt_name, tracker):
+    rng = np.random.default_rng(11)
+    model = nn.MLP([20, 24, 16, 5], seed=3)
+    x = rng.standard_normal((12, 20)).astype(np.float32)
+    y = rng.integers(0, 5, 12)
+    upd = policy.weight_update(seed=5)
+    if opt_name == "sgd":
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3,
+                        update=upd, tracker=tracker)
+    else:
+        opt = optim.AdamW(model.parameters(), lr=1e-2, update=upd, tracker=tracker)
+    scaler = policy.grad_scaler()
+    ctx = hook_cls(policy, seed=9, tracker=tracker)
+    params, stats = [], []
+    for _ in range(steps):
+        with ctx:
+            loss = ops.cross_entropy(model(Tensor(x)), y)
+        opt.zero_grad()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        params.append([p.data.copy() for p in model.parameters()])
+        if tracker is not None:
+            stats.append(tracker.take_step())
+    return params, stats
+
+
+@pytest.mark.parametrize("recipe", ["fp32", "bf16", "fp16-scaled", "fp8-current",
+                                    "bf16-pure-sr", "fp8-delayed"])
+@pytest.mark.parametrize("opt_name", ["sgd", "adamw"])
+def test_training_fast_equals_general(recipe, opt_name, monkeypatch):
+    import importlib
+
+    ac = importlib.import_module("lowprec.autograd.autocast")  # not the function autocast
+    calls = [0]
+
+    def counted(*a, **k):
+        calls[0] += 1
+        return matmul_f32(*a, **k)
+
+    monkeypatch.setattr(ac, "matmul_f32", counted)
+    policy = Policy(recipe)
+    for with_tracker in (False, True):
+        calls[0] = 0
+        fast = _run(policy, Autocast, 3, opt_name, Tracker() if with_tracker else None)
+        assert calls[0] > 0  # the shortcut ran
+        slow = _run(policy, _General, 3, opt_name, Tracker() if with_tracker else None)
+        assert calls[0] == 3 * 8  # ... and only there: 8 GEMMs a step (no dgrad of x)
+        for pf, ps in zip(fast[0], slow[0]):
+            for a, b in zip(pf, ps):
+                _assert_bits(a, b)
+        assert fast[1] == slow[1]
+
+
+def test_fp32_fma_false_and_traced():
+    policy = Policy("nofma", fma=False)
+    fast = _run(policy, Autocast, 3, "sgd", None)[0]
+    slow = _run(policy, _General, 3, "sgd", None)[0]
+    for pf, ps in zip(fast, slow):
+        for a, b in zip(pf, ps):
+            _assert_bits(a, b)
+    ev = []
+    for cls in (Autocast, _General):
+        ctx = cls(Policy(), trace=True)
+        m = nn.MLP([4, 3, 2], seed=0)
+        with ctx:
+            loss = ops.cross_entropy(m(Tensor(np.ones((2, 4), np.float32))), np.array([0, 1]))
+        loss.backward()
+        ev.append(ctx.events)
+    assert ev[0] == ev[1] and len(ev[0]) > 0
+
+
+def test_default_hook_equals_fp32_autocast():
+    # outside any Autocast, the engine's own hook takes the fast GEMM too
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 7)).astype(np.float32)
+    w = Tensor(rng.standard_normal((7, 5)).astype(np.float32), requires_grad=True)
+    b = Tensor(rng.standard_normal(5).astype(np.float32), requires_grad=True)
+    out = Tensor(x).matmul(w, c=b)
+    (out * out).sum().backward()
+    with _General(Policy()):
+        ref = Tensor(x).matmul(w2 := Tensor(w.data, requires_grad=True),
+                               c=(b2 := Tensor(b.data, requires_grad=True)))
+    (ref * ref).sum().backward()
+    _assert_bits(out.data, ref.data)
+    _assert_bits(w.grad, w2.grad)
+    _assert_bits(b.grad, b2.grad)
+
+
+def _old_topo(root):
+    """The engine's graph walk as it was written before (the reference order)."""
+    topo, seen, stack = [], set(), [(root, False)]
+    while stack:
+        v, done = stack.pop()
+        if done:
+            topo.append(v)
+            continue
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        stack.append((v, True))
+        stack.extend((p, False) for p in v._prev if p.requires_grad and id(p) not in seen)
+    return topo
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_backward_order_unchanged(seed):
+    rng = np.random.default_rng(seed)
+    leaves = [Tensor(rng.standard_normal(3).astype(np.float32), requires_grad=bool(i % 3))
+              for i in range(5)]
+    nodes = list(leaves)
+    for _ in range(25):
+        a, b = (nodes[int(i)] for i in rng.integers(0, len(nodes), 2))
+        nodes.append([a + b, a * b, a - b][int(rng.integers(0, 3))])
+    root = nodes[-1]
+    for v in nodes[-8:-1]:
+        root = root + v
+    root = root.sum()
+    want = [id(v) for v in reversed(_old_topo(root)) if v._prev]
+    calls = []
+    for v in _old_topo(root):
+        if v._prev:
+            f = v._backward
+            v._backward = (lambda f=f, i=id(v): (calls.append(i), f()))
+    root.backward()
+    assert calls == want and len(calls) > 5
