@@ -253,3 +253,76 @@ def test_backward_order_unchanged(seed):
             v._backward = (lambda f=f, i=id(v): (calls.append(i), f()))
     root.backward()
     assert calls == want and len(calls) > 5
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_relu_select_bits(dtype):
+    # relu and its gradient are where(x > 0, v, +0), bit for bit (NaN, -0, inf, subnormals)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((7, 9)).astype(dtype)
+    x.flat[:8] = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45], dtype)
+    g = rng.standard_normal((7, 9)).astype(dtype)
+    g.flat[10:15] = np.array([np.nan, -0.0, np.inf, -np.inf, -np.nan], dtype)
+    bits = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    for xx in (x, np.asfortranarray(x)):
+        t = Tensor(xx, requires_grad=True)
+        y = t.relu()
+        y.backward(g)
+        want_y = np.where(x > 0, x, np.zeros_like(x))
+        want_g = np.where(x > 0, g, np.zeros_like(g))
+        np.testing.assert_array_equal(np.ascontiguousarray(y.data).view(bits), want_y.view(bits))
+        np.testing.assert_array_equal(np.ascontiguousarray(t.grad).view(bits),
+                                      want_g.view(bits))
+
+
+def _sgd_reference(ws, grads_per_step, lr, momentum, dampening, wd, nesterov):
+    """torch.optim.SGD's formulas, out of place, in float32 (the optimizer's old code)."""
+    dt = np.float32
+    ws = [w.copy() for w in ws]
+    bufs = [None] * len(ws)
+    for grads in grads_per_step:
+        for i, (w, g) in enumerate(zip(ws, grads)):
+            if wd:
+                g = g + dt(wd) * w
+            if momentum:
+                if bufs[i] is None:
+                    bufs[i] = g.copy()
+                else:
+                    bufs[i] = dt(momentum) * bufs[i] + dt(1 - dampening) * g
+                g = g + dt(momentum) * bufs[i] if nesterov else bufs[i]
+            ws[i] = (w + -dt(lr) * g).astype(np.float32)
+    return ws
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf - inf on purpose
+@pytest.mark.parametrize("momentum,dampening,wd,nesterov",
+                         [(0.9, 0.0, 0.0, False), (0.9, 0.1, 1e-2, False),
+                          (0.8, 0.0, 1e-3, True), (0.0, 0.0, 0.0, False)])
+def test_sgd_in_place_buffers_match_reference(momentum, dampening, wd, nesterov):
+    rng = np.random.default_rng(8)
+    ws = [rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)]
+    grads = [[rng.standard_normal(w.shape).astype(np.float32) for w in ws] for _ in range(5)]
+    grads[2][0][0, 0] = np.nan  # specials travel the same way
+    grads[3][1][1] = -np.inf
+    params = [Tensor(w.copy(), requires_grad=True) for w in ws]
+    opt = optim.SGD(params, lr=0.1, momentum=momentum, dampening=dampening, weight_decay=wd,
+                    nesterov=nesterov)
+    saved = None
+    for t, gs in enumerate(grads):
+        for p, g in zip(params, gs):
+            p.grad = g.copy()
+        opt.step()
+        if t == 1:
+            saved = opt.state_dict()
+    want = _sgd_reference(ws, grads, 0.1, momentum, dampening, wd, nesterov)
+    for p, w in zip(params, want):
+        _assert_bits(p.data, w)
+    if momentum:
+        # a loaded state is copied: stepping on does not change the caller's arrays
+        before = {i: s["momentum_buffer"].copy() for i, s in saved["state"].items()}
+        opt.load_state_dict(saved)
+        for p, g in zip(params, grads[0]):
+            p.grad = g.copy()
+        opt.step()
+        for i, s in saved["state"].items():
+            _assert_bits(s["momentum_buffer"], before[i])

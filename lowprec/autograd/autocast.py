@@ -14,7 +14,6 @@ second-to-last of b).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -26,7 +25,7 @@ from ..lparray import LPArray
 from ..quantize import decode, encode
 from ..scaled import fp8_scale, quantize_scaled
 from . import engine as _engine
-from .engine import Precision, get_precision, use_precision
+from .engine import Precision, get_precision
 from .instrument import Tracker
 from .policy import ROLES, Policy, rounded_format
 from .scaling import (AmaxHistory, CurrentScaling, FineGrainedScaling, MXScaling, NVFP4Scaling,
@@ -110,7 +109,7 @@ class Autocast(Precision):
         self._storage = rounded_format(self.policy.storage)
         self._delayed: Dict[str, AmaxHistory] = {}
         self._calls = 0
-        self._active: List[contextlib.AbstractContextManager] = []  # nested `with` blocks
+        self._active: list = []  # tokens of nested `with` blocks
         self._fast_for = self.policy
         self._fast_acc, self._fast_all = self._fast_paths(self.policy)
 
@@ -141,13 +140,12 @@ class Autocast(Precision):
         return False, False
 
     def __enter__(self) -> "Autocast":
-        cm = use_precision(self)
-        cm.__enter__()
-        self._active.append(cm)
+        # what use_precision(self) does, without a generator per block
+        self._active.append(_engine._PRECISION.set(self))
         return self
 
     def __exit__(self, *exc) -> None:
-        self._active.pop().__exit__(*exc)
+        _engine._PRECISION.reset(self._active.pop())
 
     def __repr__(self) -> str:
         return f"Autocast({self.policy.name!r})"

@@ -567,14 +567,21 @@ class Tensor:
     def relu(self) -> "Tensor":
         """max(x, 0); an activation already in the input's format."""
         x = self.data
-        pos = x > 0
-        zero = x.dtype.type(0)
-        out = self._unary(np.where(pos, x, zero), lambda: pos.astype(x.dtype), "relu", True,
-                          exact=True)
+        # The selects below are where(x > 0, v, +0) done as a bitwise and with a mask of
+        # all ones or all zeros (the same bits, several times faster than np.where).
+        bits = np.dtype(f"u{x.dtype.itemsize}")
+        mask = (x > 0).astype(bits)
+        np.negative(mask, out=mask)  # 1 -> all ones (unsigned wrap-around)
+        y = np.bitwise_and(x.view(bits), mask).view(x.dtype)
+        out = self._unary(y, lambda: (x > 0).astype(x.dtype), "relu", True, exact=True)
 
         def _backward():  # a select, as torch's threshold_backward: masked gradients are +0
             g = out.grad
-            self._accumulate(np.where(pos, g, g.dtype.type(0)), True)
+            if g.dtype == x.dtype and g.shape == mask.shape:
+                gx = np.bitwise_and(g.view(bits), mask).view(g.dtype)
+            else:
+                gx = np.where(mask != 0, g, np.zeros_like(g))
+            self._accumulate(gx, True)
         out._backward = _backward
         return out
 
