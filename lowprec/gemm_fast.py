@@ -31,12 +31,34 @@ _PLANS: dict = {}   # operand layouts -> (flip, batch size, m, n, result shape)
 _ZEROS: dict = {}   # shape -> zero addend
 
 
+#: Products with fewer multiply-adds than this run on one numba thread: waking the other
+#: threads costs more than they save (the study trains on one thread for the same reason).
+#: The results do not depend on it (threads split independent outputs).
+SMALL = 1 << 20
+
+
 def _kernel():
     if not _KERNEL:
+        import numba
+
         from ._kernels.gemm import gemm_f32
 
-        _KERNEL.append(gemm_f32)
+        _KERNEL.extend((gemm_f32, numba.get_num_threads, numba.set_num_threads))
     return _KERNEL[0]
+
+
+def _run(a, b, c, fused, out) -> None:
+    """gemm_f32(a, b, c, fused, out), on one thread when the product is small."""
+    gemm_f32, get_threads, set_threads = _KERNEL
+    nt = get_threads()
+    if nt > 1 and a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SMALL:
+        set_threads(1)
+        try:
+            gemm_f32(a, b, c, fused, out)
+        finally:
+            set_threads(nt)
+    else:
+        gemm_f32(a, b, c, fused, out)
 
 
 def _cost(m: int, k: int, n: int) -> int:
@@ -74,7 +96,8 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
         ValueError: for operands with fewer than two axes, inner sizes that differ, batch
             axes that do not broadcast, or a ``c`` that does not broadcast to the output.
     """
-    gemm_f32 = _KERNEL[0] if _KERNEL else _kernel()
+    if not _KERNEL:
+        _kernel()
     if c is None and type(a) is np.ndarray and type(b) is np.ndarray:
         # the common case (training steps repeat the same shapes): plan once per layout
         key = (a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides)
@@ -84,13 +107,13 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
             if flip:
                 ta, tb = _swap3(b, nb), _swap3(a, nb)
                 out = np.empty((nb, n, m), _F32)
-                gemm_f32(_c3(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
+                _run(_c3(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
                 return np.ascontiguousarray(np.swapaxes(out, 1, 2)).reshape(full)
             out = np.empty((nb, m, n), _F32)
-            gemm_f32(_c3(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
-                     _zeros((nb, m, n)), bool(fused), out)
+            _run(_c3(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
+                 _zeros((nb, m, n)), bool(fused), out)
             return out.reshape(full)
-    return _matmul_f32(gemm_f32, a, b, c, fused)
+    return _matmul_f32(a, b, c, fused)
 
 
 def _swap3(x: np.ndarray, nb: int) -> np.ndarray:
@@ -108,7 +131,7 @@ def _zeros(shape: tuple) -> np.ndarray:
     return z
 
 
-def _matmul_f32(gemm_f32, a, b, c, fused):
+def _matmul_f32(a, b, c, fused):
     """:func:`matmul_f32` in full: checks, broadcasting, the addend, the plan."""
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
             and a.dtype == _F32 and b.dtype == _F32):
@@ -170,9 +193,9 @@ def _matmul_f32(gemm_f32, a, b, c, fused):
         at, bt = np.swapaxes(b3, 1, 2), np.swapaxes(a3, 1, 2)
         ct = _zeros((nb, n, m)) if c is None else _c3(np.swapaxes(c, 1, 2))
         out = np.empty((nb, n, m), _F32)
-        gemm_f32(_c3(at), _c3(bt), ct, bool(fused), out)
+        _run(_c3(at), _c3(bt), ct, bool(fused), out)
         return np.ascontiguousarray(np.swapaxes(out, 1, 2)).reshape(full)
     out = np.empty((nb, m, n), _F32)
     cc = _zeros((nb, m, n)) if c is None else _c3(c)
-    gemm_f32(_c3(a3), _c3(b3), cc, bool(fused), out)
+    _run(_c3(a3), _c3(b3), cc, bool(fused), out)
     return out.reshape(full)

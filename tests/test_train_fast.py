@@ -326,3 +326,22 @@ def test_sgd_in_place_buffers_match_reference(momentum, dampening, wd, nesterov)
         opt.step()
         for i, s in saved["state"].items():
             _assert_bits(s["momentum_buffer"], before[i])
+
+
+def test_matmul_f32_thread_count_does_not_matter(monkeypatch):
+    import numba
+
+    rng = np.random.default_rng(12)
+    a = _operand(rng, (2, 37, 29), True)
+    b = _operand(rng, (2, 29, 45), True)
+    want = lowprec.matmul(a, b)
+    prev = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            for small in (0, 1 << 30):  # always the threads given / always one
+                monkeypatch.setattr(gemm_fast, "SMALL", small)
+                _assert_bits(matmul_f32(a, b), want)
+                assert numba.get_num_threads() == threads  # restored
+    finally:
+        numba.set_num_threads(prev)
