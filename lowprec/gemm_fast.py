@@ -40,10 +40,23 @@ SMALL = 1 << 20
 def _kernel():
     if not _KERNEL:
         import numba
+        from numba.np.ufunc import parallel
 
         from ._kernels.gemm import gemm_f32
 
-        _KERNEL.extend((gemm_f32, numba.get_num_threads, numba.set_num_threads))
+        numba.get_num_threads()  # starts the threading layer once
+        # numba's public getter and setter take a lock to check that the threading layer
+        # has started (some microseconds, as much as a small GEMM); once it has, the
+        # layer's own entry points are plain C calls. The public ones are the fallback.
+        get, put = (getattr(parallel, "_get_num_threads", None),
+                    getattr(parallel, "_set_num_threads", None))
+        try:
+            ok = callable(get) and callable(put) and get() == numba.get_num_threads()
+        except Exception:  # noqa: BLE001 - any trouble: the public API
+            ok = False
+        if not ok:
+            get, put = numba.get_num_threads, numba.set_num_threads
+        _KERNEL.extend((gemm_f32, get, put))
     return _KERNEL[0]
 
 
