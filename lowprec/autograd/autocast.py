@@ -386,7 +386,7 @@ class Autocast(Precision):
                 self.note("matmul", "weight", None)
                 self.note("matmul", "out", None)
             out = matmul_f32(a, b, c, fused=self.policy.fma)
-            return out, (a, b, QTensor(a, None, None), QTensor(b, None, None))
+            return out, (a, b, None, None)  # the casts (identities) are made if needed
         qa = self.cast(a, "activation", key, axis=-1)
         qb = self.cast(b, "weight", key, axis=-2)
         self.note("matmul", "activation", self._fmts["activation"])
@@ -413,6 +413,8 @@ class Autocast(Precision):
         ga = gb = None
         if not (need_a or need_b):
             return ga, gb
+        if qa is None:  # saved by the fp32 shortcut: what cast() returns for float32
+            qa, qb = QTensor(a, None, None), QTensor(b, None, None)
         if self._fast()[1] and g.dtype == _F32 and a.dtype == _F32 and b.dtype == _F32:
             if self.tracker is not None:
                 self.tracker.record(f"{key}/gradient", "gradient", None, g, g)

@@ -232,7 +232,7 @@ class Tensor:
     def _accumulate(self, g: np.ndarray, owned: bool = False) -> None:
         """Add ``g`` into ``.grad`` (summed back over broadcast axes, in this tensor's
         dtype). ``owned``: ``g`` is a new array no one else holds, so it may become
-        ``.grad`` without a copy (the copy keeps a gradient handed to two tensors, as
+        ``.grad`` without a copy (the copy keeps a gradient handed to two leaves, as
         ``+`` does, from being shared by both)."""
         if not self.requires_grad:
             return
@@ -248,7 +248,10 @@ class Tensor:
             g = g.astype(dt)
             owned = True
         if self.grad is None:
-            self.grad = g if owned else g.copy()
+            # A leaf's (or retained) .grad is the user's and may be changed in place
+            # (clip_grad_norm_): it gets its own array. An inner tensor's .grad lives only
+            # while backward() runs, where nothing writes into gradients, so it may share.
+            self.grad = g if owned or (self._prev and not self._retain) else g.copy()
         else:
             self.grad = self.grad + g
 
