@@ -120,7 +120,7 @@ def test_matmul_f32_errors():
 class _General(Autocast):
     """Autocast with its shortcuts turned off: every cast and every GEMM the long way."""
 
-    def _fast(self):
+    def _fast_paths(self, policy):
         return False, False
 
 
@@ -345,3 +345,73 @@ def test_matmul_f32_thread_count_does_not_matter(monkeypatch):
                 assert numba.get_num_threads() == threads  # restored
     finally:
         numba.set_num_threads(prev)
+
+
+def _old_cast_stats(x, q, fmt, amax=None):
+    """instrument.cast_stats as it was written before (the reference)."""
+    from lowprec.formats import FixedFormat, FloatFormat, float32
+
+    f = float32 if fmt is None else fmt
+    ax = np.abs(x)
+    finite = np.isfinite(x)
+    n = x.size
+    n_fin = int(np.count_nonzero(finite))
+    nz = finite & (x != 0)
+    n_nz = int(np.count_nonzero(nz))
+    flushed = int(np.count_nonzero(nz & (q == 0))) if fmt is not None else 0
+    if isinstance(f, FloatFormat) and f.subnormals:
+        aq = np.abs(q)
+        sub = int(np.count_nonzero((aq < f.min_normal) & (aq > 0)))
+    else:
+        sub = 0
+    if isinstance(f, FixedFormat):
+        sat = int(np.count_nonzero(finite & ((x > f.max) | (x < f.min))))
+    else:
+        sat = int(np.count_nonzero(finite & (ax > f.max)))
+    if amax is None:
+        amax = float(ax[finite].max()) if n_fin else 0.0
+    return (n, n_nz, flushed, sub, sat, n - n_fin, float(amax))
+
+
+def _old_histogram(x):
+    from lowprec.autograd.instrument import HIST_HI, HIST_LO
+
+    v = x[np.isfinite(x) & (x != 0)]
+    _, e = np.frexp(v)
+    e = np.clip(e.astype(np.int64) - 1, HIST_LO, HIST_HI) - HIST_LO
+    return np.bincount(e, minlength=HIST_HI - HIST_LO + 1), int(np.count_nonzero(x == 0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_instrument_statistics_unchanged(seed):
+    from dataclasses import astuple
+
+    from lowprec import quantize
+    from lowprec.autograd import instrument
+    from lowprec.formats import get_format
+
+    rng = np.random.default_rng(seed)
+    for dtype in (np.float32, np.float64):
+        for special in (False, True):
+            x = (rng.standard_normal((13, 17)) * 2.0 ** rng.integers(-140, 30, (13, 17)))
+            x = x.astype(dtype)
+            if special:
+                x.flat[rng.integers(0, x.size, 20)] = rng.choice(
+                    [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -3e-39, 3e38], 20)
+            xs = [x, x[:, ::2]]  # contiguous and strided
+            for xx in xs:
+                assert astuple(instrument.cast_stats(xx, xx, None)) == _old_cast_stats(xx, xx, None)
+                h, z = instrument._histogram_and_zeros(xx)
+                hw, zw = _old_histogram(xx)
+                np.testing.assert_array_equal(h, hw)
+                assert h.dtype == hw.dtype and z == zw
+                np.testing.assert_array_equal(instrument.log2_histogram(xx), hw)
+                for name in ("bf16", "fp16", "float8_e4m3fn", "fixed8_8"):
+                    fmt = get_format(name)
+                    with np.errstate(all="ignore"):
+                        q = quantize(np.nan_to_num(xx.astype(np.float64), nan=0.0), fmt,
+                                     overflow="saturate")
+                    got = astuple(instrument.cast_stats(xx, q, fmt))
+                    assert got == _old_cast_stats(xx, q, fmt)
+                    assert astuple(instrument.cast_stats(xx, q, fmt, amax=2.5)) == \
+                        _old_cast_stats(xx, q, fmt, amax=2.5)

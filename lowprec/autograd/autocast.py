@@ -133,11 +133,6 @@ class Autocast(Precision):
         return acc, (acc and p.scaling is None and self._storage is None
                      and all(f is None for f in self._fmts.values()))
 
-    def _fast(self) -> Tuple[bool, bool]:
-        # the shortcuts were decided for the policy given at construction
-        if self.policy is self._fast_for:
-            return self._fast_acc, self._fast_all
-        return False, False
 
     def __enter__(self) -> "Autocast":
         # what use_precision(self) does, without a generator per block
@@ -305,7 +300,9 @@ class Autocast(Precision):
                 out = out * np.float64(a.inv if a.inv is not None else 1) \
                     * np.float64(b.inv if b.inv is not None else 1)
             return out if c is None else out + np.asarray(c, np.float64)
-        if (self._fast()[0] and a.values.dtype == _F32 and b.values.dtype == _F32):
+        # (the shortcuts were decided for the policy given at construction)
+        if (self._fast_acc and p is self._fast_for and a.values.dtype == _F32
+                and b.values.dtype == _F32):
             out = matmul_f32(a.values, b.values, None if scaled else c, fused=p.fma)
             # lowprec.matmul's scale_a / scale_b: (r * scale_a) * scale_b in fp32
             if a.inv is not None:
@@ -376,7 +373,8 @@ class Autocast(Precision):
             ``(output, saved)``: the output (rounded to the storage format) and what the
             backward pass needs.
         """
-        if self._fast()[1] and a.dtype == _F32 and b.dtype == _F32:
+        if (self._fast_all and self.policy is self._fast_for and a.dtype == _F32
+                and b.dtype == _F32):
             # fp32 policy: the casts are identities; only their side effects remain
             if self.tracker is not None:
                 self.tracker.record(f"{key}/activation", "activation", None, a, a)
@@ -415,7 +413,8 @@ class Autocast(Precision):
             return ga, gb
         if qa is None:  # saved by the fp32 shortcut: what cast() returns for float32
             qa, qb = QTensor(a, None, None), QTensor(b, None, None)
-        if self._fast()[1] and g.dtype == _F32 and a.dtype == _F32 and b.dtype == _F32:
+        if (self._fast_all and self.policy is self._fast_for and g.dtype == _F32
+                and a.dtype == _F32 and b.dtype == _F32):
             if self.tracker is not None:
                 self.tracker.record(f"{key}/gradient", "gradient", None, g, g)
             fused = self.policy.fma
