@@ -84,7 +84,25 @@ def _cost(m: int, k: int, n: int) -> int:
 
 
 def _c3(x: np.ndarray) -> np.ndarray:
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+    """x (batch, rows, cols) as a C-contiguous float32 array (x itself when it is one).
+
+    The transpose of a row-major stack (a backward GEMM's operand) is copied in strips of
+    source rows: numpy's copy walks the output's rows, reading the source down a column,
+    and with rows of 128 floats or more those reads fall into a few cache sets and evict
+    each other (a 128 x 128 transpose took as long as the GEMM it fed). A strip of as many
+    rows as the cache's ways and sets hold for that stride stays resident."""
+    if x.flags.c_contiguous:
+        return x
+    src_rows = x.shape[2]
+    stride = x.strides[2]
+    if x.strides[1] == x.itemsize and stride >= 512 and src_rows > 8:
+        strip = max(8, min(64, 32768 // stride))
+        if src_rows > strip:
+            out = np.empty(x.shape, _F32)
+            for j0 in range(0, src_rows, strip):
+                out[:, :, j0:j0 + strip] = x[:, :, j0:j0 + strip]
+            return out
+    return np.ascontiguousarray(x)
 
 
 def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
@@ -121,7 +139,7 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
                 ta, tb = _swap3(b, nb), _swap3(a, nb)
                 out = np.empty((nb, n, m), _F32)
                 _run(_c3(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
-                return np.ascontiguousarray(np.swapaxes(out, 1, 2)).reshape(full)
+                return _c3(np.swapaxes(out, 1, 2)).reshape(full)
             out = np.empty((nb, m, n), _F32)
             _run(_c3(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
                  _zeros((nb, m, n)), bool(fused), out)
@@ -207,7 +225,7 @@ def _matmul_f32(a, b, c, fused):
         ct = _zeros((nb, n, m)) if c is None else _c3(np.swapaxes(c, 1, 2))
         out = np.empty((nb, n, m), _F32)
         _run(_c3(at), _c3(bt), ct, bool(fused), out)
-        return np.ascontiguousarray(np.swapaxes(out, 1, 2)).reshape(full)
+        return _c3(np.swapaxes(out, 1, 2)).reshape(full)
     out = np.empty((nb, m, n), _F32)
     cc = _zeros((nb, m, n)) if c is None else _c3(c)
     _run(_c3(a3), _c3(b3), cc, bool(fused), out)

@@ -415,3 +415,20 @@ def test_instrument_statistics_unchanged(seed):
                     assert got == _old_cast_stats(xx, q, fmt)
                     assert astuple(instrument.cast_stats(xx, q, fmt, amax=2.5)) == \
                         _old_cast_stats(xx, q, fmt, amax=2.5)
+
+
+def test_transposed_copies_in_strips():
+    # long rows take the strip-wise copy; values and bits as numpy's copy, GEMMs as matmul's
+    rng = np.random.default_rng(13)
+    for shape in [(1, 150, 140), (3, 70, 300), (2, 129, 129), (1, 9, 1024)]:
+        src = _operand(rng, shape, True)
+        view = np.swapaxes(src, 1, 2)
+        got = gemm_fast._c3(view)
+        assert got.flags.c_contiguous
+        _assert_bits(got, np.ascontiguousarray(view))
+    w = _operand(rng, (150, 140), True)
+    g = _operand(rng, (5, 140), True)
+    x = _operand(rng, (5, 150), True)
+    _assert_bits(matmul_f32(g, w.T), lowprec.matmul(g, w.T))  # dgrad
+    _assert_bits(matmul_f32(x.T, g), lowprec.matmul(x.T, g))  # wgrad
+    _assert_bits(matmul_f32(w.T, w), lowprec.matmul(w.T, w))
