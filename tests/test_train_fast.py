@@ -124,9 +124,14 @@ class _General(Autocast):
         return False, False
 
 
-def _run(policy, hook_cls, steps, opt_name, tracker):
+def _run(policy, hook_cls, steps, opt_name, tracker, fused_bias=False):
     rng = np.random.default_rng(11)
-    model = nn.MLP([20, 24, 16, 5], seed=3)
+    if fused_bias:  # the bias enters the GEMM (after the scales under per-tensor scaling)
+        model = nn.Sequential(nn.Linear(20, 24, seed=1, fuse_bias=True), nn.ReLU(),
+                              nn.Linear(24, 16, seed=2, fuse_bias=True), nn.Tanh(),
+                              nn.Linear(16, 5, seed=3, fuse_bias=True))
+    else:
+        model = nn.MLP([20, 24, 16, 5], seed=3)
     x = rng.standard_normal((12, 20)).astype(np.float32)
     y = rng.integers(0, 5, 12)
     upd = policy.weight_update(seed=5)
@@ -432,3 +437,32 @@ def test_transposed_copies_in_strips():
     _assert_bits(matmul_f32(g, w.T), lowprec.matmul(g, w.T))  # dgrad
     _assert_bits(matmul_f32(x.T, g), lowprec.matmul(x.T, g))  # wgrad
     _assert_bits(matmul_f32(w.T, w), lowprec.matmul(w.T, w))
+
+
+@pytest.mark.parametrize("recipe", ["fp32", "bf16", "fp8-current", "fp8-mx"])
+def test_fused_bias_fast_equals_general(recipe):
+    policy = Policy(recipe)
+    fast = _run(policy, Autocast, 3, "sgd", Tracker(), fused_bias=True)
+    slow = _run(policy, _General, 3, "sgd", Tracker(), fused_bias=True)
+    for pf, ps in zip(fast[0], slow[0]):
+        for a, b in zip(pf, ps):
+            _assert_bits(a, b)
+    assert fast[1] == slow[1]
+
+
+def test_integer_operand_formats_keep_matmul(monkeypatch):
+    # an integer operand format goes to lowprec.matmul (its integer path), not the shortcut
+    import importlib
+
+    ac = importlib.import_module("lowprec.autograd.autocast")
+    calls = []
+    monkeypatch.setattr(ac, "matmul_f32", lambda *a, **k: calls.append(1))
+    pol = Policy("int8-acts", activations="int8", weights="int8")
+    x = Tensor(np.array([[1.0, -2.0, 3.0]], np.float32))
+    w = Tensor(np.array([[1.0], [2.0], [-1.0]], np.float32), requires_grad=True)
+    with Autocast(pol):
+        try:
+            x.matmul(w)
+        except (ValueError, TypeError):
+            pass  # whatever lowprec.matmul says about it, it is lowprec.matmul that says it
+    assert not calls

@@ -18,7 +18,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ..formats import Format, float32, get_format
+from ..formats import FloatFormat, Format, float32, get_format
 from ..gemm import matmul as lp_matmul
 from ..gemm_fast import matmul_f32
 from ..lparray import LPArray
@@ -132,7 +132,6 @@ class Autocast(Precision):
                and p.acc_rounding == "rne" and p.gemm_model is None and p.promote_every is None)
         return acc, (acc and p.scaling is None and self._storage is None
                      and all(f is None for f in self._fmts.values()))
-
 
     def __enter__(self) -> "Autocast":
         # what use_precision(self) does, without a generator per block
@@ -301,8 +300,10 @@ class Autocast(Precision):
                     * np.float64(b.inv if b.inv is not None else 1)
             return out if c is None else out + np.asarray(c, np.float64)
         # (the shortcuts were decided for the policy given at construction)
+        # Float operands only: lowprec.matmul takes integer formats to its integer path.
         if (self._fast_acc and p is self._fast_for and a.values.dtype == _F32
-                and b.values.dtype == _F32):
+                and b.values.dtype == _F32 and (a.fmt is None or isinstance(a.fmt, FloatFormat))
+                and (b.fmt is None or isinstance(b.fmt, FloatFormat))):
             out = matmul_f32(a.values, b.values, None if scaled else c, fused=p.fma)
             # lowprec.matmul's scale_a / scale_b: (r * scale_a) * scale_b in fp32
             if a.inv is not None:
