@@ -105,6 +105,18 @@ def _c3(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def _ca(x: np.ndarray) -> np.ndarray:
+    """The kernel's left operand: x itself when it is C-contiguous or the transpose of a
+    C-contiguous stack (the kernel reads the left operand one element at a time, and four
+    rows of a transposed matrix at one k are adjacent in memory: no copy is cheaper),
+    otherwise a C-contiguous copy."""
+    if x.flags.c_contiguous:
+        return x
+    if x.strides[1] == x.itemsize and np.swapaxes(x, 1, 2).flags.c_contiguous:
+        return x
+    return _c3(x)
+
+
 def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
                fused: bool = True) -> np.ndarray:
     """``c + a @ b`` accumulated in float32, sequential in k, as :func:`lowprec.matmul`.
@@ -138,10 +150,10 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
             if flip:
                 ta, tb = _swap3(b, nb), _swap3(a, nb)
                 out = np.empty((nb, n, m), _F32)
-                _run(_c3(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
+                _run(_ca(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
                 return _c3(np.swapaxes(out, 1, 2)).reshape(full)
             out = np.empty((nb, m, n), _F32)
-            _run(_c3(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
+            _run(_ca(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
                  _zeros((nb, m, n)), bool(fused), out)
             return out.reshape(full)
     return _matmul_f32(a, b, c, fused)
@@ -204,13 +216,14 @@ def _matmul_f32(a, b, c, fused):
         c = c.reshape(nb, m, n)
 
     # Cost of each orientation, plus a copy (about an element per vector lane's work) for
-    # every operand the kernel would have to read through a strided view.
+    # every operand the kernel would have to read through a strided view it cannot take.
     sa, sb = a3.strides, b3.strides
     a_rows, b_rows = sa[2] == 4 and sa[1] == 4 * k, sb[2] == 4 and sb[1] == 4 * n
     a_cols, b_cols = sa[1] == 4 and sa[2] == 4 * m, sb[1] == 4 and sb[2] == 4 * k
-    direct = (_cost(m, k, n) * nb + (0 if a_rows else a3.size // 8)
+    # (the kernel reads its left operand in either layout; see _ca)
+    direct = (_cost(m, k, n) * nb + (0 if a_rows or a_cols else a3.size // 8)
               + (0 if b_rows else b3.size // 8))
-    flipped = (_cost(n, k, m) * nb + (0 if b_cols else b3.size // 8)
+    flipped = (_cost(n, k, m) * nb + (0 if b_cols or b_rows else b3.size // 8)
                + (0 if a_cols else a3.size // 8) + (m * n * nb) // 8)
     flip = flipped < direct
     if c is None and (a.shape[:-2] == b.shape[:-2]) and type(a) is np.ndarray \
@@ -224,9 +237,9 @@ def _matmul_f32(a, b, c, fused):
         at, bt = np.swapaxes(b3, 1, 2), np.swapaxes(a3, 1, 2)
         ct = _zeros((nb, n, m)) if c is None else _c3(np.swapaxes(c, 1, 2))
         out = np.empty((nb, n, m), _F32)
-        _run(_c3(at), _c3(bt), ct, bool(fused), out)
+        _run(_ca(at), _c3(bt), ct, bool(fused), out)
         return _c3(np.swapaxes(out, 1, 2)).reshape(full)
     out = np.empty((nb, m, n), _F32)
     cc = _zeros((nb, m, n)) if c is None else _c3(c)
-    _run(_c3(a3), _c3(b3), cc, bool(fused), out)
+    _run(_ca(a3), _c3(b3), cc, bool(fused), out)
     return out.reshape(full)
