@@ -11,10 +11,15 @@ step) with no conversion, so its results are bit for bit those of
 
 Orientation: every output element is the same chain d = c; d = fma(a[i,k], b[k,j], d),
 k = 0..K-1, whether the kernel computes C or C^T = B^T A^T (the product a*b is exact
-inside the fma, so the order of the two factors cannot change a bit). The kernel
-vectorises along its output's columns, so a skinny output (N = 10 logits) runs much faster
-transposed; :func:`matmul_f32` picks the orientation with the smaller estimated cost,
-counting the copies a transposed (strided) operand needs.
+inside the fma, and rounded the same either way without it, so the order of the two
+factors cannot change a bit). The kernel vectorises along its output's columns, so a
+skinny output (N = 10 logits) runs much faster transposed; :func:`matmul_f32` picks the
+orientation with the smaller estimated cost, counting the copies a strided operand needs.
+
+Layouts and threads (none of which changes a bit): the kernel's left operand may be a
+transposed view (it is read one element at a time), the right one is copied to rows,
+in strips where numpy's transposed copy would thrash the cache; products smaller than
+:data:`SMALL` multiply-adds run on one numba thread.
 """
 
 from __future__ import annotations
