@@ -4,8 +4,10 @@ under the default Policy("fp32"), against the same step written by hand in numpy
 
 The hand-written step is what a user would write: three GEMMs forward (np.matmul, BLAS),
 softmax cross-entropy, the backward GEMMs and the SGD update. lowprec's step runs the
-autograd engine with every GEMM through lowprec.matmul (fp32, sequential in k with a fused
-multiply-add per step: a defined accumulation, which BLAS's blocked sgemm is not).
+autograd engine with every GEMM computed as lowprec.matmul computes it (fp32, sequential in
+k with a fused multiply-add per step: a defined accumulation, which BLAS's blocked sgemm is
+not); under an fp32 policy the engine reaches that kernel through lowprec.gemm_fast, which
+skips lowprec.matmul's conversions and checks and gives the same bits.
 
 Usage: python benchmarks/bench_train.py [--quick]
 """

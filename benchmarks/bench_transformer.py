@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 
-import lowprec.gemm
 from lowprec import datasets
 from lowprec.autograd import amp, optim
 from lowprec.autograd.transformer import GPT, GPTConfig
@@ -37,9 +36,14 @@ def main(recipes, batch: int = 16, repeat: int = 3) -> None:
     gemm_time = [0.0]
     # count the time of every GEMM however the engine or the policy reaches lowprec.matmul
     # (the package's name `autocast` is the function, hence import_module for the module)
+    # (and lowprec.gemm_fast.matmul_f32, the shortcut plain fp32 GEMMs take)
     for mod, attr in (("lowprec.autograd.engine", "_lp_matmul"),
-                      ("lowprec.autograd.autocast", "lp_matmul")):
-        setattr(importlib.import_module(mod), attr, _timed_matmul(gemm_time, lowprec.gemm.matmul))
+                      ("lowprec.autograd.autocast", "lp_matmul"),
+                      ("lowprec.autograd.engine", "_matmul_f32"),
+                      ("lowprec.autograd.autocast", "matmul_f32")):
+        m = importlib.import_module(mod)
+        if hasattr(m, attr):
+            setattr(m, attr, _timed_matmul(gemm_time, getattr(m, attr)))
     print(f"GPT {cfg.n_layer} blocks, d_model {cfg.d_model}, {cfg.n_head} heads, context "
           f"{cfg.context}, vocab {cfg.vocab_size}: {GPT(cfg).num_parameters()} parameters; "
           f"batch {batch}")

@@ -14,17 +14,18 @@ second-to-last of b).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ..formats import Format
+from ..formats import FloatFormat, Format, float32, get_format
 from ..gemm import matmul as lp_matmul
+from ..gemm_fast import matmul_f32
 from ..lparray import LPArray
 from ..quantize import decode, encode
 from ..scaled import fp8_scale, quantize_scaled
-from .engine import Precision, get_precision, use_precision
+from . import engine as _engine
+from .engine import Precision, get_precision
 from .instrument import Tracker
 from .policy import ROLES, Policy, rounded_format
 from .scaling import (AmaxHistory, CurrentScaling, FineGrainedScaling, MXScaling, NVFP4Scaling,
@@ -32,6 +33,8 @@ from .scaling import (AmaxHistory, CurrentScaling, FineGrainedScaling, MXScaling
 from .weight_update import derive_seed
 
 __all__ = ["Autocast", "autocast", "current", "QTensor"]
+
+_F32 = np.dtype(np.float32)
 
 
 def _swap(x: Optional[np.ndarray]) -> Optional[np.ndarray]:
@@ -106,16 +109,37 @@ class Autocast(Precision):
         self._storage = rounded_format(self.policy.storage)
         self._delayed: Dict[str, AmaxHistory] = {}
         self._calls = 0
-        self._active: List[contextlib.AbstractContextManager] = []  # nested `with` blocks
+        self._active: list = []  # tokens of nested `with` blocks
+        self._fast_for = self.policy
+        self._fast_acc, self._fast_all = self._fast_paths(self.policy)
+
+    def _fast_paths(self, p: Policy) -> Tuple[bool, bool]:
+        """Which shortcuts give the general path's bits for policy ``p``:
+
+        * ``acc``: the GEMM is the plain fp32 one (fp32 accumulator, RNE, no tensor-core
+          model, no promotion interval), so float32 operand values go straight to
+          :func:`lowprec.gemm_fast.matmul_f32` instead of through :func:`lowprec.matmul`
+          (which would decode the same values and call the same kernel; it drops
+          ``fma`` only where products are exact, where both give the same bits);
+        * ``all``: besides, no role has a format, activations are stored in fp32 and
+          there is no scaling recipe, so every cast is the identity and :meth:`matmul`
+          and :meth:`matmul_backward` skip the casts altogether.
+
+        Both hold only for Autocast's own cast and GEMM methods (a subclass overriding
+        them gets the general path)."""
+        own = type(self).cast is Autocast.cast and type(self)._gemm is Autocast._gemm
+        acc = (own and p.acc is not None and get_format(p.acc) == float32
+               and p.acc_rounding == "rne" and p.gemm_model is None and p.promote_every is None)
+        return acc, (acc and p.scaling is None and self._storage is None
+                     and all(f is None for f in self._fmts.values()))
 
     def __enter__(self) -> "Autocast":
-        cm = use_precision(self)
-        cm.__enter__()
-        self._active.append(cm)
+        # what use_precision(self) does, without a generator per block
+        self._active.append(_engine._PRECISION.set(self))
         return self
 
     def __exit__(self, *exc) -> None:
-        self._active.pop().__exit__(*exc)
+        _engine._PRECISION.reset(self._active.pop())
 
     def __repr__(self) -> str:
         return f"Autocast({self.policy.name!r})"
@@ -275,6 +299,20 @@ class Autocast(Precision):
                 out = out * np.float64(a.inv if a.inv is not None else 1) \
                     * np.float64(b.inv if b.inv is not None else 1)
             return out if c is None else out + np.asarray(c, np.float64)
+        # (the shortcuts were decided for the policy given at construction)
+        # Float operands only: lowprec.matmul takes integer formats to its integer path.
+        if (self._fast_acc and p is self._fast_for and a.values.dtype == _F32
+                and b.values.dtype == _F32 and (a.fmt is None or isinstance(a.fmt, FloatFormat))
+                and (b.fmt is None or isinstance(b.fmt, FloatFormat))):
+            out = matmul_f32(a.values, b.values, None if scaled else c, fused=p.fma)
+            # lowprec.matmul's scale_a / scale_b: (r * scale_a) * scale_b in fp32
+            if a.inv is not None:
+                out = (out * np.float32(a.inv)).astype(np.float32)
+            if b.inv is not None:
+                out = (out * np.float32(b.inv)).astype(np.float32)
+            if scaled and c is not None:
+                out = (out + np.asarray(c, np.float32)).astype(np.float32)
+            return out
         seed = self._next_seed() if p.acc_rounding == "sr" else None
         # Per-tensor dequantization as torch._scaled_mm: (r * scale_a) * scale_b in fp32.
         # Its bias is added after the scales (the epilogue), so c joins the accumulation
@@ -336,6 +374,18 @@ class Autocast(Precision):
             ``(output, saved)``: the output (rounded to the storage format) and what the
             backward pass needs.
         """
+        if (self._fast_all and self.policy is self._fast_for and a.dtype == _F32
+                and b.dtype == _F32):
+            # fp32 policy: the casts are identities; only their side effects remain
+            if self.tracker is not None:
+                self.tracker.record(f"{key}/activation", "activation", None, a, a)
+                self.tracker.record(f"{key}/weight", "weight", None, b, b)
+            if self.events is not None:
+                self.note("matmul", "activation", None)
+                self.note("matmul", "weight", None)
+                self.note("matmul", "out", None)
+            out = matmul_f32(a, b, c, fused=self.policy.fma)
+            return out, (a, b, None, None)  # the casts (identities) are made if needed
         qa = self.cast(a, "activation", key, axis=-1)
         qb = self.cast(b, "weight", key, axis=-2)
         self.note("matmul", "activation", self._fmts["activation"])
@@ -361,6 +411,21 @@ class Autocast(Precision):
         a, b, qa, qb = saved
         ga = gb = None
         if not (need_a or need_b):
+            return ga, gb
+        if qa is None:  # saved by the fp32 shortcut: what cast() returns for float32
+            qa, qb = QTensor(a, None, None), QTensor(b, None, None)
+        if (self._fast_all and self.policy is self._fast_for and g.dtype == _F32
+                and a.dtype == _F32 and b.dtype == _F32):
+            if self.tracker is not None:
+                self.tracker.record(f"{key}/gradient", "gradient", None, g, g)
+            fused = self.policy.fma
+            ga = matmul_f32(g, np.swapaxes(b, -1, -2), fused=fused) if need_a else None
+            gb = matmul_f32(np.swapaxes(a, -1, -2), g, fused=fused) if need_b else None
+            if self.events is not None:
+                if need_a:
+                    self.note("matmul.dgrad", "gradient", None)
+                if need_b:
+                    self.note("matmul.wgrad", "gradient", None)
             return ga, gb
         sc = self.policy.scaling
         if isinstance(sc, (MXScaling, FineGrainedScaling, NVFP4Scaling)):
@@ -392,6 +457,10 @@ class Autocast(Precision):
         gb = None if gb is None else gb.astype(b.dtype, copy=False)
         return ga, gb
 
+
+# Autocast's matmul_backward returns new arrays: the engine may keep them as .grad uncopied
+# (a subclass may not, so it is the exact type that is registered)
+_engine._OWN_HOOKS.add(Autocast)
 
 # The fp32 Autocast that current() reports outside any `with` block; its results equal
 # the engine's default hook's.

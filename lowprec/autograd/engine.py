@@ -25,11 +25,13 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..gemm import matmul as _lp_matmul
+from ..gemm_fast import matmul_f32 as _matmul_f32
 
 __all__ = ["Tensor", "no_grad", "is_grad_enabled", "tensor", "Precision", "get_precision",
            "use_precision"]
 
 _GRAD_ENABLED = contextvars.ContextVar("lowprec_grad_enabled", default=True)
+_F32 = np.dtype(np.float32)
 
 
 class Precision:
@@ -59,6 +61,8 @@ class Precision:
             ``(output, saved)``: the (..., m, n) output in ``a``'s dtype and whatever
             :meth:`matmul_backward` needs.
         """
+        if a.dtype == _F32 and b.dtype == _F32:  # the same kernel, without the dispatch
+            return _matmul_f32(a, b, c), (a, b)
         return _lp_matmul(a, b, c=c).astype(a.dtype, copy=False), (a, b)
 
     def matmul_backward(self, g: np.ndarray, saved: Any, key: str, need_a: bool,
@@ -78,6 +82,9 @@ class Precision:
             along).
         """
         a, b = saved
+        if g.dtype == _F32 and a.dtype == _F32 and b.dtype == _F32:
+            return (_matmul_f32(g, _mT(b)) if need_a else None,
+                    _matmul_f32(_mT(a), g) if need_b else None)
         ga = _lp_matmul(g, _mT(b)).astype(a.dtype, copy=False) if need_a else None
         gb = _lp_matmul(_mT(a), g).astype(b.dtype, copy=False) if need_b else None
         return ga, gb
@@ -95,6 +102,8 @@ class Precision:
 
 
 _DEFAULT_PRECISION = Precision()
+# Hooks whose matmul_backward returns arrays that nobody else holds (Autocast adds itself)
+_OWN_HOOKS = {Precision}
 _PRECISION: contextvars.ContextVar = contextvars.ContextVar("lowprec_precision",
                                                             default=_DEFAULT_PRECISION)
 
@@ -200,14 +209,51 @@ class Tensor:
 
     def _make(self, data: np.ndarray, parents: Sequence["Tensor"], op: str) -> "Tensor":
         """Output of an op; records the graph only when some parent needs a gradient."""
-        need = _GRAD_ENABLED.get() and any(p.requires_grad for p in parents)
+        need = False
+        if _GRAD_ENABLED.get():
+            for p in parents:
+                if p.requires_grad:
+                    need = True
+                    break
+        if type(data) is np.ndarray and data.dtype.kind == "f":
+            # what __init__ would do, without its checks (ops make float arrays)
+            out = Tensor.__new__(Tensor)
+            out.data = data
+            out.grad = None
+            out.requires_grad = need
+            out.name = ""
+            out._prev = tuple(parents) if need else ()
+            out._backward = _leaf_backward
+            out._op = op
+            out._retain = False
+            return out
         return Tensor(data, requires_grad=need, _prev=tuple(parents) if need else (), _op=op)
 
-    def _accumulate(self, g: np.ndarray) -> None:
+    def _accumulate(self, g: np.ndarray, owned: bool = False) -> None:
+        """Add ``g`` into ``.grad`` (summed back over broadcast axes, in this tensor's
+        dtype). ``owned``: ``g`` is a new array no one else holds, so it may become
+        ``.grad`` without a copy (the copy keeps a gradient handed to two leaves, as
+        ``+`` does, from being shared by both)."""
         if not self.requires_grad:
             return
-        g = _unbroadcast(np.asarray(g), self.data.shape).astype(self.data.dtype, copy=False)
-        self.grad = g.copy() if self.grad is None else self.grad + g
+        if type(g) is not np.ndarray:
+            g = np.asarray(g)
+        shape = self.data.shape
+        if g.shape != shape:
+            h = _unbroadcast(g, shape)
+            owned = owned or h is not g  # a sum makes a new array
+            g = h
+        dt = self.data.dtype
+        if g.dtype != dt:
+            g = g.astype(dt)
+            owned = True
+        if self.grad is None:
+            # A leaf's (or retained) .grad is the user's and may be changed in place
+            # (clip_grad_norm_): it gets its own array. An inner tensor's .grad lives only
+            # while backward() runs, where nothing writes into gradients, so it may share.
+            self.grad = g if owned or (self._prev and not self._retain) else g.copy()
+        else:
+            self.grad = self.grad + g
 
     @property
     def is_leaf(self) -> bool:
@@ -241,33 +287,40 @@ class Tensor:
         """
         if not self.requires_grad:
             raise ValueError("backward() on a tensor that does not require grad")
-        topo, seen, stack = [], set(), [(self, False)]
-        while stack:  # iterative DFS: deep graphs must not hit the recursion limit
-            v, done = stack.pop()
-            if done:
+        # Iterative DFS (deep graphs must not hit the recursion limit): a node is appended
+        # after every parent that needs a gradient, so reversed(topo) is a valid order.
+        # Parents are visited last to first: the order, and so the order in which a
+        # gradient's contributions are summed, is the one this engine always had.
+        topo: list = []
+        seen = {id(self)}
+        stack = [(self, reversed(self._prev))]
+        while stack:
+            v, parents = stack[-1]
+            for p in parents:
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    stack.append((p, reversed(p._prev)))
+                    break
+            else:
+                stack.pop()
                 topo.append(v)
-                continue
-            if id(v) in seen:
-                continue
-            seen.add(id(v))
-            stack.append((v, True))
-            stack.extend((p, False) for p in v._prev if p.requires_grad and id(p) not in seen)
-        if any(v._backward is _freed_backward for v in topo):
-            raise RuntimeError("Trying to backward through the graph a second time: its "
-                               "intermediate results were freed by the first backward(); "
-                               "pass retain_graph=True to the first call to keep them")
+        inner = [v for v in topo if v._prev]  # non-leaf tensors
+        for v in inner:
+            if v._backward is _freed_backward:
+                raise RuntimeError("Trying to backward through the graph a second time: its "
+                                   "intermediate results were freed by the first backward(); "
+                                   "pass retain_graph=True to the first call to keep them")
         g = np.ones_like(self.data) if grad is None else np.asarray(grad, self.data.dtype)
         if g.shape != self.data.shape:
             raise ValueError(f"grad has shape {g.shape}, tensor has {self.data.shape}")
         # Non-leaf tensors hold their incoming gradient in .grad only while the pass runs
         # (it starts empty: an earlier pass must not be counted again).
-        inner = [v for v in topo if not v.is_leaf]
         kept = {id(v): v.grad for v in inner if v._retain}
         for v in inner:
             v.grad = None
         self._accumulate(g)
-        for v in reversed(topo):
-            if v.grad is not None and not v.is_leaf:
+        for v in reversed(inner):
+            if v.grad is not None:
                 v._backward()
         for v in inner:
             if v._retain:
@@ -408,15 +461,18 @@ class Tensor:
                 axes that do not broadcast, or a ``c`` that does not broadcast to the output.
         """
         other = self._lift(other)
-        if self.ndim < 2 or other.ndim < 2 or self.shape[-1] != other.shape[-2]:
+        sa, sb = self.data.shape, other.data.shape
+        if len(sa) < 2 or len(sb) < 2 or sa[-1] != sb[-2]:
             raise ValueError(f"matmul needs operands (..., m, k) @ (..., k, n), got "
-                             f"{self.shape} @ {other.shape}")
-        try:
-            batch = np.broadcast_shapes(self.shape[:-2], other.shape[:-2])
-        except ValueError:
-            raise ValueError(f"matmul batch axes do not broadcast: {self.shape} @ "
-                             f"{other.shape}") from None
-        out_shape = batch + (self.shape[-2], other.shape[-1])
+                             f"{sa} @ {sb}")
+        if len(sa) == 2 and len(sb) == 2:
+            out_shape = (sa[0], sb[1])
+        else:
+            try:
+                batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+            except ValueError:
+                raise ValueError(f"matmul batch axes do not broadcast: {sa} @ {sb}") from None
+            out_shape = batch + (sa[-2], sb[-1])
         parents = (self, other)
         if c is not None:
             c = self._lift(c)
@@ -433,14 +489,16 @@ class Tensor:
         data, saved = hook.matmul(self.data, other.data, key,
                                   None if c is None else c.data)
         out = self._make(data, parents, "@")
+        # the built-in hooks return new arrays (no copy needed to keep them as .grad)
+        owned = type(hook) in _OWN_HOOKS
 
         def _backward():
             ga, gb = hook.matmul_backward(out.grad, saved, key, self.requires_grad,
                                           other.requires_grad)
             if ga is not None:
-                self._accumulate(ga)
+                self._accumulate(ga, owned)
             if gb is not None:
-                other._accumulate(gb)
+                other._accumulate(gb, owned)
             if c is not None:
                 c._accumulate(out.grad)
         out._backward = _backward
@@ -512,11 +570,21 @@ class Tensor:
     def relu(self) -> "Tensor":
         """max(x, 0); an activation already in the input's format."""
         x = self.data
-        out = self._unary(np.where(x > 0, x, np.zeros_like(x)), lambda: (x > 0).astype(x.dtype),
-                          "relu", True, exact=True)
+        # The selects below are where(x > 0, v, +0) done as a bitwise and with a mask of
+        # all ones or all zeros (the same bits, several times faster than np.where).
+        bits = np.dtype(f"u{x.dtype.itemsize}")
+        mask = (x > 0).astype(bits)
+        np.negative(mask, out=mask)  # 1 -> all ones (unsigned wrap-around)
+        y = np.bitwise_and(x.view(bits), mask).view(x.dtype)
+        out = self._unary(y, lambda: (x > 0).astype(x.dtype), "relu", True, exact=True)
 
         def _backward():  # a select, as torch's threshold_backward: masked gradients are +0
-            self._accumulate(np.where(x > 0, out.grad, np.zeros_like(out.grad)))
+            g = out.grad
+            if g.dtype == x.dtype and g.shape == mask.shape:
+                gx = np.bitwise_and(g.view(bits), mask).view(g.dtype)
+            else:
+                gx = np.where(mask != 0, g, np.zeros_like(g))
+            self._accumulate(gx, True)
         out._backward = _backward
         return out
 

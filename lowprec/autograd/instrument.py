@@ -31,9 +31,15 @@ HIST_HI = 20
 
 def _add_fields(record, other, skip=()) -> None:
     """Add other's dataclass fields into record's (all but ``skip``)."""
-    for f in fields(record):
-        if f.name not in skip:
-            setattr(record, f.name, getattr(record, f.name) + getattr(other, f.name))
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:  # dataclasses.fields() is slow enough to matter per cast
+        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))
+    for name in names:
+        if name not in skip:
+            setattr(record, name, getattr(record, name) + getattr(other, name))
+
+
+_FIELD_NAMES: Dict[type, tuple] = {}
 
 
 @dataclass
@@ -126,6 +132,24 @@ class UpdateStats:
                     lost_fraction=self.lost_fraction, applied_ratio=self.applied_ratio)
 
 
+def _limits(f: Format) -> tuple:
+    """(min_normal or None without subnormals, max, min or None) of a format: the bounds
+    cast_stats compares with (computed once per format: ``max`` is an exact fraction)."""
+    hit = _LIMITS.get(id(f))  # by identity: hashing a format hashes all its fields
+    if hit is not None and hit[0] is f:
+        return hit[1]
+    sub = f.min_normal if isinstance(f, FloatFormat) and f.subnormals else None
+    lim = (sub, f.max, f.min if isinstance(f, FixedFormat) else None)
+    if len(_LIMITS) > 256:
+        _LIMITS.clear()
+    _LIMITS[id(f)] = (f, lim)  # holding f keeps its id from being reused
+    return lim
+
+
+_LIMITS: Dict[int, tuple] = {}
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def cast_stats(x: np.ndarray, q: np.ndarray, fmt: Optional[Format], amax: Optional[float] = None
                ) -> CastStats:
     """Statistics of one cast.
@@ -141,24 +165,32 @@ def cast_stats(x: np.ndarray, q: np.ndarray, fmt: Optional[Format], amax: Option
         A :class:`CastStats`.
     """
     f = float32 if fmt is None else fmt
+    min_normal, fmax, fmin = _limits(f)
     ax = np.abs(x)
     finite = np.isfinite(x)
     n = x.size
     n_fin = int(np.count_nonzero(finite))
-    nz = finite & (x != 0)
+    every = n_fin == n  # the usual case: no mask needed
+    nz = (x != 0) if every else finite & (x != 0)
     n_nz = int(np.count_nonzero(nz))
     flushed = int(np.count_nonzero(nz & (q == 0))) if fmt is not None else 0
-    if isinstance(f, FloatFormat) and f.subnormals:
-        aq = np.abs(q)
-        sub = int(np.count_nonzero((aq < f.min_normal) & (aq > 0)))
+    if min_normal is not None:
+        aq = ax if q is x else np.abs(q)
+        sub = int(np.count_nonzero((aq < min_normal) & (aq > 0)))
     else:
         sub = 0
-    if isinstance(f, FixedFormat):
-        sat = int(np.count_nonzero(finite & ((x > f.max) | (x < f.min))))
+    if fmin is not None:
+        sat = int(np.count_nonzero(finite & ((x > fmax) | (x < fmin))))
+    elif fmax == _F32_MAX and x.dtype == np.float32:
+        sat = 0  # no finite float32 exceeds float32's largest value
     else:
-        sat = int(np.count_nonzero(finite & (ax > f.max)))
+        big = ax > fmax
+        sat = int(np.count_nonzero(big if every else finite & big))
     if amax is None:
-        amax = float(ax[finite].max()) if n_fin else 0.0
+        if not n_fin:
+            amax = 0.0
+        else:
+            amax = float(ax.max() if every else ax[finite].max())
     return CastStats(n, n_nz, flushed, sub, sat, n - n_fin, float(amax))
 
 
@@ -173,10 +205,36 @@ def update_stats(delta: np.ndarray, old: np.ndarray, new: np.ndarray) -> UpdateS
 
 def log2_histogram(x: np.ndarray) -> np.ndarray:
     """Counts of floor(log2|x|) over exponents HIST_LO..HIST_HI for finite non-zero x."""
+    return _histogram_and_zeros(x)[0]
+
+
+# the histogram bin of each float32 exponent field 1..254 (the normal binades)
+_NORMAL_BINS = np.clip(np.arange(1, 255) - 127, HIST_LO, HIST_HI) - HIST_LO
+
+
+def _histogram_and_zeros(x: np.ndarray) -> tuple:
+    """(:func:`log2_histogram` of x, how many elements of x are zero)."""
+    nbins = HIST_HI - HIST_LO + 1
+    if x.dtype == np.float32:
+        # float32: floor(log2|x|) of a normal value is its biased exponent field - 127, so
+        # one bincount over that field replaces frexp; subnormals (field 0, rare) go
+        # through frexp
+        xc = np.ascontiguousarray(x).reshape(-1)
+        b = xc.view(np.uint32)
+        mag = b & np.uint32(0x7FFFFFFF)
+        field = np.bincount((mag >> np.uint32(23)).astype(np.intp), minlength=256)
+        is_sub = (mag - np.uint32(1)) < np.uint32(0x7FFFFF)  # 0 < mag < 2^23 (wraps at 0)
+        n_sub = int(np.count_nonzero(is_sub))
+        h = np.bincount(_NORMAL_BINS, weights=field[1:255], minlength=nbins).astype(np.int64)
+        if n_sub:
+            _, es = np.frexp(xc[is_sub])
+            h += np.bincount(np.clip(es.astype(np.int64) - 1, HIST_LO, HIST_HI) - HIST_LO,
+                             minlength=nbins)
+        return h, int(field[0]) - n_sub
     v = x[np.isfinite(x) & (x != 0)]
     _, e = np.frexp(v)
     e = np.clip(e.astype(np.int64) - 1, HIST_LO, HIST_HI) - HIST_LO
-    return np.bincount(e, minlength=HIST_HI - HIST_LO + 1)
+    return np.bincount(e, minlength=nbins), int(np.count_nonzero(x == 0))
 
 
 class Tracker:
@@ -209,9 +267,9 @@ class Tracker:
         self.formats[key] = "fp32" if fmt is None else fmt.name
         self.totals.setdefault(role, CastStats()).merge(s)
         if self.histogram is True or (self.histogram and role in self.histogram):
-            h = log2_histogram(x)
+            h, zeros = _histogram_and_zeros(x)
             self.hist[role] = self.hist[role] + h if role in self.hist else h
-            self.zeros[role] = self.zeros.get(role, 0) + int(np.count_nonzero(x == 0))
+            self.zeros[role] = self.zeros.get(role, 0) + zeros
             prev_h = self.hist_by_key.get(key)
             self.hist_by_key[key] = h if prev_h is None else prev_h + h
         return s

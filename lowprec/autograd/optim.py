@@ -146,7 +146,9 @@ class Optimizer:
         Raises:
             ValueError: when the saved groups do not match this optimizer's.
         """
-        self.state = {int(i): dict(s) for i, s in state["state"].items()}
+        # copies: the optimizer updates its buffers in place
+        self.state = {int(i): {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                               for k, v in s.items()} for i, s in state["state"].items()}
         saved = state.get("param_groups")
         if saved is not None:
             if [len(g["params"]) for g in saved] != [len(g["params"]) for g in self.param_groups]:
@@ -208,7 +210,14 @@ class SGD(Optimizer):
                 if buf is None:
                     buf = g.copy()
                 else:
-                    buf = dt(hp["momentum"]) * buf + dt(1 - hp["dampening"]) * g
+                    # in place (the buffer is the optimizer's own: load_state_dict copies);
+                    # (1 - 0) * g is g, so without dampening the product is skipped
+                    gd = g if hp["dampening"] == 0 else dt(1 - hp["dampening"]) * g
+                    if buf.shape == gd.shape and buf.dtype == gd.dtype:
+                        np.multiply(buf, dt(hp["momentum"]), out=buf)
+                        buf += gd
+                    else:
+                        buf = dt(hp["momentum"]) * buf + gd
                 st["momentum_buffer"] = buf
                 g = g + dt(hp["momentum"]) * buf if hp["nesterov"] else buf
             self._apply(i, p, -dt(hp["lr"]) * g)
