@@ -1,0 +1,296 @@
+"""Fast block-FMA kernel for the tensor-core models (same bits as :func:`tensorcore.tc_gemm`).
+
+The block FMA aligns its products (and c) to the largest exponent E, truncates each toward
+zero to a multiple of 2^(E - F) and sums exactly. Here, per output column and block:
+
+1. E comes from float32 powers of two: max_k 2^ea_k * 2^eb_kj (exact, 8 lanes), started
+   from c's power 2^ec (ec clamped to -126; 0 for zero or non-finite c).
+2. Each product is scaled in float32: x = (a_k * b_kj) * 2^(F - E). a_k * b_kj is exact
+   (precisions add to <= 24 bits and the caller checks that every product is a normal
+   float32); the scaling is exact whenever x >= 2^-126, and a smaller x truncates to 0
+   whatever its rounding. ``np.int32(x)`` truncates toward zero: the sign-magnitude
+   truncation of the model, in one conversion.
+3. The truncated terms are summed in int32 over runs of ``sub`` slots, where the caller
+   checks that ``sub`` terms of at most ``maxsig * 2^F`` cannot overflow; the runs' sums
+   and c's truncated term trunc(c * 2^(F - E)) are added in float64, exactly (each run
+   below 2^31, at most 2^(F+1) for c).
+4. The sum S * 2^(E - F) is a normal float64 and is rounded to the block's output by
+   integer operations on its bits, as in :func:`tensorcore._block`; output subnormals go
+   through :func:`tensorcore.round_pair`; overflow gives inf. An infinite accumulator
+   stays infinite. A zero sum gives +0.
+
+The chaining along K (the slot table, c_mode "late", fp32 promotion) is the reference
+kernel's. Work is split into tiles of ``_RT`` rows by ``_JT`` columns (parallel), K into
+panels of about ``_KT`` slots so the tile's panel of b stays in cache; b is packed by the
+caller as (batch, column tile, K, _JT) panels, padded with zeros.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..ids import C_LATE, RNE, RTZ, RUP
+from .tensorcore import round_pair
+
+_JT = 64  # columns per tile (the vector loops' length)
+_RT = 32  # rows per tile
+_KT = 256  # slots per K panel (rounded to whole instructions)
+
+_F64_EXP = np.int64(0x7FF0000000000000)
+_F64_MAN = np.int64(0x000FFFFFFFFFFFFF)
+
+
+@njit(cache=True, inline="always")
+def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, curi, pmax,
+                pmaxi, s32, s32i, s64, s64i, isum, tot, toti, p_out, emin_out, emax_out, mode):
+    """One block FMA for the _JT columns of tile jt in row i: cur <- round(cur + block)."""
+    # 2^(clamped exponent of c as an fp32 value), 0 for zero and non-finite c
+    for jj in range(_JT):
+        ex = (curi[jj] >> 52) & 0x7FF
+        ec = ex - 1023
+        ec = ec if ec > -126 else -126
+        pmaxi[jj] = np.int32((ec + 127) << 23) if (ex != 0 and ex != 0x7FF) else np.int32(0)
+    for s in range(s0, s0 + n):
+        k = order[s]
+        if k < 0:
+            continue
+        pak = pa[bi, i, k]
+        if pak == 0.0:
+            continue
+        for jj in range(_JT):
+            x = pak * pbp[bi, jt, k, jj]
+            pmax[jj] = x if x > pmax[jj] else pmax[jj]
+    # scales 2^(F - E): float32 for the products (E raised to F - 126 so it stays a
+    # float32; that only happens when every product is zero), float64 for c and the result
+    for jj in range(_JT):
+        e = ((pmaxi[jj] >> 23) & 0xFF) - 127
+        e32 = e if e > frac_bits - 126 else frac_bits - 126
+        s32i[jj] = np.int32((127 + frac_bits - e32) << 23)
+        s64i[jj] = np.int64(1023 + frac_bits - e) << 52
+        tot[jj] = 0.0
+    for r0 in range(s0, s0 + n, sub):
+        for jj in range(_JT):
+            isum[jj] = 0
+        for s in range(r0, min(r0 + sub, s0 + n)):
+            k = order[s]
+            if k < 0:
+                continue
+            ak = a[bi, i, k]
+            if ak == 0.0:
+                continue
+            for jj in range(_JT):
+                isum[jj] += np.int32(ak * bp[bi, jt, k, jj] * s32[jj])
+        for jj in range(_JT):
+            tot[jj] += np.float64(isum[jj])
+    # normalise and round v = S * 2^(E - F) (exact, a normal float64) from its bits
+    for jj in range(_JT):
+        cfin = (curi[jj] & _F64_EXP) != _F64_EXP
+        ct = np.trunc(cur[jj] * s64[jj]) if (cfin and pmaxi[jj] != 0) else 0.0
+        tot[jj] = (tot[jj] + ct) * (1.0 / s64[jj]) if pmaxi[jj] != 0 else 0.0
+    sh = np.int64(53 - p_out)
+    low = (np.int64(1) << sh) - 1
+    half = np.int64(1) << (sh - 1)
+    nsub = 0
+    for jj in range(_JT):
+        cb = curi[jj]
+        cfin = (cb & _F64_EXP) != _F64_EXP
+        bits = toti[jj]
+        e = ((bits & _F64_EXP) >> 52) - 1023
+        if mode == RNE:
+            add = (half - 1) + ((bits >> sh) & 1)
+        elif mode == RTZ:
+            add = np.int64(0)
+        else:
+            add = low if (mode == RUP) != (bits < 0) else np.int64(0)
+        r = (bits + add) & ~low
+        over = (((r & _F64_EXP) >> 52) - 1023) > emax_out
+        r = ((r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP) if over else r
+        small = cfin and bits != 0 and e < emin_out
+        nsub += 1 if small else 0
+        s32i[jj] = 1 if small else 0
+        curi[jj] = r if cfin else cb
+    if nsub > 0:  # output subnormals: the general rounding
+        for jj in range(_JT):
+            if s32i[jj] != 0:
+                cur[jj] = round_pair(tot[jj], 0.0, p_out, emin_out, emax_out, mode, True)
+
+
+@njit(cache=True, parallel=True)
+def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emin_out,
+                 emax_out, mode, c_mode, promote, out):
+    """Tensor-core GEMM model on float32 operands (see the module docstring).
+
+    Args:
+        a, pa: (batch, M, K) float32 input values and 2^(clamped exponent) (0 for zeros).
+        bp, pbp: (batch, column tiles, K, _JT) float32 panels of b and of its powers.
+        c: (batch, M, N) float64 values of the output format (or fp32), finite.
+        order: int64 slot table (see :func:`tensorcore.tc_gemm`).
+        n, inst_k: products per block and per instruction.
+        sub: slots per int32 partial sum.
+        frac_bits: fraction bits F.
+        p_out, emin_out, emax_out, mode, c_mode, promote: as :func:`tensorcore.tc_gemm`.
+        out: (batch, M, N) float64 result.
+    """
+    nb = a.shape[0]
+    m_rows = a.shape[1]
+    ncols = c.shape[2]
+    ntiles = bp.shape[1]
+    nslots = order.size
+    kt = max(inst_k, (_KT // inst_k) * inst_k)
+    nrt = (m_rows + _RT - 1) // _RT
+    for w in prange(nb * nrt * ntiles):
+        bi = w // (nrt * ntiles)
+        rem = w - bi * nrt * ntiles
+        rt = rem // ntiles
+        jt = rem - rt * ntiles
+        i_lo = rt * _RT
+        i_hi = min(i_lo + _RT, m_rows)
+        j0 = jt * _JT
+        jn = min(_JT, ncols - j0)
+        nr = i_hi - i_lo
+        acc = np.zeros((nr, _JT), np.float64)
+        tot = np.zeros((nr, _JT), np.float64)
+        part = np.empty(_JT, np.float64)
+        parti = part.view(np.int64)
+        pmax = np.empty(_JT, np.float32)
+        pmaxi = pmax.view(np.int32)
+        s32 = np.empty(_JT, np.float32)
+        s32i = s32.view(np.int32)
+        s64 = np.empty(_JT, np.float64)
+        s64i = s64.view(np.int64)
+        isum = np.empty(_JT, np.int32)
+        ftot = np.empty(_JT, np.float64)
+        ftoti = ftot.view(np.int64)
+        for r in range(nr):
+            for jj in range(jn):
+                cv = c[bi, i_lo + r, j0 + jj]
+                if promote > 0:
+                    tot[r, jj] = cv
+                else:
+                    acc[r, jj] = cv
+        for k0 in range(0, nslots, kt):
+            k1 = min(k0 + kt, nslots)
+            for r in range(nr):
+                i = i_lo + r
+                cur = acc[r]
+                curi = cur.view(np.int64)
+                for q0 in range(k0, k1, inst_k):
+                    if c_mode == C_LATE:
+                        for jj in range(_JT):
+                            part[jj] = 0.0
+                        for s0 in range(q0, q0 + inst_k, n):
+                            _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
+                                        part, parti, pmax, pmaxi, s32, s32i, s64, s64i, isum,
+                                        ftot, ftoti, p_out, emin_out, emax_out, mode)
+                        for jj in range(_JT):
+                            x = cur[jj]
+                            y = part[jj]
+                            sm = x + y
+                            if math.isfinite(sm):
+                                bb = sm - x
+                                err = (x - (sm - bb)) + (y - bb)
+                                cur[jj] = round_pair(sm, err, p_out, emin_out, emax_out, mode,
+                                                     True)
+                            else:
+                                cur[jj] = sm
+                    else:
+                        for s0 in range(q0, q0 + inst_k, n):
+                            _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
+                                        cur, curi, pmax, pmaxi, s32, s32i, s64, s64i, isum,
+                                        ftot, ftoti, p_out, emin_out, emax_out, mode)
+                    done = q0 + inst_k
+                    if promote > 0 and done % promote == 0:
+                        for jj in range(_JT):
+                            tot[r, jj] = np.float32(tot[r, jj] + cur[jj])
+                            cur[jj] = 0.0
+        for r in range(nr):
+            i = i_lo + r
+            if promote > 0:
+                if nslots % promote != 0:
+                    for jj in range(_JT):
+                        tot[r, jj] = np.float32(tot[r, jj] + acc[r, jj])
+                for jj in range(jn):
+                    out[bi, i, j0 + jj] = tot[r, jj]
+            else:
+                for jj in range(jn):
+                    out[bi, i, j0 + jj] = acc[r, jj]
+
+
+# --- dispatch (plain Python) --------------------------------------------------------------
+
+#: BlockFMAModel fields this kernel implements; a model with any other field set away from
+#: its default (a behaviour added later) is left to the reference kernel.
+HANDLED_FIELDS = frozenset({"n", "frac_bits", "rounding", "out_format", "out_frac_bits",
+                            "c_mode", "instruction_k", "interleave", "promote_every",
+                            "convert_inputs", "name"})
+_ROUNDING_IDS = {"rtz": RTZ, "rne": RNE, "rup": RUP, "rdn": 4}
+
+
+def handles_model(blk) -> bool:
+    """Whether this kernel implements every field of a BlockFMAModel as set."""
+    import dataclasses
+
+    for f in dataclasses.fields(blk):
+        if f.name in HANDLED_FIELDS:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            return False
+        if getattr(blk, f.name) != default:
+            return False
+    return blk.rounding in _ROUNDING_IDS
+
+
+def _span(x: np.ndarray):
+    """(smallest, largest) non-zero |x|, or None when x has no non-zero."""
+    ax = np.abs(x)
+    nz = ax[ax > 0]
+    if nz.size == 0:
+        return None
+    return float(nz.min()), float(nz.max())
+
+
+def plan(blk, prec_a: int, prec_b: int, av, pa, bv, pb):
+    """Slots per int32 partial sum when the fast kernel gives the reference bits, else None.
+
+    Args:
+        blk: the BlockFMAModel.
+        prec_a, prec_b: precisions (significand bits) of a's and b's formats.
+        av, pa, bv, pb: finite float64 values and powers of two 2^(clamped exponent).
+
+    Returns:
+        int or None (see the module docstring for the conditions).
+    """
+    if not handles_model(blk) or prec_a + prec_b > 24:
+        return None  # products not exact in float32
+    f = blk.frac_bits
+    if f < 1:
+        return None
+    maxsig = (2.0 - 2.0 ** (1 - prec_a)) * (2.0 - 2.0 ** (1 - prec_b))
+    tmax = math.floor(maxsig * 2.0 ** f)  # largest truncated term
+    if tmax >= 2 ** 31 - 1:
+        return None
+    sub = min(blk.n, (2 ** 31 - 1) // tmax)
+    sa, sb, qa, qb = _span(av), _span(bv), _span(pa), _span(pb)
+    if sa is None or sb is None:
+        return sub  # every product is zero
+    # products normal float32 values (exact); their powers of two float32 values whose
+    # product with 2^(F - E) stays in range: F - 126 <= E <= 127
+    if sa[0] * sb[0] < 2.0 ** -126 or sa[1] * sb[1] >= 2.0 ** 127:
+        return None
+    if qa[0] * qb[0] < 2.0 ** max(-126, f - 126) or qa[1] * qb[1] > 2.0 ** 127:
+        return None
+    return sub
+
+
+def pack_panels(x: np.ndarray) -> np.ndarray:
+    """(batch, K, N) -> (batch, ceil(N / _JT), K, _JT) float32 panels, zero padded."""
+    nb, k, n = x.shape
+    nt = -(-n // _JT)
+    tmp = np.zeros((nb, k, nt * _JT), np.float32)
+    tmp[:, :, :n] = x
+    return np.ascontiguousarray(tmp.reshape(nb, k, nt, _JT).transpose(0, 2, 1, 3))
