@@ -42,8 +42,19 @@ _F64_MAN = np.int64(0x000FFFFFFFFFFFFF)
 
 
 @njit(cache=True, inline="always")
+def _slot(order, x, bi, i, s, end):
+    """(k, x[bi, i, k]) of slot s, or (0, 0) for a padding slot or s >= end."""
+    if s >= end:
+        return 0, np.float32(0.0)
+    k = order[s]
+    if k < 0:
+        return 0, np.float32(0.0)
+    return k, x[bi, i, k]
+
+
+@njit(cache=True, inline="always")
 def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, curi, pmax,
-                pmaxi, s32, s32i, s64, s64i, isum, tot, toti, p_out, emin_out, emax_out, mode):
+                pmaxi, pmax2, s32, s32i, s64, s64i, isum, tot, toti, p_out, emin_out, emax_out, mode):
     """One block FMA for the _JT columns of tile jt in row i: cur <- round(cur + block)."""
     # 2^(clamped exponent of c as an fp32 value), 0 for zero and non-finite c
     for jj in range(_JT):
@@ -51,16 +62,31 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
         ec = ex - 1023
         ec = ec if ec > -126 else -126
         pmaxi[jj] = np.int32((ec + 127) << 23) if (ex != 0 and ex != 0x7FF) else np.int32(0)
-    for s in range(s0, s0 + n):
-        k = order[s]
-        if k < 0:
-            continue
-        pak = pa[bi, i, k]
-        if pak == 0.0:
-            continue
+    # max of the products' powers of two, four slots at a time (padding slots and zero
+    # inputs enter as 0 products, which never raise the max). Two buffers in turn: an
+    # in-place running max compiles to masked stores, which are slow on some CPUs (AMD).
+    src = pmax
+    dst = pmax2
+    end = s0 + n
+    for s in range(s0, end, 4):
+        k0, x0 = _slot(order, pa, bi, i, s, end)
+        k1, x1 = _slot(order, pa, bi, i, s + 1, end)
+        k2, x2 = _slot(order, pa, bi, i, s + 2, end)
+        k3, x3 = _slot(order, pa, bi, i, s + 3, end)
         for jj in range(_JT):
-            x = pak * pbp[bi, jt, k, jj]
-            pmax[jj] = x if x > pmax[jj] else pmax[jj]
+            p0 = x0 * pbp[bi, jt, k0, jj]
+            p1 = x1 * pbp[bi, jt, k1, jj]
+            p2 = x2 * pbp[bi, jt, k2, jj]
+            p3 = x3 * pbp[bi, jt, k3, jj]
+            p0 = p0 if p0 > p1 else p1
+            p2 = p2 if p2 > p3 else p3
+            p0 = p0 if p0 > p2 else p2
+            y = src[jj]
+            dst[jj] = p0 if p0 > y else y
+        src, dst = dst, src
+    if src is pmax2:
+        for jj in range(_JT):
+            pmax[jj] = pmax2[jj]
     # scales 2^(F - E): float32 for the products (E raised to F - 126 so it stays a
     # float32; that only happens when every product is zero), float64 for c and the result
     for jj in range(_JT):
@@ -69,18 +95,23 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
         s32i[jj] = np.int32((127 + frac_bits - e32) << 23)
         s64i[jj] = np.int64(1023 + frac_bits - e) << 52
         tot[jj] = 0.0
-    for r0 in range(s0, s0 + n, sub):
+    # truncated terms summed in int32 over runs of ``sub`` slots (no overflow: the caller
+    # bounds sub * the largest term), four slots at a time; the int32 additions may wrap in
+    # between but the run's sum is exact
+    for r0 in range(s0, end, sub):
+        r1 = min(r0 + sub, end)
         for jj in range(_JT):
             isum[jj] = 0
-        for s in range(r0, min(r0 + sub, s0 + n)):
-            k = order[s]
-            if k < 0:
-                continue
-            ak = a[bi, i, k]
-            if ak == 0.0:
-                continue
+        for s in range(r0, r1, 4):
+            k0, x0 = _slot(order, a, bi, i, s, r1)
+            k1, x1 = _slot(order, a, bi, i, s + 1, r1)
+            k2, x2 = _slot(order, a, bi, i, s + 2, r1)
+            k3, x3 = _slot(order, a, bi, i, s + 3, r1)
             for jj in range(_JT):
-                isum[jj] += np.int32(ak * bp[bi, jt, k, jj] * s32[jj])
+                sc = s32[jj]
+                t = np.int32(x0 * bp[bi, jt, k0, jj] * sc) + np.int32(x1 * bp[bi, jt, k1, jj] * sc)
+                t += np.int32(x2 * bp[bi, jt, k2, jj] * sc) + np.int32(x3 * bp[bi, jt, k3, jj] * sc)
+                isum[jj] += np.int32(t)
         for jj in range(_JT):
             tot[jj] += np.float64(isum[jj])
     # normalise and round v = S * 2^(E - F) (exact, a normal float64) from its bits
@@ -155,6 +186,7 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
         parti = part.view(np.int64)
         pmax = np.empty(_JT, np.float32)
         pmaxi = pmax.view(np.int32)
+        pmax2 = np.empty(_JT, np.float32)
         s32 = np.empty(_JT, np.float32)
         s32i = s32.view(np.int32)
         s64 = np.empty(_JT, np.float64)
@@ -181,7 +213,7 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                             part[jj] = 0.0
                         for s0 in range(q0, q0 + inst_k, n):
                             _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
-                                        part, parti, pmax, pmaxi, s32, s32i, s64, s64i, isum,
+                                        part, parti, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
                                         ftot, ftoti, p_out, emin_out, emax_out, mode)
                         for jj in range(_JT):
                             x = cur[jj]
@@ -197,7 +229,7 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                     else:
                         for s0 in range(q0, q0 + inst_k, n):
                             _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
-                                        cur, curi, pmax, pmaxi, s32, s32i, s64, s64i, isum,
+                                        cur, curi, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
                                         ftot, ftoti, p_out, emin_out, emax_out, mode)
                     done = q0 + inst_k
                     if promote > 0 and done % promote == 0:
