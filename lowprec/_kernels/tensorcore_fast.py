@@ -28,7 +28,8 @@ caller as (batch, column tile, K, _JT) panels, padded with zeros.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ..ids import C_LATE, RNE, RTZ, RUP
 from .tensorcore import round_pair
@@ -114,19 +115,22 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
                 isum[jj] += np.int32(t)
         for jj in range(_JT):
             tot[jj] += np.float64(isum[jj])
-    # normalise and round v = S * 2^(E - F) (exact, a normal float64) from its bits
-    for jj in range(_JT):
-        cfin = (curi[jj] & _F64_EXP) != _F64_EXP
-        ct = np.trunc(cur[jj] * s64[jj]) if (cfin and pmaxi[jj] != 0) else 0.0
-        tot[jj] = (tot[jj] + ct) * (1.0 / s64[jj]) if pmaxi[jj] != 0 else 0.0
+    # normalise and round v = S * 2^(E - F) (exact, a normal float64) from its bits, in one
+    # pass without branches on the data (stores are unconditional: see pmax above)
     sh = np.int64(53 - p_out)
     low = (np.int64(1) << sh) - 1
     half = np.int64(1) << (sh - 1)
     nsub = 0
     for jj in range(_JT):
-        cb = curi[jj]
+        cv = cur[jj]
+        cb = _f64_bits(cv)
         cfin = (cb & _F64_EXP) != _F64_EXP
-        bits = toti[jj]
+        sb = s64i[jj]
+        # c's term: 0 for an infinite c (the block keeps it) and when E is undefined (every
+        # product and c zero: then the scale is finite and c is 0 anyway)
+        ct = np.trunc((cv if cfin else 0.0) * _bits_f64(sb))
+        v = (tot[jj] + ct) * _bits_f64((np.int64(2046) << 52) - sb)  # 2^(E - F)
+        bits = _f64_bits(v)
         e = ((bits & _F64_EXP) >> 52) - 1023
         if mode == RNE:
             add = (half - 1) + ((bits >> sh) & 1)
@@ -137,14 +141,31 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
         r = (bits + add) & ~low
         over = (((r & _F64_EXP) >> 52) - 1023) > emax_out
         r = ((r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP) if over else r
-        small = cfin and bits != 0 and e < emin_out
-        nsub += 1 if small else 0
-        s32i[jj] = 1 if small else 0
+        small = np.int32(cfin) & np.int32(bits != 0) & np.int32(e < emin_out)
+        nsub += small
+        s32i[jj] = small
+        tot[jj] = v
         curi[jj] = r if cfin else cb
     if nsub > 0:  # output subnormals: the general rounding
         for jj in range(_JT):
             if s32i[jj] != 0:
                 cur[jj] = round_pair(tot[jj], 0.0, p_out, emin_out, emax_out, mode, True)
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    """The bits of a float64 as an int64 (a register bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, x):
+    """The float64 with the given int64 bits."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.int64), codegen
 
 
 @njit(cache=True, parallel=True)
