@@ -54,67 +54,107 @@ def _slot(order, x, bi, i, s, end):
 
 
 @njit(cache=True, inline="always")
+def _c_pow(cv):
+    """2^(exponent of c as an fp32 value, clamped to -126) as a float32; 0 for zero and
+    non-finite c."""
+    ex = (_f64_bits(cv) >> 52) & 0x7FF
+    ec = ex - 1023
+    ec = ec if ec > -126 else -126
+    return _bits_f32(np.int32((ec + 127) << 23)) if (ex != 0 and ex != 0x7FF) else np.float32(0)
+
+
+@njit(cache=True, inline="always")
+def _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, y):
+    """max(y, x_u * pbp[.., k_u, jj]) over four slots."""
+    p0 = x0 * pbp[bi, jt, k0, jj]
+    p1 = x1 * pbp[bi, jt, k1, jj]
+    p2 = x2 * pbp[bi, jt, k2, jj]
+    p3 = x3 * pbp[bi, jt, k3, jj]
+    p0 = p0 if p0 > p1 else p1
+    p2 = p2 if p2 > p3 else p3
+    p0 = p0 if p0 > p2 else p2
+    return p0 if p0 > y else y
+
+
+@njit(cache=True, inline="always")
+def _scales(m, frac_bits, s32, s64i, jj):
+    """s32[jj] = 2^(F - max(E, F - 126)) (float32), s64i[jj] = bits of 2^(F - E) for
+    2^E = m (E = -127 for m = 0)."""
+    e = ((_f32_bits(m) >> 23) & 0xFF) - 127
+    e32 = e if e > frac_bits - 126 else frac_bits - 126
+    s32[jj] = _bits_f32(np.int32((127 + frac_bits - e32) << 23))
+    s64i[jj] = np.int64(1023 + frac_bits - e) << 52
+
+
+@njit(cache=True, inline="always")
+def _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, sc):
+    """Sum of four truncated scaled products trunc(x_u * bp[.., k_u, jj] * sc), int32."""
+    t = np.int32(x0 * bp[bi, jt, k0, jj] * sc) + np.int32(x1 * bp[bi, jt, k1, jj] * sc)
+    t += np.int32(x2 * bp[bi, jt, k2, jj] * sc) + np.int32(x3 * bp[bi, jt, k3, jj] * sc)
+    return np.int32(t)
+
+
+@njit(cache=True, inline="always")
 def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, curi, pmax,
                 pmaxi, pmax2, s32, s32i, s64, s64i, isum, tot, toti, p_out, emin_out, emax_out, mode):
     """One block FMA for the _JT columns of tile jt in row i: cur <- round(cur + block)."""
-    # 2^(clamped exponent of c as an fp32 value), 0 for zero and non-finite c
-    for jj in range(_JT):
-        ex = (curi[jj] >> 52) & 0x7FF
-        ec = ex - 1023
-        ec = ec if ec > -126 else -126
-        pmaxi[jj] = np.int32((ec + 127) << 23) if (ex != 0 and ex != 0x7FF) else np.int32(0)
-    # max of the products' powers of two, four slots at a time (padding slots and zero
-    # inputs enter as 0 products, which never raise the max). Two buffers in turn: an
-    # in-place running max compiles to masked stores, which are slow on some CPUs (AMD).
+    # E: the max of c's power of two and the products' (pa * pb, exact), four slots per
+    # pass (padding slots and zero inputs enter as 0 products, which never raise it). The
+    # first pass starts from c, the last turns the max into the scales 2^(F - E): float32
+    # for the products (E raised to F - 126 so that it stays a float32; that only happens
+    # when every product is zero), float64 for c and the result. Passes alternate between
+    # two buffers: an in-place running max compiles to masked stores, slow on AMD CPUs.
+    end = s0 + n
+    npass = (n + 3) // 4
     src = pmax
     dst = pmax2
-    end = s0 + n
-    for s in range(s0, end, 4):
+    for g in range(npass):
+        s = s0 + 4 * g
         k0, x0 = _slot(order, pa, bi, i, s, end)
         k1, x1 = _slot(order, pa, bi, i, s + 1, end)
         k2, x2 = _slot(order, pa, bi, i, s + 2, end)
         k3, x3 = _slot(order, pa, bi, i, s + 3, end)
-        for jj in range(_JT):
-            p0 = x0 * pbp[bi, jt, k0, jj]
-            p1 = x1 * pbp[bi, jt, k1, jj]
-            p2 = x2 * pbp[bi, jt, k2, jj]
-            p3 = x3 * pbp[bi, jt, k3, jj]
-            p0 = p0 if p0 > p1 else p1
-            p2 = p2 if p2 > p3 else p3
-            p0 = p0 if p0 > p2 else p2
-            y = src[jj]
-            dst[jj] = p0 if p0 > y else y
+        if g == 0 and npass == 1:
+            for jj in range(_JT):
+                m = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, _c_pow(cur[jj]))
+                _scales(m, frac_bits, s32, s64i, jj)
+        elif g == 0:
+            for jj in range(_JT):
+                dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj,
+                                _c_pow(cur[jj]))
+        elif g == npass - 1:
+            for jj in range(_JT):
+                m = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, src[jj])
+                _scales(m, frac_bits, s32, s64i, jj)
+        else:
+            for jj in range(_JT):
+                dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, src[jj])
         src, dst = dst, src
-    if src is pmax2:
-        for jj in range(_JT):
-            pmax[jj] = pmax2[jj]
-    # scales 2^(F - E): float32 for the products (E raised to F - 126 so it stays a
-    # float32; that only happens when every product is zero), float64 for c and the result
-    for jj in range(_JT):
-        e = ((pmaxi[jj] >> 23) & 0xFF) - 127
-        e32 = e if e > frac_bits - 126 else frac_bits - 126
-        s32i[jj] = np.int32((127 + frac_bits - e32) << 23)
-        s64i[jj] = np.int64(1023 + frac_bits - e) << 52
-        tot[jj] = 0.0
     # truncated terms summed in int32 over runs of ``sub`` slots (no overflow: the caller
     # bounds sub * the largest term), four slots at a time; the int32 additions may wrap in
-    # between but the run's sum is exact
+    # between but the run's sum is exact. Runs before the last are added into tot (float64).
+    multi = sub < n
     for r0 in range(s0, end, sub):
         r1 = min(r0 + sub, end)
-        for jj in range(_JT):
-            isum[jj] = 0
         for s in range(r0, r1, 4):
             k0, x0 = _slot(order, a, bi, i, s, r1)
             k1, x1 = _slot(order, a, bi, i, s + 1, r1)
             k2, x2 = _slot(order, a, bi, i, s + 2, r1)
             k3, x3 = _slot(order, a, bi, i, s + 3, r1)
-            for jj in range(_JT):
-                sc = s32[jj]
-                t = np.int32(x0 * bp[bi, jt, k0, jj] * sc) + np.int32(x1 * bp[bi, jt, k1, jj] * sc)
-                t += np.int32(x2 * bp[bi, jt, k2, jj] * sc) + np.int32(x3 * bp[bi, jt, k3, jj] * sc)
-                isum[jj] += np.int32(t)
-        for jj in range(_JT):
-            tot[jj] += np.float64(isum[jj])
+            if s == r0:
+                for jj in range(_JT):
+                    isum[jj] = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
+            else:
+                for jj in range(_JT):
+                    t = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
+                    isum[jj] = np.int32(isum[jj] + t)
+        if r1 < end:
+            if r0 == s0:
+                for jj in range(_JT):
+                    tot[jj] = np.float64(isum[jj])
+            else:
+                for jj in range(_JT):
+                    tot[jj] += np.float64(isum[jj])
     # normalise and round v = S * 2^(E - F) (exact, a normal float64) from its bits, in one
     # pass without branches on the data (stores are unconditional: see pmax above)
     sh = np.int64(53 - p_out)
@@ -129,7 +169,8 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
         # c's term: 0 for an infinite c (the block keeps it) and when E is undefined (every
         # product and c zero: then the scale is finite and c is 0 anyway)
         ct = np.trunc((cv if cfin else 0.0) * _bits_f64(sb))
-        v = (tot[jj] + ct) * _bits_f64((np.int64(2046) << 52) - sb)  # 2^(E - F)
+        sv = np.float64(isum[jj]) + (tot[jj] if multi else 0.0)
+        v = (sv + ct) * _bits_f64((np.int64(2046) << 52) - sb)  # 2^(E - F)
         bits = _f64_bits(v)
         e = ((bits & _F64_EXP) >> 52) - 1023
         if mode == RNE:
@@ -150,6 +191,22 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
         for jj in range(_JT):
             if s32i[jj] != 0:
                 cur[jj] = round_pair(tot[jj], 0.0, p_out, emin_out, emax_out, mode, True)
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    """The bits of a float32 as an int32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int32))
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, x):
+    """The float32 with the given int32 bits."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+    return types.float32(types.int32), codegen
 
 
 @intrinsic
