@@ -160,7 +160,7 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
     sh = np.int64(53 - p_out)
     low = (np.int64(1) << sh) - 1
     half = np.int64(1) << (sh - 1)
-    nsub = 0
+    nrare = 0
     for jj in range(_JT):
         cv = cur[jj]
         cb = _f64_bits(cv)
@@ -180,17 +180,28 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
         else:
             add = low if (mode == RUP) != (bits < 0) else np.int64(0)
         r = (bits + add) & ~low
-        over = (((r & _F64_EXP) >> 52) - 1023) > emax_out
-        r = ((r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP) if over else r
-        small = np.int32(cfin) & np.int32(bits != 0) & np.int32(e < emin_out)
-        nsub += small
-        s32i[jj] = small
+        # rare cases for the pass below: infinite c, zero sum, output subnormal, a result
+        # that may overflow (top binade)
+        rare = np.int32(not cfin) | np.int32(e < emin_out) | np.int32(e >= emax_out)
+        nrare += rare
+        s32i[jj] = rare
         tot[jj] = v
         curi[jj] = r if cfin else cb
-    if nsub > 0:  # output subnormals: the general rounding
+    if nrare > 0:
         for jj in range(_JT):
-            if s32i[jj] != 0:
-                cur[jj] = round_pair(tot[jj], 0.0, p_out, emin_out, emax_out, mode, True)
+            if s32i[jj] == 0:
+                continue
+            r = curi[jj]
+            if (r & _F64_EXP) == _F64_EXP:
+                continue  # an infinite accumulator stays infinite
+            v = tot[jj]
+            e = ((_f64_bits(v) & _F64_EXP) >> 52) - 1023
+            if v == 0.0:
+                cur[jj] = 0.0
+            elif e < emin_out:  # output subnormals: the general rounding
+                cur[jj] = round_pair(v, 0.0, p_out, emin_out, emax_out, mode, True)
+            elif ((r & _F64_EXP) >> 52) - 1023 > emax_out:
+                curi[jj] = (r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP
 
 
 @intrinsic
