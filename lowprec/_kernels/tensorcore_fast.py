@@ -15,9 +15,14 @@ zero to a multiple of 2^(E - F) and sums exactly. Here, per output column and bl
    and c's truncated term trunc(c * 2^(F - E)) are added in float64, exactly (each run
    below 2^31, at most 2^(F+1) for c).
 4. The sum S * 2^(E - F) is a normal float64 and is rounded to the block's output by
-   integer operations on its bits, as in :func:`tensorcore._block`; output subnormals go
-   through :func:`tensorcore.round_pair`; overflow gives inf. An infinite accumulator
-   stays infinite. A zero sum gives +0.
+   integer operations on its bits, as in :func:`tensorcore._block`, in one pass without
+   data-dependent branches; the rare cases (an infinite accumulator, which stays infinite;
+   a zero sum, +0; an output subnormal, through :func:`tensorcore.round_pair`; a result in
+   the top binade, which may overflow to inf) are flagged and fixed in a second pass.
+
+Loops over the tile's columns are innermost and branch-free so that they vectorise; every
+store is unconditional (a running max written in place compiles to masked stores, which are
+slow on AMD CPUs), and scalars are moved between float and integer registers by bitcasts.
 
 The chaining along K (the slot table, c_mode "late", fp32 promotion) is the reference
 kernel's. Work is split into tiles of ``_RT`` rows by ``_JT`` columns (parallel), K into
