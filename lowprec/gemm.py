@@ -37,6 +37,9 @@ __all__ = ["matmul"]
 _F32 = get_format("float32")
 _F32_MAX = float(np.finfo(np.float32).max)
 _ACC_TILE = 128  # output columns per tile of the exact-accumulation kernel
+#: Tensor-core models use the fast kernel where it applies (False: always the reference
+#: kernel; tests compare the two).
+_TC_FAST = True
 
 
 def _operand(x, name: str, inputs):
@@ -190,6 +193,7 @@ def _slot_table(K: int, blk) -> np.ndarray:
 
 
 def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
+    from ._kernels import tensorcore_fast as tc_fast
     from ._kernels.tensorcore import tc_gemm
 
     conv = get_format(blk.convert_inputs) if blk.convert_inputs else None
@@ -202,12 +206,21 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
         cv = np.where(np.isfinite(cv), cv, 0.0)
     out_fmt = get_format(blk.out_format)
     out = np.empty(cv.shape, np.float64)
-    tc_gemm(av, _pow2_exponents(av, emin_a), bv, _pow2_exponents(bv, emin_b), cv,
-            _slot_table(av.shape[2], blk), blk.n, blk.k_per_instruction, blk.frac_bits,
-            blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax, parse_rounding(blk.rounding).id,
-            C_MODES.index(blk.c_mode), blk.promote_every or 0, out,
-            blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id,
-            blk.normalise_products)
+    pa, pb = _pow2_exponents(av, emin_a), _pow2_exponents(bv, emin_b)
+    args = (_slot_table(av.shape[2], blk), blk.n, blk.k_per_instruction)
+    tail = (blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax,
+            parse_rounding(blk.rounding).id, C_MODES.index(blk.c_mode), blk.promote_every or 0,
+            out)
+    # the fast kernel claims only models whose every field it implements (handles_model)
+    sub = tc_fast.plan(blk, fa.precision, fb.precision, av, pa, bv, pb) if _TC_FAST else None
+    if sub is not None:  # same bits as tc_gemm, float32 lanes (see its module docstring)
+        f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
+        tc_fast.tc_gemm_fast(f32(av), f32(pa), tc_fast.pack_panels(bv), tc_fast.pack_panels(pb),
+                             cv, *args, sub, blk.frac_bits, *tail)
+    else:
+        tc_gemm(av, pa, bv, pb, cv, *args, blk.frac_bits, *tail,
+                blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id,
+                blk.normalise_products)
     if special is not None:
         res, mask = special
         out = np.where(mask, res, out)

@@ -1,0 +1,422 @@
+"""Fast block-FMA kernel for the tensor-core models (same bits as :func:`tensorcore.tc_gemm`).
+
+The block FMA aligns its products (and c) to the largest exponent E, truncates each toward
+zero to a multiple of 2^(E - F) and sums exactly. Here, per output column and block:
+
+1. E comes from float32 powers of two: max_k 2^ea_k * 2^eb_kj (exact, 8 lanes), started
+   from c's power 2^ec (ec clamped to -126; 0 for zero or non-finite c).
+2. Each product is scaled in float32: x = (a_k * b_kj) * 2^(F - E). a_k * b_kj is exact
+   (precisions add to <= 24 bits and the caller checks that every product is a normal
+   float32); the scaling is exact whenever x >= 2^-126, and a smaller x truncates to 0
+   whatever its rounding. ``np.int32(x)`` truncates toward zero: the sign-magnitude
+   truncation of the model, in one conversion.
+3. The truncated terms are summed in int32 over runs of ``sub`` slots, where the caller
+   checks that ``sub`` terms of at most ``maxsig * 2^F`` cannot overflow; the runs' sums
+   and c's truncated term trunc(c * 2^(F - E)) are added in float64, exactly (each run
+   below 2^31, at most 2^(F+1) for c).
+4. The sum S * 2^(E - F) is a normal float64 and is rounded to the block's output by
+   integer operations on its bits, as in :func:`tensorcore._block`, in one pass without
+   data-dependent branches; the rare cases (an infinite accumulator, which stays infinite;
+   a zero sum, +0; an output subnormal, through :func:`tensorcore.round_pair`; a result in
+   the top binade, which may overflow to inf) are flagged and fixed in a second pass.
+
+Loops over the tile's columns are innermost and branch-free so that they vectorise; every
+store is unconditional (a running max written in place compiles to masked stores, which are
+slow on AMD CPUs), and scalars are moved between float and integer registers by bitcasts.
+
+The chaining along K (the slot table, c_mode "late", fp32 promotion) is the reference
+kernel's. Work is split into tiles of ``_RT`` rows by ``_JT`` columns (parallel), K into
+panels of about ``_KT`` slots so the tile's panel of b stays in cache; b is packed by the
+caller as (batch, column tile, K, _JT) panels, padded with zeros.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from ..ids import C_LATE, RNE, RTZ, RUP
+from .tensorcore import round_pair
+
+_JT = 64  # columns per tile (the vector loops' length)
+_RT = 32  # rows per tile
+_KT = 256  # slots per K panel (rounded to whole instructions)
+
+_F64_EXP = np.int64(0x7FF0000000000000)
+_F64_MAN = np.int64(0x000FFFFFFFFFFFFF)
+
+
+@njit(cache=True, inline="always")
+def _slot(order, x, bi, i, s, end):
+    """(k, x[bi, i, k]) of slot s, or (0, 0) for a padding slot or s >= end."""
+    if s >= end:
+        return 0, np.float32(0.0)
+    k = order[s]
+    if k < 0:
+        return 0, np.float32(0.0)
+    return k, x[bi, i, k]
+
+
+@njit(cache=True, inline="always")
+def _c_pow(cv):
+    """2^(exponent of c as an fp32 value, clamped to -126) as a float32; 0 for zero and
+    non-finite c."""
+    ex = (_f64_bits(cv) >> 52) & 0x7FF
+    ec = ex - 1023
+    ec = ec if ec > -126 else -126
+    return _bits_f32(np.int32((ec + 127) << 23)) if (ex != 0 and ex != 0x7FF) else np.float32(0)
+
+
+@njit(cache=True, inline="always")
+def _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, y):
+    """max(y, x_u * pbp[.., k_u, jj]) over four slots."""
+    p0 = x0 * pbp[bi, jt, k0, jj]
+    p1 = x1 * pbp[bi, jt, k1, jj]
+    p2 = x2 * pbp[bi, jt, k2, jj]
+    p3 = x3 * pbp[bi, jt, k3, jj]
+    p0 = p0 if p0 > p1 else p1
+    p2 = p2 if p2 > p3 else p3
+    p0 = p0 if p0 > p2 else p2
+    return p0 if p0 > y else y
+
+
+@njit(cache=True, inline="always")
+def _scales(m, frac_bits, s32, s64i, jj):
+    """s32[jj] = 2^(F - max(E, F - 126)) (float32), s64i[jj] = bits of 2^(F - E) for
+    2^E = m (E = -127 for m = 0)."""
+    e = ((_f32_bits(m) >> 23) & 0xFF) - 127
+    e32 = e if e > frac_bits - 126 else frac_bits - 126
+    s32[jj] = _bits_f32(np.int32((127 + frac_bits - e32) << 23))
+    s64i[jj] = np.int64(1023 + frac_bits - e) << 52
+
+
+@njit(cache=True, inline="always")
+def _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, sc):
+    """Sum of four truncated scaled products trunc(x_u * bp[.., k_u, jj] * sc), int32."""
+    t = np.int32(x0 * bp[bi, jt, k0, jj] * sc) + np.int32(x1 * bp[bi, jt, k1, jj] * sc)
+    t += np.int32(x2 * bp[bi, jt, k2, jj] * sc) + np.int32(x3 * bp[bi, jt, k3, jj] * sc)
+    return np.int32(t)
+
+
+@njit(cache=True, inline="always")
+def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, curi, pmax,
+                pmaxi, pmax2, s32, s32i, s64, s64i, isum, tot, toti, p_out, emin_out, emax_out, mode):
+    """One block FMA for the _JT columns of tile jt in row i: cur <- round(cur + block)."""
+    # E: the max of c's power of two and the products' (pa * pb, exact), four slots per
+    # pass (padding slots and zero inputs enter as 0 products, which never raise it). The
+    # first pass starts from c, the last turns the max into the scales 2^(F - E): float32
+    # for the products (E raised to F - 126 so that it stays a float32; that only happens
+    # when every product is zero), float64 for c and the result. Passes alternate between
+    # two buffers: an in-place running max compiles to masked stores, slow on AMD CPUs.
+    end = s0 + n
+    npass = (n + 3) // 4
+    src = pmax
+    dst = pmax2
+    for g in range(npass):
+        s = s0 + 4 * g
+        k0, x0 = _slot(order, pa, bi, i, s, end)
+        k1, x1 = _slot(order, pa, bi, i, s + 1, end)
+        k2, x2 = _slot(order, pa, bi, i, s + 2, end)
+        k3, x3 = _slot(order, pa, bi, i, s + 3, end)
+        if g == 0 and npass == 1:
+            for jj in range(_JT):
+                m = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, _c_pow(cur[jj]))
+                _scales(m, frac_bits, s32, s64i, jj)
+        elif g == 0:
+            for jj in range(_JT):
+                dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj,
+                                _c_pow(cur[jj]))
+        elif g == npass - 1:
+            for jj in range(_JT):
+                m = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, src[jj])
+                _scales(m, frac_bits, s32, s64i, jj)
+        else:
+            for jj in range(_JT):
+                dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, src[jj])
+        src, dst = dst, src
+    # truncated terms summed in int32 over runs of ``sub`` slots (no overflow: the caller
+    # bounds sub * the largest term), four slots at a time; the int32 additions may wrap in
+    # between but the run's sum is exact. Runs before the last are added into tot (float64).
+    multi = sub < n
+    for r0 in range(s0, end, sub):
+        r1 = min(r0 + sub, end)
+        for s in range(r0, r1, 4):
+            k0, x0 = _slot(order, a, bi, i, s, r1)
+            k1, x1 = _slot(order, a, bi, i, s + 1, r1)
+            k2, x2 = _slot(order, a, bi, i, s + 2, r1)
+            k3, x3 = _slot(order, a, bi, i, s + 3, r1)
+            if s == r0:
+                for jj in range(_JT):
+                    isum[jj] = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
+            else:
+                for jj in range(_JT):
+                    t = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
+                    isum[jj] = np.int32(isum[jj] + t)
+        if r1 < end:
+            if r0 == s0:
+                for jj in range(_JT):
+                    tot[jj] = np.float64(isum[jj])
+            else:
+                for jj in range(_JT):
+                    tot[jj] += np.float64(isum[jj])
+    # normalise and round v = S * 2^(E - F) (exact, a normal float64) from its bits, in one
+    # pass without branches on the data (stores are unconditional: see pmax above)
+    sh = np.int64(53 - p_out)
+    low = (np.int64(1) << sh) - 1
+    half = np.int64(1) << (sh - 1)
+    nrare = 0
+    for jj in range(_JT):
+        cv = cur[jj]
+        cb = _f64_bits(cv)
+        cfin = (cb & _F64_EXP) != _F64_EXP
+        sb = s64i[jj]
+        # c's term: 0 for an infinite c (the block keeps it) and when E is undefined (every
+        # product and c zero: then the scale is finite and c is 0 anyway)
+        ct = np.trunc((cv if cfin else 0.0) * _bits_f64(sb))
+        sv = np.float64(isum[jj]) + (tot[jj] if multi else 0.0)
+        v = (sv + ct) * _bits_f64((np.int64(2046) << 52) - sb)  # 2^(E - F)
+        bits = _f64_bits(v)
+        e = ((bits & _F64_EXP) >> 52) - 1023
+        if mode == RNE:
+            add = (half - 1) + ((bits >> sh) & 1)
+        elif mode == RTZ:
+            add = np.int64(0)
+        else:
+            add = low if (mode == RUP) != (bits < 0) else np.int64(0)
+        r = (bits + add) & ~low
+        # rare cases for the pass below: infinite c, zero sum, output subnormal, a result
+        # that may overflow (top binade)
+        rare = np.int32(not cfin) | np.int32(e < emin_out) | np.int32(e >= emax_out)
+        nrare += rare
+        s32i[jj] = rare
+        tot[jj] = v
+        curi[jj] = r if cfin else cb
+    if nrare > 0:
+        for jj in range(_JT):
+            if s32i[jj] == 0:
+                continue
+            r = curi[jj]
+            if (r & _F64_EXP) == _F64_EXP:
+                continue  # an infinite accumulator stays infinite
+            v = tot[jj]
+            e = ((_f64_bits(v) & _F64_EXP) >> 52) - 1023
+            if v == 0.0:
+                cur[jj] = 0.0
+            elif e < emin_out:  # output subnormals: the general rounding
+                cur[jj] = round_pair(v, 0.0, p_out, emin_out, emax_out, mode, True)
+            elif ((r & _F64_EXP) >> 52) - 1023 > emax_out:
+                curi[jj] = (r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    """The bits of a float32 as an int32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int32))
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, x):
+    """The float32 with the given int32 bits."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    """The bits of a float64 as an int64 (a register bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, x):
+    """The float64 with the given int64 bits."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, parallel=True)
+def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emin_out,
+                 emax_out, mode, c_mode, promote, out):
+    """Tensor-core GEMM model on float32 operands (see the module docstring).
+
+    Args:
+        a, pa: (batch, M, K) float32 input values and 2^(clamped exponent) (0 for zeros).
+        bp, pbp: (batch, column tiles, K, _JT) float32 panels of b and of its powers.
+        c: (batch, M, N) float64 values of the output format (or fp32), finite.
+        order: int64 slot table (see :func:`tensorcore.tc_gemm`).
+        n, inst_k: products per block and per instruction.
+        sub: slots per int32 partial sum.
+        frac_bits: fraction bits F.
+        p_out, emin_out, emax_out, mode, c_mode, promote: as :func:`tensorcore.tc_gemm`.
+        out: (batch, M, N) float64 result.
+    """
+    nb = a.shape[0]
+    m_rows = a.shape[1]
+    ncols = c.shape[2]
+    ntiles = bp.shape[1]
+    nslots = order.size
+    kt = max(inst_k, (_KT // inst_k) * inst_k)
+    nrt = (m_rows + _RT - 1) // _RT
+    for w in prange(nb * nrt * ntiles):
+        bi = w // (nrt * ntiles)
+        rem = w - bi * nrt * ntiles
+        rt = rem // ntiles
+        jt = rem - rt * ntiles
+        i_lo = rt * _RT
+        i_hi = min(i_lo + _RT, m_rows)
+        j0 = jt * _JT
+        jn = min(_JT, ncols - j0)
+        nr = i_hi - i_lo
+        acc = np.zeros((nr, _JT), np.float64)
+        tot = np.zeros((nr, _JT), np.float64)
+        part = np.empty(_JT, np.float64)
+        parti = part.view(np.int64)
+        pmax = np.empty(_JT, np.float32)
+        pmaxi = pmax.view(np.int32)
+        pmax2 = np.empty(_JT, np.float32)
+        s32 = np.empty(_JT, np.float32)
+        s32i = s32.view(np.int32)
+        s64 = np.empty(_JT, np.float64)
+        s64i = s64.view(np.int64)
+        isum = np.empty(_JT, np.int32)
+        ftot = np.empty(_JT, np.float64)
+        ftoti = ftot.view(np.int64)
+        for r in range(nr):
+            for jj in range(jn):
+                cv = c[bi, i_lo + r, j0 + jj]
+                if promote > 0:
+                    tot[r, jj] = cv
+                else:
+                    acc[r, jj] = cv
+        for k0 in range(0, nslots, kt):
+            k1 = min(k0 + kt, nslots)
+            for r in range(nr):
+                i = i_lo + r
+                cur = acc[r]
+                curi = cur.view(np.int64)
+                for q0 in range(k0, k1, inst_k):
+                    if c_mode == C_LATE:
+                        for jj in range(_JT):
+                            part[jj] = 0.0
+                        for s0 in range(q0, q0 + inst_k, n):
+                            _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
+                                        part, parti, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
+                                        ftot, ftoti, p_out, emin_out, emax_out, mode)
+                        for jj in range(_JT):
+                            x = cur[jj]
+                            y = part[jj]
+                            sm = x + y
+                            if math.isfinite(sm):
+                                bb = sm - x
+                                err = (x - (sm - bb)) + (y - bb)
+                                cur[jj] = round_pair(sm, err, p_out, emin_out, emax_out, mode,
+                                                     True)
+                            else:
+                                cur[jj] = sm
+                    else:
+                        for s0 in range(q0, q0 + inst_k, n):
+                            _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
+                                        cur, curi, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
+                                        ftot, ftoti, p_out, emin_out, emax_out, mode)
+                    done = q0 + inst_k
+                    if promote > 0 and done % promote == 0:
+                        for jj in range(_JT):
+                            tot[r, jj] = np.float32(tot[r, jj] + cur[jj])
+                            cur[jj] = 0.0
+        for r in range(nr):
+            i = i_lo + r
+            if promote > 0:
+                if nslots % promote != 0:
+                    for jj in range(_JT):
+                        tot[r, jj] = np.float32(tot[r, jj] + acc[r, jj])
+                for jj in range(jn):
+                    out[bi, i, j0 + jj] = tot[r, jj]
+            else:
+                for jj in range(jn):
+                    out[bi, i, j0 + jj] = acc[r, jj]
+
+
+# --- dispatch (plain Python) --------------------------------------------------------------
+
+#: BlockFMAModel fields this kernel implements; a model with any other field set away from
+#: its default (a behaviour added later) is left to the reference kernel.
+HANDLED_FIELDS = frozenset({"n", "frac_bits", "rounding", "out_format", "out_frac_bits",
+                            "c_mode", "instruction_k", "interleave", "promote_every",
+                            "convert_inputs", "name"})
+_ROUNDING_IDS = {"rtz": RTZ, "rne": RNE, "rup": RUP, "rdn": 4}
+
+
+def handles_model(blk) -> bool:
+    """Whether this kernel implements every field of a BlockFMAModel as set."""
+    import dataclasses
+
+    for f in dataclasses.fields(blk):
+        if f.name in HANDLED_FIELDS:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            return False
+        if getattr(blk, f.name) != default:
+            return False
+    return blk.rounding in _ROUNDING_IDS
+
+
+def _span(x: np.ndarray):
+    """(smallest, largest) non-zero |x|, or None when x has no non-zero."""
+    ax = np.abs(x)
+    nz = ax[ax > 0]
+    if nz.size == 0:
+        return None
+    return float(nz.min()), float(nz.max())
+
+
+def plan(blk, prec_a: int, prec_b: int, av, pa, bv, pb):
+    """Slots per int32 partial sum when the fast kernel gives the reference bits, else None.
+
+    Args:
+        blk: the BlockFMAModel.
+        prec_a, prec_b: precisions (significand bits) of a's and b's formats.
+        av, pa, bv, pb: finite float64 values and powers of two 2^(clamped exponent).
+
+    Returns:
+        int or None (see the module docstring for the conditions).
+    """
+    if not handles_model(blk) or prec_a + prec_b > 24:
+        return None  # products not exact in float32
+    f = blk.frac_bits
+    if f < 1:
+        return None
+    maxsig = (2.0 - 2.0 ** (1 - prec_a)) * (2.0 - 2.0 ** (1 - prec_b))
+    tmax = math.floor(maxsig * 2.0 ** f)  # largest truncated term
+    if tmax >= 2 ** 31 - 1:
+        return None
+    sub = min(blk.n, (2 ** 31 - 1) // tmax)
+    sa, sb, qa, qb = _span(av), _span(bv), _span(pa), _span(pb)
+    if sa is None or sb is None:
+        return sub  # every product is zero
+    # products normal float32 values (exact); their powers of two float32 values whose
+    # product with 2^(F - E) stays in range: F - 126 <= E <= 127
+    if sa[0] * sb[0] < 2.0 ** -126 or sa[1] * sb[1] >= 2.0 ** 127:
+        return None
+    if qa[0] * qb[0] < 2.0 ** max(-126, f - 126) or qa[1] * qb[1] > 2.0 ** 127:
+        return None
+    return sub
+
+
+def pack_panels(x: np.ndarray) -> np.ndarray:
+    """(batch, K, N) -> (batch, ceil(N / _JT), K, _JT) float32 panels, zero padded."""
+    nb, k, n = x.shape
+    nt = -(-n // _JT)
+    tmp = np.zeros((nb, k, nt * _JT), np.float32)
+    tmp[:, :, :n] = x
+    return np.ascontiguousarray(tmp.reshape(nb, k, nt, _JT).transpose(0, 2, 1, 3))
