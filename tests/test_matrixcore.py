@@ -109,6 +109,19 @@ def test_mi100_sums_exactly_and_rounds_once():
               c=1.0) == 1.0 + 2 * U
 
 
+def test_mi100_far_products_still_break_ties():
+    # bf16, one block of 2 with c = 1: 1 + u + 2^-100 (2^-12 * 2^-12 and 2^-50 * 2^-50)
+    # lies just above the tie 1 + u: RNE of the exact sum is 1 + 2u; without the far
+    # product (or a sticky bit for it) the tie goes to even: 1
+    assert mm("mi100", [2.0 ** -12, 2.0 ** -50], [2.0 ** -12, 2.0 ** -50], c=1.0,
+              fmt="bf16") == 1.0 + 2 * U
+    assert mm("mi100", [2.0 ** -12, -(2.0 ** -50)], [2.0 ** -12, 2.0 ** -50], c=1.0,
+              fmt="bf16") == 1.0
+    # the same below zero: -1 - u - 2^-100 -> -(1 + 2u)
+    assert mm("mi100", [-(2.0 ** -12), -(2.0 ** -50)], [2.0 ** -12, 2.0 ** -50], c=-1.0,
+              fmt="bf16") == -1.0 - 2 * U
+
+
 def test_mi100_block_sizes_chain_along_k():
     # products [1, u, u, 0] (u = 2^-12 * 2^-12): fp16 runs one block of 4, exact 1 + 2u;
     # bf16 runs blocks of 2: [1, u] -> tie -> 1, then 1 + [u, 0] -> tie -> 1
@@ -165,6 +178,14 @@ def test_cdna2_pairwise_tree_then_c():
     assert mm("mi250x", a, b, c=1.0) == 1.0 + 2 * U
     for g in ("mi210", "mi250"):
         assert mm(g, a, b, c=1.0) == 1.0 + 2 * U
+
+
+def test_cdna2_flushes_c_before_adding():
+    # bf16 product 2^-63 * 2^-63 = 2^-126 (normal); c = -2^-127 is subnormal and flushed
+    # to +0 first: 2^-126. Adding it unflushed would give 2^-127, flushed to +0.
+    # MI100 keeps everything: 2^-127
+    assert mm("mi250x", [2.0 ** -63], [2.0 ** -63], c=-(2.0 ** -127), fmt="bf16") == 2.0 ** -126
+    assert mm("mi100", [2.0 ** -63], [2.0 ** -63], c=-(2.0 ** -127), fmt="bf16") == 2.0 ** -127
 
 
 def test_cdna2_flushes_sums_keeping_their_sign():
