@@ -476,7 +476,7 @@ def test_results_do_not_depend_on_thread_count():
         try:
             numba.set_num_threads(1)
             r1 = lowprec.matmul(a, b, inputs="fp16", model=gpu)
-            numba.set_num_threads(max(2, min(2, numba.config.NUMBA_NUM_THREADS)))
+            numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
             r2 = lowprec.matmul(a, b, inputs="fp16", model=gpu)
         finally:
             numba.set_num_threads(prev)

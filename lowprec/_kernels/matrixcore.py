@@ -178,8 +178,8 @@ def mc_aligned(a, pa, b, pb, c, n, groups, frac_bits, c_frac_bits, c_window, che
 
 
 @njit(cache=True)
-def _deposit(limbs, jj, v, qmin):
-    """Add the finite non-zero v (at most 24 significant bits) into column jj's limbs."""
+def _deposit(limbs, v, qmin):
+    """Add the finite non-zero v (at most 24 significant bits) into the limbs."""
     m, e = math.frexp(abs(v))
     mi = np.int64(m * 16777216.0)  # exact: at most 24 significant bits
     q = e - 24 - qmin
@@ -188,45 +188,45 @@ def _deposit(limbs, jj, v, qmin):
     lo = w & _MASK30
     hi = w >> 30
     if v < 0.0:
-        limbs[li, jj] -= lo
-        limbs[li + 1, jj] -= hi
+        limbs[li] -= lo
+        limbs[li + 1] -= hi
     else:
-        limbs[li, jj] += lo
-        limbs[li + 1, jj] += hi
+        limbs[li] += lo
+        limbs[li + 1] += hi
 
 
 @njit(cache=True)
-def _normalise(limbs, jj, nl):
+def _normalise(limbs, nl):
     for li in range(nl - 1):
-        cy = limbs[li, jj] >> 30
-        limbs[li, jj] -= cy << 30
-        limbs[li + 1, jj] += cy
+        cy = limbs[li] >> 30
+        limbs[li] -= cy << 30
+        limbs[li + 1] += cy
 
 
 @njit(cache=True)
-def _round_limbs(limbs, jj, nl, qmin):
-    """fp32 (RNE) of the exact sum held in column jj's limbs; +0 for an exact zero."""
-    _normalise(limbs, jj, nl)
-    neg = limbs[nl - 1, jj] < 0
+def _round_limbs(limbs, nl, qmin):
+    """fp32 (RNE) of the exact sum held in the limbs; +0 for an exact zero."""
+    _normalise(limbs, nl)
+    neg = limbs[nl - 1] < 0
     if neg:
         for li in range(nl):
-            limbs[li, jj] = -limbs[li, jj]
-        _normalise(limbs, jj, nl)
+            limbs[li] = -limbs[li]
+        _normalise(limbs, nl)
     h = nl - 1
-    while h >= 0 and limbs[h, jj] == 0:
+    while h >= 0 and limbs[h] == 0:
         h -= 1
     if h < 0:
         return 0.0
     if h == 0:
-        v = math.ldexp(np.float64(limbs[0, jj]), qmin)
+        v = math.ldexp(np.float64(limbs[0]), qmin)
     else:
-        top = limbs[h, jj]
-        hi = (top << 30) | limbs[h - 1, jj]
+        top = limbs[h]
+        hi = (top << 30) | limbs[h - 1]
         scale = 30 * (h - 1) + qmin
         nbits = 30 + math.frexp(np.float64(top))[1]
         sticky = False
         for li in range(h - 1):
-            if limbs[li, jj] != 0:
+            if limbs[li] != 0:
                 sticky = True
         if nbits > 53:
             s = nbits - 53
@@ -245,6 +245,8 @@ def _round_limbs(limbs, jj, nl, qmin):
 def mc_exact(a, b, c, n, qmin, nl, out):
     """CDNA1: each block's products and c summed exactly, rounded once to fp32 (RNE).
 
+    The block is summed in float64 with an exactness check on every addition (TwoSum's
+    error is zero); a column whose sum was not exact is summed again in the limbs.
     ``qmin``: exponent of the limbs' lowest bit; ``nl``: number of 30-bit limbs (both from
     the input formats' ranges, with headroom for carries).
     """
@@ -255,32 +257,45 @@ def mc_exact(a, b, c, n, qmin, nl, out):
         bi = r // nrb
         i_lo = (r - bi * nrb) * _RBT
         i_hi = min(i_lo + _RBT, m_rows)
-        limbs = np.zeros((nl, _JT), np.int64)
+        limbs = np.zeros(nl, np.int64)
         acc = np.empty(_JT, np.float64)
+        sm = np.empty(_JT, np.float64)
+        bad = np.empty(_JT, np.bool_)
         for j0 in range(0, ncols, _JT):
             jn = min(_JT, ncols - j0)
             for i in range(i_lo, i_hi):
                 for jj in range(jn):
                     acc[jj] = c[bi, i, j0 + jj]
                 for q0 in range(0, K, n):
-                    for li in range(nl):
+                    kn = min(n, K - q0)
+                    for jj in range(jn):
+                        sm[jj] = acc[jj]
+                        bad[jj] = False
+                    for t in range(kn):
+                        ak = a[bi, i, q0 + t]
                         for jj in range(jn):
-                            limbs[li, jj] = 0
+                            x = sm[jj]
+                            p = ak * b[bi, q0 + t, j0 + jj]
+                            y = x + p
+                            bb = y - x
+                            bad[jj] = bad[jj] or ((x - (y - bb)) + (p - bb)) != 0.0
+                            sm[jj] = y
                     for jj in range(jn):
                         cv = acc[jj]
-                        if cv != 0.0 and math.isfinite(cv):
-                            _deposit(limbs, jj, cv, qmin)
-                    for t in range(min(n, K - q0)):
-                        k = q0 + t
-                        ak = a[bi, i, k]
-                        if ak == 0.0:
+                        if not math.isfinite(cv):
+                            continue  # an overflowed accumulator stays inf
+                        if not bad[jj]:  # the float64 sum is exact: one rounding
+                            y = sm[jj]
+                            acc[jj] = 0.0 if y == 0.0 else np.float64(np.float32(y))
                             continue
-                        for jj in range(jn):
-                            p = ak * b[bi, k, j0 + jj]
+                        for li in range(nl):
+                            limbs[li] = 0
+                        if cv != 0.0:
+                            _deposit(limbs, cv, qmin)
+                        for t in range(kn):
+                            p = a[bi, i, q0 + t] * b[bi, q0 + t, j0 + jj]
                             if p != 0.0:
-                                _deposit(limbs, jj, p, qmin)
-                    for jj in range(jn):
-                        if math.isfinite(acc[jj]):  # an overflowed accumulator stays inf
-                            acc[jj] = _round_limbs(limbs, jj, nl, qmin)
+                                _deposit(limbs, p, qmin)
+                        acc[jj] = _round_limbs(limbs, nl, qmin)
                 for jj in range(jn):
                     out[bi, i, j0 + jj] = acc[jj]
