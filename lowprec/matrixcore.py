@@ -75,9 +75,9 @@ class MatrixCorePath:
         scheme: "exact", "pairwise", "aligned" or "odd_even".
         n: products per block (a power of two for "pairwise").
         frac_bits: "aligned"/"odd_even": fraction bits F kept below the largest product
-            exponent (24 = 23 + 1 extra alignment bit on CDNA3).
+            exponent (24 = 23 + 1 extra alignment bit on CDNA3); 23..30.
         c_frac_bits: "aligned"/"odd_even": fraction bits below c's exponent when c's
-            exponent is the larger (31 = 24 + 7).
+            exponent is the larger (31 = 24 + 7); 23..40.
         c_window: "odd_even": c more than this many binades below the products' exponent is
             truncated toward zero instead of rounded toward -inf; None: always toward -inf.
         name: free text for messages.
@@ -105,10 +105,12 @@ class MatrixCorePath:
         if self.scheme == "odd_even" and self.n % 2:
             raise ValueError(f"MatrixCorePath n must be even for the odd_even scheme, got "
                              f"{self.n}")
-        for nm in ("frac_bits", "c_frac_bits"):
+        # c (fp32, 23 fraction bits) must be exact on its own grid and, at equal exponents,
+        # on the products' grid: both keep at least 23 fraction bits (23 + extra bits)
+        for nm, hi in (("frac_bits", 30), ("c_frac_bits", 40)):
             v = getattr(self, nm)
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 40:
-                raise ValueError(f"MatrixCorePath {nm} must be an int in 0..40, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 23 <= v <= hi:
+                raise ValueError(f"MatrixCorePath {nm} must be an int in 23..{hi}, got {v!r}")
         if self.c_window is not None and (not isinstance(self.c_window, int)
                                           or not 0 <= self.c_window <= 200):
             raise ValueError(f"MatrixCorePath c_window must be None or an int in 0..200, got "

@@ -85,6 +85,8 @@ def test_names_errors_and_input_formats():
         MatrixCorePath("pairwise", 6)
     with pytest.raises(ValueError):
         MatrixCorePath("tree", 4)
+    with pytest.raises(ValueError, match="frac_bits must be an int in 23..30"):
+        MatrixCorePath("aligned", 8, frac_bits=13)
     # mixed fnuz fp8 (MI300X's fp8 x bf8 instructions) is one datapath
     r = lowprec.matmul(lowprec.array(np.ones((1, 4)), "e4m3fnuz"),
                        lowprec.array(np.ones((4, 1)), "e5m2fnuz"), model="mi300x")
@@ -481,3 +483,45 @@ def test_results_do_not_depend_on_thread_count():
         finally:
             numba.set_num_threads(prev)
         assert (_bits(r1) == _bits(r2)).all()
+
+
+def _path_strategy():
+    from hypothesis import strategies as st
+
+    def build(scheme, n, f, fc, win):
+        if scheme == "odd_even" and n % 2:
+            n *= 2
+        return MatrixCorePath(scheme, n, f, fc, win if scheme == "odd_even" else None)
+
+    return st.builds(build, st.sampled_from(["exact", "pairwise", "aligned", "odd_even"]),
+                     st.sampled_from([1, 2, 4, 8, 16]), st.integers(23, 30), st.integers(23, 40),
+                     st.one_of(st.none(), st.integers(0, 30)))
+
+
+def test_any_path_parameters_match_reference():
+    # a fitter may build paths with any parameters: the kernels follow them all
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=30, deadline=None)
+    @given(path=_path_strategy(), fmt=st.sampled_from(["fp16", "bf16", "e4m3fnuz", "tf32"]),
+           k=st.integers(0, 37), seed=st.integers(0, 2 ** 31))
+    def check(path, fmt, k, seed):
+        f = lowprec.get_format(fmt)
+        rng = np.random.default_rng(seed)
+        a, b = _draw(f, (2, k), rng, seed % 3 == 0), _draw(f, (k, 3), rng, seed % 3 == 0)
+        c = rng.choice([0.0, -0.0, 1.0, -2.5, 1e-40, 3e38, -7.0, 2.0 ** -30],
+                       (2, 3)).astype(np.float32)
+        got = lowprec.matmul(a, b, c=c, inputs=fmt, model=path)
+        want = matmul_mc_ref(a, b, c.astype(np.float64), path, f.emin, f.emin)
+        assert (_bits(got) == _bits(want)).all(), (np.asarray(got), want)
+
+    check()
+
+
+def test_out_format_rounds_the_fp32_result():
+    rng = np.random.default_rng(8)
+    a = lowprec.quantize(rng.standard_normal((3, 16)), "fp16")
+    b = lowprec.quantize(rng.standard_normal((16, 4)), "fp16")
+    r32 = lowprec.matmul(a, b, inputs="fp16", model="mi300x")
+    r16 = lowprec.matmul(a, b, inputs="fp16", model="mi300x", out="fp16")
+    assert (np.asarray(r16, np.float32) == lowprec.quantize(r32, "fp16")).all()
