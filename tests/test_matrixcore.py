@@ -525,3 +525,21 @@ def test_out_format_rounds_the_fp32_result():
     r32 = lowprec.matmul(a, b, inputs="fp16", model="mi300x")
     r16 = lowprec.matmul(a, b, inputs="fp16", model="mi300x", out="fp16")
     assert (np.asarray(r16, np.float32) == lowprec.quantize(r32, "fp16")).all()
+
+
+def test_compare_candidates_name_amd_models():
+    from lowprec.hardware.candidates import gemm_candidates, parse_candidates, run_candidate
+
+    assert parse_candidates(["MI300X", "mi100"]) == ["mi300x", "mi100"]
+    # only when named: the default candidate list is unchanged
+    assert "mi300x" not in dict(gemm_candidates("float16", "float16", "float32", 37, None))
+    got = dict(gemm_candidates("float16", "float16", "float32", 37, ["mi300x", "mi100"]))
+    assert got == {"mi100": {"model": "mi100"}, "mi300x": {"model": "mi300x"}}
+    # a model that does not take the inputs is left out
+    assert gemm_candidates("float8_e4m3fnuz", "float8_e4m3fnuz", "float32", 37,
+                           ["mi250x"]) == []
+    rng = np.random.default_rng(2)
+    a = lowprec.quantize(rng.standard_normal((3, 20)), "fp16").astype(np.float16)
+    b = lowprec.quantize(rng.standard_normal((20, 4)), "fp16").astype(np.float16)
+    r = run_candidate(a, b, got["mi300x"], "float32")
+    assert (_bits(r) == _bits(lowprec.matmul(a, b, model="mi300x"))).all()
