@@ -30,6 +30,7 @@ from .formats import FloatFormat, IntFormat, get_format
 from .ids import C_MODES
 from .quantize import decode, format_tuple, quantize, resolve_options
 from .rounding import Overflow, Rounding, parse_overflow, parse_rounding
+from .matrixcore import MatrixCorePath, is_mc_model, select_path_pair
 from .tensorcore import BLOCK_OUTPUTS, select_block_pair
 
 __all__ = ["matmul"]
@@ -227,6 +228,38 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
     return out
 
 
+def _run_mc(av, bv, cv, path: MatrixCorePath, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
+    """An AMD matrix-core model (:mod:`lowprec.matrixcore`) on finite inputs, with NaN/inf
+    results set afterwards under the models' rule."""
+    from ._kernels import matrixcore as mck
+
+    special = _special_results(av, bv, cv)
+    if special is not None:
+        av, bv, cv = (np.where(np.isfinite(x), x, 0.0) for x in (av, bv, cv))
+    out = np.empty(cv.shape, np.float64)
+    if path.scheme in ("exact", "pairwise") and fa.precision + fb.precision > 24:
+        raise ValueError(f"matmul: the {path.scheme} matrix-core scheme takes products of at "
+                         f"most 24 bits, not {fa.name} x {fb.name}")
+    if path.scheme == "exact":
+        lo = min(fa.min_subnormal * fb.min_subnormal, 2.0 ** -149)
+        qmin = int(np.floor(np.log2(lo))) - 25
+        top = int(np.ceil(np.log2(max(fa.max * fb.max, 2.0 ** 128)))) + 8
+        mck.mc_exact(av, bv, cv, path.n, qmin, (top - qmin) // 30 + 3, out)
+    elif path.scheme == "pairwise":  # CDNA2 flushes subnormal inputs to +0
+        av = np.where(np.abs(av) < fa.min_normal, 0.0, av)
+        bv = np.where(np.abs(bv) < fb.min_normal, 0.0, bv)
+        mck.mc_pairwise(av, bv, cv, path.n, out)
+    else:
+        mck.mc_aligned(av, _pow2_exponents(av, fa.emin), bv, _pow2_exponents(bv, fb.emin), cv,
+                       path.n, 2 if path.scheme == "odd_even" else 1, path.frac_bits,
+                       path.c_frac_bits, -1 if path.c_window is None else path.c_window,
+                       fa.max * fb.max >= 2.0 ** 128, out)
+    if special is not None:
+        res, mask = special
+        out = np.where(mask, res, out)
+    return out
+
+
 def _products_exact_f32(av: np.ndarray, bv: np.ndarray, fa: FloatFormat,
                         fb: FloatFormat) -> bool:
     """Whether every product a*b is exact in float32 (precisions add to <= 24 bits and no
@@ -334,7 +367,10 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
         model: a tensor-core model: a GPU name ("v100", "a100", "a2", "a30", "ada",
             "l40s", "h100", "h200", "b200"), a :class:`lowprec.hardware.TensorCoreModel`
             or a :class:`lowprec.hardware.BlockFMAModel`. Overrides ``acc``; with ``chunk``
-            it sets the fp32 promotion interval.
+            it sets the fp32 promotion interval. Or an AMD matrix-core model
+            (:mod:`lowprec.matrixcore`): "mi100", "mi210", "mi250", "mi250x", "mi300a",
+            "mi300x", a :class:`lowprec.hardware.MatrixCoreModel` or
+            :class:`lowprec.hardware.MatrixCorePath` (fp32 output; no ``chunk``).
         out: None for float32 values (int32 on the integer path without scales), or a
             format: the result is rounded to it with ``out_rounding`` and returned as an
             LPArray. With a model, out="fp16" selects the fp16-output path (c rounded to
@@ -408,9 +444,19 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     out_fmt = get_format(out) if out is not None else None
 
     blk = None
+    mcp = None
     if model is not None:
         if is_int:
             raise ValueError("matmul: tensor-core models take float inputs, not integers")
+    if model is not None and is_mc_model(model):
+        if chunk is not None:
+            raise ValueError("matmul: chunk= (fp32 promotion) is not modelled for AMD matrix "
+                             "cores")
+        try:
+            mcp = select_path_pair(model, fa, fb)
+        except ValueError as e:
+            raise ValueError(f"matmul: {e}") from None
+    elif model is not None:
         # out= naming a format tensor-core blocks produce selects that path (fp16 output);
         # any other out= rounds the fp32 path's result
         out_path = out_fmt if out_fmt in BLOCK_OUTPUTS else _F32
@@ -439,6 +485,8 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
                 cv = cv.astype(np.float32).astype(np.float64)
         if blk is not None:  # the instruction takes c in its output format (RNE)
             cv = quantize(cv, blk.out_format)
+        elif mcp is not None:
+            cv = quantize(cv, _F32)
         try:
             cv = np.broadcast_to(cv, full)
         except ValueError:
@@ -461,6 +509,8 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
         res = _run_lanes(a3, b3, c3, fa, fb, int(lanes), bool(fma)).reshape(full)
     elif blk is not None:
         res = _run_model(a3, b3, c3, blk, fa, fb).reshape(full).astype(np.float32)
+    elif mcp is not None:
+        res = _run_mc(a3, b3, c3, mcp, fa, fb).reshape(full).astype(np.float32)
     else:
         accf = _acc_format(acc)
         rnd = parse_rounding(acc_rounding)

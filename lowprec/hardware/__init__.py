@@ -1,7 +1,9 @@
 """GPU accumulation models and real-GPU data.
 
 - :mod:`.models`: the tensor-core models of :mod:`lowprec.tensorcore` under their first
-  import path (:class:`BlockFMAModel`, :class:`TensorCoreModel`, :data:`MODELS`, ...).
+  import path (:class:`BlockFMAModel`, :class:`TensorCoreModel`, :data:`MODELS`, ...), and
+  the AMD matrix-core models of :mod:`lowprec.matrixcore` (:class:`MatrixCoreModel`,
+  :class:`MatrixCorePath`, :data:`MC_MODELS`, ...).
 - :mod:`.tcdata`: loader for real-GPU dot-product outputs (Khattak & Mikaitis' layout)
   and discovery of the data sets under a folder.
 - :mod:`.lowprec_capture`: the standalone capture script (numpy + torch only) users copy
@@ -13,9 +15,11 @@
   :mod:`.report` (tables, PNG/HTML); :mod:`.fit` (block-FMA parameter search).
 """
 
-from .models import (MODELS, BlockFMAModel, TensorCoreModel, get_model, list_models,
-                     select_block)
+from .models import (MC_MODELS, MODELS, BlockFMAModel, MatrixCoreModel, MatrixCorePath,
+                     TensorCoreModel, get_mc_model, get_model, list_mc_models, list_models,
+                     select_block, select_path)
 from .tcdata import TCDataset, list_datasets, load_dataset
 
 __all__ = ["BlockFMAModel", "TensorCoreModel", "MODELS", "get_model", "list_models",
-           "select_block", "TCDataset", "load_dataset", "list_datasets"]
+           "select_block", "MatrixCoreModel", "MatrixCorePath", "MC_MODELS", "get_mc_model",
+           "list_mc_models", "select_path", "TCDataset", "load_dataset", "list_datasets"]

@@ -20,7 +20,8 @@ Names accepted by ``--model`` (:func:`parse_candidates`):
   each) and then accumulates as "fp32" (torch 2.13's CPU ``_scaled_mm``). For inputs no
   tensor core takes (fp32), "<gpu>-<fmt>in" rounds them to a narrower format the GPU's
   model takes, with the same exponent range (RNE), and runs the model ("h100-tf32in":
-  a TF32 GEMM).
+  a TF32 GEMM). The AMD matrix-core models ("mi100", "mi250x", "mi300x", ...:
+  :mod:`lowprec.matrixcore`) are candidates only when named.
 - the training step's elementwise parts (:data:`TRAIN_STEP_CANDIDATES`, used by
   :mod:`lowprec.hardware.train_replay`, which runs the step on the autograd engine).
 
@@ -38,8 +39,9 @@ import numpy as np
 
 from ..formats import FloatFormat, aliases, get_format, list_formats
 from ..gemm import matmul
+from ..matrixcore import select_path_pair
 from ..quantize import quantize
-from .models import get_model, list_models, select_block
+from .models import get_model, list_mc_models, list_models, select_block
 
 __all__ = ["CHUNKS", "LANES", "CONVERSION_CANDIDATES", "TRAIN_STEP_CANDIDATES", "DEQUANT",
            "parse_candidates", "short_name", "torch_overflow", "conversion_candidates",
@@ -142,7 +144,8 @@ def parse_candidates(names) -> Optional[list]:
         return None
     out = []
     gpus = list_models()
-    fixed = ("fp32", DEQUANT) + CONVERSION_CANDIDATES + TRAIN_STEP_CANDIDATES
+    fixed = ("fp32", DEQUANT) + CONVERSION_CANDIDATES + TRAIN_STEP_CANDIDATES + tuple(
+        list_mc_models())
     for n in names:
         key = n.strip().lower()
         acc = re.fullmatch(r"(.+)-acc", key)
@@ -160,7 +163,8 @@ def parse_candidates(names) -> Optional[list]:
             raise ValueError(f"unknown model {n!r}; known: fp32, fp32-chunkN, fp32-lanesN, "
                              f"{DEQUANT}, <fmt>-acc (fp16-acc, bf16-acc), {', '.join(gpus)}, "
                              f"<gpu>-<fmt>out (h100-fp16out), <gpu>-<fmt>in (h100-tf32in), "
-                             f"{', '.join(CONVERSION_CANDIDATES + TRAIN_STEP_CANDIDATES)}")
+                             f"{', '.join(CONVERSION_CANDIDATES + TRAIN_STEP_CANDIDATES)}, "
+                             f"{', '.join(list_mc_models())}")
     return out
 
 
@@ -231,6 +235,13 @@ def gemm_candidates(fa: str, fb: str, out: str, K: int, wanted: Optional[list], 
         cands.append((g, {"model": g}))
         if out != _F32 and fa == fb and _takes(g, fa, out):
             cands.append((f"{g}-{short_name(out)}out", {"model": g, "out": out}))
+    for g in list_mc_models():  # AMD models: only when named
+        if g in (wanted or ()):
+            try:
+                select_path_pair(g, fa, fb)
+            except ValueError:
+                continue
+            cands.append((g, {"model": g}))
     if get_format(fa) == get_format(fb):
         for g in list_models():
             for fin in _narrowed_inputs(g, fa):
