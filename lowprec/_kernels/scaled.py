@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..ids import NAN_NEG_ZERO, OVF_SATURATE, RDN, RNA, RNE, RUP, SR
+from ..ids import NAN_NEG_ZERO, OVF_SATURATE, RDN, RNA, RNE, RTO, RUP, SR
 from .convert import decode_float_code, encode_pair_code
 from .layout import (F_BIAS, F_EMIN, F_MAN, F_MAXCODE, F_NAN_KIND, F_SIGNBIT, F_SIGNED, F_SUBN,
                      F_ZERO)
@@ -83,9 +83,10 @@ def _code_consts(fp, mode, ovf):
 
 
 @njit(cache=True)
-def code_fast_applies(fp):
-    """Whether :func:`code_fast` can serve the format (signed, with a zero, <= 24 bits)."""
-    return fp[F_SIGNED] == 1 and fp[F_ZERO] == 1 and fp[F_MAN] <= 23
+def code_fast_applies(fp, mode):
+    """Whether :func:`code_fast` can serve the format (signed, with a zero, <= 24 bits)
+    and the mode (all but RTO)."""
+    return mode != RTO and fp[F_SIGNED] == 1 and fp[F_ZERO] == 1 and fp[F_MAN] <= 23
 
 
 @njit(cache=True, inline="always")
@@ -107,7 +108,7 @@ def _fixup(x, r, c0, c1, f, kind, saturate, emax32, base, fp, mode, ovf, ftz, ke
     scalar path (out of line, so that the hot loops stay small)."""
     m, emin, bias, maxcode = fp[F_MAN], fp[F_EMIN], fp[F_BIAS], fp[F_MAXCODE]
     kl, kr, kh, upp, upn, zsbit, ovp, ovn = _code_consts(fp, mode, ovf)
-    fast = code_fast_applies(fp)
+    fast = code_fast_applies(fp, mode)
     for c in range(c0, c1):
         v = _element_value(x[r, c], f, kind, saturate, emax32)
         cc = np.int64(-1)
@@ -164,7 +165,7 @@ def mx_rows(x, bs, rule, emax_elem, max_mant, max_exp, s_emin, s_emax, saturate,
     the "rceil" rule). float32 inputs only: their quotients stay normal in float64."""
     rows, n = x.shape
     nb = (n + bs - 1) // bs
-    fast = code_fast_applies(fp)
+    fast = code_fast_applies(fp, mode)
     m, emin, bias, maxcode = fp[F_MAN], fp[F_EMIN], fp[F_BIAS], fp[F_MAXCODE]
     sbit, subn = fp[F_SIGNBIT], fp[F_SUBN]
     kl, kr, kh, upp, upn, zsbit, ovp, ovn = _code_consts(fp, mode, ovf)
@@ -234,7 +235,7 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
     is left for the caller). ``scales[r, j]`` gets s (float32)."""
     rows, n = x.shape
     nb = (n + bs - 1) // bs
-    fast = code_fast_applies(efp)
+    fast = code_fast_applies(efp, mode)
     m, emin, bias, maxcode = efp[F_MAN], efp[F_EMIN], efp[F_BIAS], efp[F_MAXCODE]
     sbit, subn = efp[F_SIGNBIT], efp[F_SUBN]
     kl, kr, kh, upp, upn, zsbit, ovp, ovn = _code_consts(efp, mode, ovf)

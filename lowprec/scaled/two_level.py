@@ -30,6 +30,13 @@ __all__ = ["TwoLevelRecipe"]
 _TINY32 = float(np.finfo(np.float32).tiny)  # 2^-126
 
 
+def _fused_applies(x: np.ndarray, grouping: Grouping) -> bool:
+    """Whether the one-pass block kernels serve this (float32) input: blocks along the last
+    axis of a non-empty array."""
+    return (grouping.granularity == "block" and x.ndim >= 1 and x.size > 0
+            and grouping.axis == x.ndim - 1)
+
+
 class TwoLevelRecipe(ScalingRecipe):
     """Float block scales (e.g. E4M3), optionally under a float32 tensor scale (NVFP4).
 
@@ -95,8 +102,7 @@ class TwoLevelRecipe(ScalingRecipe):
         """See :meth:`ScalingRecipe.quantize` and the module docstring."""
         efmt, sfmt = self.element, self.scale
         x = a.astype(np.float32)
-        fused = (grouping.granularity == "block" and x.ndim >= 1 and x.size > 0
-                 and grouping.axis == x.ndim - 1)
+        fused = _fused_applies(x, grouping)
         if fused:  # block amaxes in one pass over contiguous rows
             from .._kernels import scaled as K
 
