@@ -6,7 +6,7 @@ against torchao on CPU (``to_mx``, ``nvfp4_quantize`` with a per-tensor scale fr
 torchao packs fp4 pairs into bytes, lowprec returns one code per element. Without torchao,
 the mxfp8 row compares with the same recipe written in torch here (amax, E8M0 floor scale,
 divide, clamp, cast), and the fp4 rows have no peer. Targets: >= 0.5x torchao for mxfp8,
->= 2x for mxfp4 and NVFP4, with 1 and 2 numba threads (torch keeps its own thread count).
+>= 2x for mxfp4 and NVFP4, with 1 and 2 threads (numba's and torch's alike).
 
 Usage: python benchmarks/bench_scaled.py [--quick]
 """
@@ -64,6 +64,16 @@ def _peers(t):
             "nvfp4": (nv, "torchao nvfp4_quantize (packed fp4)")}
 
 
+def _torch_threads(n: int) -> None:
+    """torch's intra-op threads = numba's, so that both sides of a row use the same cores."""
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
 def rows(ctx: Context) -> list:
     import lowprec as lp
 
@@ -81,6 +91,7 @@ def rows(ctx: Context) -> list:
     out = []
     for th in ctx.threads:
         set_threads(th)
+        _torch_threads(th)
         for scheme, target in targets.items():
             ours = lambda s=scheme: lp.quantize_scaled(x, s)  # noqa: E731
             peer = peers[scheme]

@@ -154,53 +154,89 @@ def _mx_exponent(amax, rule, emax_elem, max_mant, max_exp):
     return np.int64(e - max_exp + (1 if mm > max_mant else 0))
 
 
+_TASK_BLOCKS = 64  # blocks per parallel task
+
+
+@njit(cache=True, inline="always")
+def _encode_span(x, r, c0, c1, bs, inv, sr, m, emin, bias, maxcode, sbit, zsbit, subn, ftz,
+                 kl, kr, kh, upp, upn, ovp, ovn, sr_bits, key, base, codes):
+    # codes of x[r, c] * inv[(c - c0) // bs] over [c0, c1) by code_fast; returns how many
+    # it left undecided (code -1, written as its low byte)
+    nbad = 0
+    for k in range(0, c1 - c0, bs):
+        f = inv[k // bs]
+        for c in range(c0 + k, min(c0 + k + bs, c1)):
+            cc = code_fast(np.float64(x[r, c]) * f, m, emin, bias, maxcode, sbit, zsbit, subn,
+                           ftz, kl, kr, kh, upp, upn, ovp, ovn, sr, sr_bits, key, base + c)
+            codes[r, c] = cc
+            nbad += cc < 0
+    return nbad
+
+
 @njit(cache=True, parallel=True)
 def mx_rows(x, bs, rule, emax_elem, max_mant, max_exp, s_emin, s_emax, saturate, fill, fp,
             mode, ovf, ftz, key, sr_bits, codes, exps, nan_scale):
-    """OCP MX quantization of the rows of ``x`` (2-D, C order, float32/float64) in blocks
-    of ``bs``: ``exps[r, j]`` the block's scale exponent (clamped to [s_emin, s_emax]),
+    """OCP MX quantization of the rows of ``x`` (2-D, C order, float32) in blocks of
+    ``bs``: ``exps[r, j]`` the block's scale exponent (clamped to [s_emin, s_emax]),
     ``nan_scale[r, j]`` whether it holds NaN/inf (or, without ``saturate``, needs a scale
     above 2^s_emax; its codes are then ``fill``), ``codes[r, c]`` the element code of
     ``x[r, c] / 2^E``. ``max_mant``/``max_exp``: frexp of the element format's max (for
-    the "rceil" rule). float32 inputs only: their quotients stay normal in float64."""
+    the "rceil" rule). float32 inputs only: their quotients stay normal in float64.
+    A task is up to _TASK_BLOCKS blocks of one row: their scales first, then their
+    elements in one branch-free loop."""
     rows, n = x.shape
     nb = (n + bs - 1) // bs
+    tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS  # tasks per row
     fast = code_fast_applies(fp, mode)
     m, emin, bias, maxcode = fp[F_MAN], fp[F_EMIN], fp[F_BIAS], fp[F_MAXCODE]
     sbit, subn = fp[F_SIGNBIT], fp[F_SUBN]
     kl, kr, kh, upp, upn, zsbit, ovp, ovn = _code_consts(fp, mode, ovf)
-    sr = mode == SR
-    for blk in prange(rows * nb):
-        r = blk // nb
-        j = blk - r * nb
-        c0 = j * bs
-        c1 = min(c0 + bs, n)
-        amax = 0.0
-        finite = True
-        for c in range(c0, c1):
-            a = math.fabs(np.float64(x[r, c]))
-            finite &= a < np.inf  # False for inf and NaN
-            amax = a if a > amax else amax
-        if not finite:
-            e = s_emin
-        elif amax == 0.0:
-            e = s_emin
-        else:
-            e = _mx_exponent(amax, rule, emax_elem, max_mant, max_exp)
-            e = s_emin if e < s_emin else e
-        over = e > s_emax
-        e = s_emax if over else e
-        bad = (not finite) or (over and not saturate)
-        exps[r, j] = e
-        nan_scale[r, j] = bad
-        if bad:
+    for task in prange(rows * tpr):
+        r = task // tpr
+        j0 = (task - r * tpr) * _TASK_BLOCKS
+        j1 = min(j0 + _TASK_BLOCKS, nb)
+        inv = np.empty(j1 - j0, np.float64)
+        anybad = False
+        for j in range(j0, j1):
+            c0 = j * bs
+            c1 = min(c0 + bs, n)
+            amax = 0.0
+            finite = True
             for c in range(c0, c1):
-                codes[r, c] = fill
-            continue
-        inv = math.ldexp(1.0, int(-e))  # exact: |E| <= 127
-        _encode_block(x, r, c0, c1, inv, 0, False, np.float32(0), r * n, fast, m, emin, bias,
-                      maxcode, sbit, zsbit, subn, ftz, kl, kr, kh, upp, upn, ovp, ovn, sr, fp,
-                      mode, ovf, key, sr_bits, codes)
+                a = math.fabs(np.float64(x[r, c]))
+                finite &= a < np.inf  # False for inf and NaN
+                amax = a if a > amax else amax
+            if not finite or amax == 0.0:
+                e = s_emin
+            else:
+                e = _mx_exponent(amax, rule, emax_elem, max_mant, max_exp)
+                e = s_emin if e < s_emin else e
+            over = e > s_emax
+            e = s_emax if over else e
+            bad = (not finite) or (over and not saturate)
+            exps[r, j] = e
+            nan_scale[r, j] = bad
+            anybad |= bad
+            inv[j - j0] = math.ldexp(1.0, int(-e))  # exact: |E| <= 127
+        c0 = j0 * bs
+        c1 = min(j1 * bs, n)
+        if mode == SR:
+            nbad = _encode_span(x, r, c0, c1, bs, inv, True, m, emin, bias, maxcode, sbit,
+                                zsbit, subn, ftz, kl, kr, kh, upp, upn, ovp, ovn, sr_bits, key,
+                                r * n, codes)
+        else:
+            nbad = _encode_span(x, r, c0, c1, bs, inv, False, m, emin, bias, maxcode, sbit,
+                                zsbit, subn, ftz, kl, kr, kh, upp, upn, ovp, ovn, sr_bits, key,
+                                r * n, codes)
+        if nbad or not fast:
+            for j in range(j0, j1):
+                _fixup(x, r, j * bs, min(j * bs + bs, n), inv[j - j0], 0, False,
+                       np.float32(0), r * n, fp, mode, ovf, ftz, key, sr_bits, codes)
+        if anybad:
+            for j in range(j0, j1):
+                if nan_scale[r, j]:
+                    for c in range(j * bs, min(j * bs + bs, n)):
+                        codes[r, c] = fill
 
 
 @njit(cache=True, parallel=True)
