@@ -399,9 +399,24 @@ def _pass_round(sbits, tbits, start, n, m, emin, maxbits, zsigned_i, zero_bad_i,
     lo_bits = (emin + _BIAS64) << 52  # bits of 2^emin, the smallest normal of the format
     hi_bits = np.int64(0x7FF) << 52  # bits of inf
     nbad = 0
-    if mode == SR:
+    if mode == SR and sr_bits == 0:  # exact: up iff the first sh random bits < rem
+        for j in range(n):
+            b = sbits[j]
+            babs = b & 0x7FFFFFFFFFFFFFFF
+            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
+            rem = babs & ones
+            stream = np.int64(rand64(key, start + j, 0) >> np.uint64(64 - sh))
+            up = np.int64(stream < rem)
+            tail_bad = tnz & np.int64((rem == 0) | (stream == rem) | (stream + 1 == rem))
+            rb = (babs & ~ones) + (up << sh)
+            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
+                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
+            sgn = (b >> 63) & 1 & (np.int64(rb != 0) | zsigned_i)
+            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
+            flag[j] = bad
+            nbad += bad
+    elif mode == SR:  # r random bits added below the kept bit
         lim = np.uint64(1) << np.uint64(sr_bits)
-        exact = sr_bits == 0
         d = sh - sr_bits
         dmask = (np.int64(1) << (d if d > 0 else 0)) - 1
         for j in range(n):
@@ -410,18 +425,13 @@ def _pass_round(sbits, tbits, start, n, m, emin, maxbits, zsigned_i, zero_bad_i,
             tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
             rem = babs & ones
             r = rand64(key, start + j, 0)
-            if exact:  # up iff the first sh random bits < rem
-                stream = np.int64(r >> np.uint64(64 - sh))
-                up = np.int64(stream < rem)
-                tail_bad = tnz & np.int64((rem == 0) | (stream == rem) | (stream + 1 == rem))
+            if d >= 0:
+                h = np.uint64(rem >> d)
+                tail_bad = tnz & np.int64((rem & dmask) == 0)
             else:
-                if d >= 0:
-                    h = np.uint64(rem >> d)
-                    tail_bad = tnz & np.int64((rem & dmask) == 0)
-                else:
-                    h = np.uint64(rem) << np.uint64(-d)
-                    tail_bad = tnz
-                up = np.int64(h + (r >> np.uint64(64 - sr_bits)) >= lim)
+                h = np.uint64(rem) << np.uint64(-d)
+                tail_bad = tnz
+            up = np.int64(h + (r >> np.uint64(64 - sr_bits)) >= lim)
             rb = (babs & ~ones) + (up << sh)
             bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
                 | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
