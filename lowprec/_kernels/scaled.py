@@ -122,30 +122,6 @@ def _fixup(x, r, c0, c1, f, kind, saturate, emax32, base, fp, mode, ovf, ftz, ke
 
 
 @njit(cache=True)
-def _encode_block(x, r, c0, c1, f, kind, saturate, emax32, base, fast, m, emin, bias, maxcode,
-                  sbit, zsbit, subn, ftz, kl, kr, kh, upp, upn, ovp, ovn, sr, fp, mode, ovf,
-                  key, sr_bits, codes):
-    nbad = 0
-    if sr:  # two loops, so that each body is straight-line code
-        for c in range(c0, c1):
-            cc = code_fast(_element_value(x[r, c], f, kind, saturate, emax32), m, emin, bias,
-                           maxcode, sbit, zsbit, subn, ftz, kl, kr, kh, upp, upn, ovp, ovn,
-                           True, sr_bits, key, base + c)
-            codes[r, c] = cc
-            nbad += cc < 0
-    else:
-        for c in range(c0, c1):
-            cc = code_fast(_element_value(x[r, c], f, kind, saturate, emax32), m, emin, bias,
-                           maxcode, sbit, zsbit, subn, ftz, kl, kr, kh, upp, upn, ovp, ovn,
-                           False, sr_bits, key, base + c)
-            codes[r, c] = cc
-            nbad += cc < 0
-    if nbad or not fast:
-        _fixup(x, r, c0, c1, f, kind, saturate, emax32, base, fp, mode, ovf, ftz, key,
-               sr_bits, codes)
-
-
-@njit(cache=True)
 def _mx_exponent(amax, rule, emax_elem, max_mant, max_exp):
     # E of the scale 2^E for a finite amax > 0, from the bits (frexp), never from log2
     mm, e = math.frexp(amax)
@@ -160,29 +136,24 @@ _TASK_BLOCKS = 64  # blocks per parallel task
 
 
 @njit(cache=True)
-def _encode_span(x, r, c0, c1, bs, inv, sr, m, emin, bias, maxcode, sbit, zsbit, subn, ftz,
-                 kl, kr, kh, upp, upn, ovp, ovn, sr_bits, key, base, codes):
-    # codes of x[r, c] * inv[(c - c0) // bs] over [c0, c1) by code_fast; returns how many
-    # it left undecided (code -1, written as its low byte). The scaled values go to a buffer
-    # first, so that the rounding runs as one flat loop (a loop per block of runtime
-    # length ran 5x slower), one loop per kind of decision (a constant `sr` in each).
-    v = np.empty(c1 - c0)
-    for k in range(0, c1 - c0, bs):
-        f = inv[k // bs]
-        for c in range(k, min(k + bs, c1 - c0)):
-            v[c] = np.float64(x[r, c0 + c]) * f
+def _encode_values(v, r, c0, sr, m, emin, bias, maxcode, sbit, zsbit, subn, ftz, kl, kr, kh,
+                   upp, upn, ovp, ovn, sr_bits, key, base, codes):
+    # codes[r, c0 + i] of the values v[i] by code_fast; returns how many it left undecided
+    # (code -1, written as its low byte). One flat loop per kind of decision (a constant
+    # `sr` in each): a runtime branch or a loop per block of runtime length inside ran
+    # 3-5x slower.
     nbad = 0
     if sr:
-        for c in range(c1 - c0):
-            cc = code_fast(v[c], m, emin, bias, maxcode, sbit, zsbit, subn, ftz, kl, kr, kh,
-                           upp, upn, ovp, ovn, True, sr_bits, key, base + c0 + c)
-            codes[r, c0 + c] = cc
+        for i in range(v.size):
+            cc = code_fast(v[i], m, emin, bias, maxcode, sbit, zsbit, subn, ftz, kl, kr, kh,
+                           upp, upn, ovp, ovn, True, sr_bits, key, base + c0 + i)
+            codes[r, c0 + i] = cc
             nbad += cc < 0
     else:
-        for c in range(c1 - c0):
-            cc = code_fast(v[c], m, emin, bias, maxcode, sbit, zsbit, subn, ftz, kl, kr, kh,
-                           upp, upn, ovp, ovn, False, sr_bits, key, base + c0 + c)
-            codes[r, c0 + c] = cc
+        for i in range(v.size):
+            cc = code_fast(v[i], m, emin, bias, maxcode, sbit, zsbit, subn, ftz, kl, kr, kh,
+                           upp, upn, ovp, ovn, False, sr_bits, key, base + c0 + i)
+            codes[r, c0 + i] = cc
             nbad += cc < 0
     return nbad
 
@@ -234,9 +205,13 @@ def mx_rows(x, bs, rule, emax_elem, max_mant, max_exp, s_emin, s_emax, saturate,
             inv[j - j0] = math.ldexp(1.0, int(-e))  # exact: |E| <= 127
         c0 = j0 * bs
         c1 = min(j1 * bs, n)
-        nbad = _encode_span(x, r, c0, c1, bs, inv, mode == SR, m, emin, bias, maxcode, sbit,
-                            zsbit, subn, ftz, kl, kr, kh, upp, upn, ovp, ovn, sr_bits, key,
-                            r * n, codes)
+        v = np.empty(c1 - c0)
+        for j in range(j0, j1):
+            f = inv[j - j0]
+            for c in range(j * bs, min(j * bs + bs, n)):
+                v[c - c0] = np.float64(x[r, c]) * f
+        nbad = _encode_values(v, r, c0, mode == SR, m, emin, bias, maxcode, sbit, zsbit, subn,
+                              ftz, kl, kr, kh, upp, upn, ovp, ovn, sr_bits, key, r * n, codes)
         if nbad or not fast:
             for j in range(j0, j1):
                 _fixup(x, r, j * bs, min(j * bs + bs, n), inv[j - j0], 0, False,
@@ -277,37 +252,52 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
     clamped to [smin32, smax32] and rounded into the scale format (``s_mode``, saturating);
     elements fp32(x * fp32(fp32(1 / G) / s)) (``reciprocal``) or fp32(x / fp32(G * s)),
     clamped to +-E_max when ``saturate``; blocks flagged ``bad`` get code 0 (their scale
-    is left for the caller). ``scales[r, j]`` gets s (float32)."""
+    is left for the caller). ``scales[r, j]`` gets s (float32). A task is up to
+    _TASK_BLOCKS blocks of one row."""
     rows, n = x.shape
     nb = (n + bs - 1) // bs
+    tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS
     fast = code_fast_applies(efp, mode)
     m, emin, bias, maxcode = efp[F_MAN], efp[F_EMIN], efp[F_BIAS], efp[F_MAXCODE]
     sbit, subn = efp[F_SIGNBIT], efp[F_SUBN]
     kl, kr, kh, upp, upn, zsbit, ovp, ovn = _code_consts(efp, mode, ovf)
-    sr = mode == SR
     one = np.float32(1)
     kind = 1 if reciprocal else 2
-    for blk in prange(rows * nb):
-        r = blk // nb
-        j = blk - r * nb
-        c0 = j * bs
-        c1 = min(c0 + bs, n)
-        s = amax[r, j] / emax32
-        if has_g:
-            s = s / g
-        s = smin32 if s < smin32 else (smax32 if s > smax32 else s)
-        sc = encode_pair_code(np.float64(s), 0.0, sfp, s_mode, OVF_SATURATE, False,
-                              np.uint64(0), 0, 0)
-        s = np.float32(decode_float_code(sc, sfp))
-        scales[r, j] = s
-        if reciprocal:
-            f = (one / g) / s if has_g else one / s
-        else:
-            f = g * s if has_g else s
-        if bad[r, j]:
-            for c in range(c0, c1):
-                codes[r, c] = 0
-            continue
-        _encode_block(x, r, c0, c1, f, kind, saturate, emax32, r * n, fast,
-                      m, emin, bias, maxcode, sbit, zsbit, subn, ftz, kl, kr, kh, upp, upn,
-                      ovp, ovn, sr, efp, mode, ovf, key, sr_bits, codes)
+    for task in prange(rows * tpr):
+        r = task // tpr
+        j0 = (task - r * tpr) * _TASK_BLOCKS
+        j1 = min(j0 + _TASK_BLOCKS, nb)
+        c0 = j0 * bs
+        c1 = min(j1 * bs, n)
+        v = np.empty(c1 - c0)
+        fs = np.empty(j1 - j0, np.float32)
+        for j in range(j0, j1):
+            s = amax[r, j] / emax32
+            if has_g:
+                s = s / g
+            s = smin32 if s < smin32 else (smax32 if s > smax32 else s)
+            sc = encode_pair_code(np.float64(s), 0.0, sfp, s_mode, OVF_SATURATE, False,
+                                  np.uint64(0), 0, 0)
+            s = np.float32(decode_float_code(sc, sfp))
+            scales[r, j] = s
+            if reciprocal:
+                fs[j - j0] = (one / g) / s if has_g else one / s
+            else:
+                fs[j - j0] = g * s if has_g else s
+        for j in range(j0, j1):
+            f = fs[j - j0]
+            zero = bad[r, j]
+            for c in range(j * bs, min(j * bs + bs, n)):
+                v[c - c0] = 0.0 if zero else _element_value(x[r, c], f, kind, saturate, emax32)
+        nbad = _encode_values(v, r, c0, mode == SR, m, emin, bias, maxcode, sbit, zsbit, subn,
+                              ftz, kl, kr, kh, upp, upn, ovp, ovn, sr_bits, key, r * n, codes)
+        if nbad or not fast:
+            for j in range(j0, j1):
+                if bad[r, j]:
+                    continue
+                _fixup(x, r, j * bs, min(j * bs + bs, n), fs[j - j0], kind, saturate, emax32,
+                       r * n, efp, mode, ovf, ftz, key, sr_bits, codes)
+        for j in range(j0, j1):
+            if bad[r, j]:
+                for c in range(j * bs, min(j * bs + bs, n)):
+                    codes[r, c] = 0
