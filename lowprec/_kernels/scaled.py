@@ -263,6 +263,13 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
     kl, kr, kh, upp, upn, zsbit, ovp, ovn = _code_consts(efp, mode, ovf)
     one = np.float32(1)
     kind = 1 if reciprocal else 2
+    # the scale format's constants for code_fast (scales are positive normal numbers)
+    sfast = code_fast_applies(sfp, s_mode)
+    sm, semin, sbias, smaxcode = sfp[F_MAN], sfp[F_EMIN], sfp[F_BIAS], sfp[F_MAXCODE]
+    ssbit, ssubn = sfp[F_SIGNBIT], sfp[F_SUBN]
+    skl, skr, skh, supp, supn, szsbit, sovp, sovn = _code_consts(sfp, s_mode, OVF_SATURATE)
+    # clamping to +-inf leaves every value as it is: one loop body with or without saturate
+    bound = emax32 if saturate else np.float32(np.inf)
     for task in prange(rows * tpr):
         r = task // tpr
         j0 = (task - r * tpr) * _TASK_BLOCKS
@@ -276,8 +283,12 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
             if has_g:
                 s = s / g
             s = smin32 if s < smin32 else (smax32 if s > smax32 else s)
-            sc = encode_pair_code(np.float64(s), 0.0, sfp, s_mode, OVF_SATURATE, False,
-                                  np.uint64(0), 0, 0)
+            sc = code_fast(np.float64(s), sm, semin, sbias, smaxcode, ssbit, szsbit, ssubn,
+                           False, skl, skr, skh, supp, supn, sovp, sovn, False, 0,
+                           np.uint64(0), 0)
+            if sc < 0 or not sfast:
+                sc = encode_pair_code(np.float64(s), 0.0, sfp, s_mode, OVF_SATURATE, False,
+                                      np.uint64(0), 0, 0)
             s = np.float32(decode_float_code(sc, sfp))
             scales[r, j] = s
             if reciprocal:
@@ -287,8 +298,17 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
         for j in range(j0, j1):
             f = fs[j - j0]
             zero = bad[r, j]
-            for c in range(j * bs, min(j * bs + bs, n)):
-                v[c - c0] = 0.0 if zero else _element_value(x[r, c], f, kind, saturate, emax32)
+            # clamp as np.clip does: NaN and -0 pass through; one loop per form
+            if reciprocal:
+                for c in range(j * bs, min(j * bs + bs, n)):
+                    w = x[r, c] * f
+                    w = bound if w > bound else (-bound if w < -bound else w)
+                    v[c - c0] = 0.0 if zero else np.float64(w)
+            else:
+                for c in range(j * bs, min(j * bs + bs, n)):
+                    w = x[r, c] / f
+                    w = bound if w > bound else (-bound if w < -bound else w)
+                    v[c - c0] = 0.0 if zero else np.float64(w)
         nbad = _encode_values(v, r, c0, mode == SR, m, emin, bias, maxcode, sbit, zsbit, subn,
                               ftz, kl, kr, kh, upp, upn, ovp, ovn, sr_bits, key, r * n, codes)
         if nbad or not fast:
