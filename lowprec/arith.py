@@ -29,7 +29,8 @@ import numpy as np
 from .coded import CodedArray, coded_values, make_array
 from .formats import FloatFormat, Format, get_format
 from .ids import BINARY_OPS, UNARY_OPS
-from .quantize import _fits, decode, encode, format_tuple, resolve_options
+from .quantize import (PARALLEL_THRESHOLD, _fits, decode, encode, format_tuple,
+                       resolve_options)
 from .rounding import Rounding, parse_rounding
 
 # `abs` below shadows the builtin inside this module on purpose (lowprec.abs).
@@ -37,7 +38,8 @@ __all__ = ["add", "sub", "mul", "div", "fma", "sqrt", "neg", "abs", "maximum", "
 
 
 def _operand_values(x, name: str, op: str) -> np.ndarray:
-    """float64 values of one operand, checked to be exactly representable in float32."""
+    """float32 or float64 values of one operand, checked to be exactly representable in
+    float32."""
     if isinstance(x, CodedArray):
         if isinstance(x.fmt, FloatFormat):
             return coded_values(x)  # every float format's values fit in float32
@@ -46,8 +48,10 @@ def _operand_values(x, name: str, op: str) -> np.ndarray:
     if a.dtype.kind == "b" or a.dtype.kind not in "fiu":
         raise TypeError(f"{op}: argument {name} must be numbers or an LPArray, got dtype "
                         f"{a.dtype}")
-    if a.dtype in (np.float16, np.float32):
-        return a.astype(np.float64)
+    if a.dtype == np.float32:
+        return a  # the kernels read float32 directly: no widening pass
+    if a.dtype == np.float16:
+        return a.astype(np.float32)
     v = a.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         bad = (v.astype(np.float32).astype(np.float64) != v) & ~np.isnan(v)
@@ -113,6 +117,31 @@ def _result_dtype(operands, f: Format) -> np.dtype:
     return dt
 
 
+def _kernel(op: str, flat: list, f: FloatFormat, opts, daz: bool, out: np.ndarray) -> None:
+    """Run the kernel of ``op`` over flat operands of equal size into ``out``."""
+    from ._kernels import arith as K
+
+    fp = format_tuple(f)
+    args = (fp, opts.rounding.id, opts.overflow.id, opts.ftz, daz, opts.key, opts.sr_bits, out)
+    fast = op not in ("maximum", "minimum") and K.fast_applies(fp, opts.rounding.id)
+    if fast:
+        if op in BINARY_OPS:
+            kind, code = K.KIND_BINARY, BINARY_OPS[op]
+        elif op == "fma":
+            kind, code = K.KIND_FMA, 0
+        else:
+            kind, code = K.KIND_UNARY, UNARY_OPS[op]
+        ops = flat + [flat[0]] * (3 - len(flat))  # unused operands: any array of the dtype
+        kern = K.fast_array if out.size >= PARALLEL_THRESHOLD else K.fast_serial
+        kern(kind, code, ops[0], ops[1], ops[2], *args)
+    elif op in BINARY_OPS:
+        K.binary_array(BINARY_OPS[op], flat[0], flat[1], *args)
+    elif op == "fma":
+        K.fma_array(flat[0], flat[1], flat[2], *args)
+    else:
+        K.unary_array(UNARY_OPS[op], flat[0], *args)
+
+
 def _run(op: str, operands, names, fmt, rounding, overflow, subnormals, daz, sr_bits, seed,
          nan):
     f, opts, daz, ctx, any_lp = _resolve(op, operands, fmt, rounding, overflow, subnormals,
@@ -124,18 +153,17 @@ def _run(op: str, operands, names, fmt, rounding, overflow, subnormals, daz, sr_
         shapes = ", ".join(f"{n}: {v.shape}" for n, v in zip(names, vals))
         raise ValueError(f"{op}: operand shapes do not broadcast ({shapes})") from None
     shape = bc[0].shape
-    flat = [np.ascontiguousarray(b).reshape(-1) for b in bc]
-    out = np.empty(flat[0].size, np.float64)
-    fp = format_tuple(f)
-    args = (fp, opts.rounding.id, opts.overflow.id, opts.ftz, daz, opts.key, opts.sr_bits, out)
-    from ._kernels import arith as K
-
-    if op in BINARY_OPS:
-        K.binary_array(BINARY_OPS[op], flat[0], flat[1], *args)
-    elif op == "fma":
-        K.fma_array(flat[0], flat[1], flat[2], *args)
-    else:
-        K.unary_array(UNARY_OPS[op], flat[0], *args)
+    # one dtype for all operands (float32 when every operand is), so that the kernels are
+    # compiled for two signatures only
+    same = np.float32 if all(b.dtype == np.float32 for b in bc) else np.float64
+    flat = [np.ascontiguousarray(b, same).reshape(-1) for b in bc]
+    res_dt = None if any_lp else _result_dtype(operands, f)
+    # the kernels write the result dtype directly (float16 results via float32)
+    out_dt = np.float64 if res_dt is None or res_dt == np.float64 else np.float32
+    if any_lp and _fits(f, np.dtype(np.float32)):
+        out_dt = np.float32
+    out = np.empty(flat[0].size, out_dt)
+    _kernel(op, flat, f, opts, daz, out)
     out = out.reshape(shape)
     if not f.has_nan:
         bad = np.isnan(out)
@@ -148,7 +176,7 @@ def _run(op: str, operands, names, fmt, rounding, overflow, subnormals, daz, sr_
     if any_lp:
         codes = encode(out, f, nan=opts.nan if not f.has_nan else "raise")
         return make_array(codes, f, ctx, like=operands)
-    res = out.astype(_result_dtype(operands, f))
+    res = out if out.dtype == res_dt else out.astype(res_dt)
     if all(np.ndim(o) == 0 and not isinstance(o, np.ndarray) for o in operands):
         return res[()]
     return res

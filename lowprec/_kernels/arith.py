@@ -27,9 +27,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..ids import OP_ABS, OP_ADD, OP_DIV, OP_MAX, OP_MUL, OP_NEG, OP_SQRT, OP_SUB, RDN
+from ..ids import (NAN_NEG_ZERO, OP_ABS, OP_ADD, OP_DIV, OP_MAX, OP_MUL, OP_NEG, OP_SQRT,
+                   OP_SUB, RDN, RNA, RNE, RTO, RUP, SR)
 from .convert import round_float_value
-from .layout import F_EMIN
+from .layout import (F_BIAS, F_EMAX, F_EMIN, F_MAN, F_MAXCODE, F_MAXSIG, F_NAN_KIND, F_SIGNED,
+                     F_SUBN, F_ZERO)
+from .random import rand64
 
 _SPLITTER = 134217729.0  # 2^27 + 1, Veltkamp's constant for float64
 
@@ -210,3 +213,330 @@ def fma_array(a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
         y = flush_input(b[i], fp, daz)
         z = flush_input(c[i], fp, daz)
         out[i] = fma_value(x, y, z, fp, mode, ovf, ftz, key, i, sr_bits)
+
+
+# --- The fast pass ------------------------------------------------------------------------
+#
+# Operands are float32 values (the Python layer checks), so every result below has an exact
+# float64 pair (s, t): s = fl64(exact) correctly rounded, t the exact tail (add/sub/fma:
+# TwoSum; mul: t = 0, a product of two 24-bit significands is exact in float64 and far from
+# its range limits; div/sqrt: the remainder, exact by TwoProduct, whose sign is the tail's).
+# The branch-free pass rounds s with the bit arithmetic of the conversion fast pass
+# (:func:`.convert._fast_code`, float64 input layout) and sends an element to the scalar
+# path above when s is not an ordinary normal number or the rounding of s could differ from
+# the rounding of s + t. Every rounding boundary of a format of at most 24 bits is a float64
+# number and fl64 is monotone, so with t != 0 the two roundings can only differ when s itself
+# lies on a boundary the mode looks at: a midpoint (RNE/RNA), a grid point (directed modes),
+# or, for stochastic rounding, when the random bits compared with the discarded bits of s
+# tie with them or miss by one (the scalar path's comparison of the tail decides those).
+# Exact results (t == 0) never leave the fast pass. The scalar path thus sees rare elements
+# only, and both paths give the same bits, which tests/test_arith_fast.py checks.
+
+KIND_BINARY, KIND_UNARY, KIND_FMA = 0, 1, 2
+_CHUNK = 2048  # elements per task: the scratch buffers of one task stay in L1/L2
+_BIAS64 = np.int64(1023)
+_MANT64 = np.int64((1 << 52) - 1)
+_TWO52_BITS = np.int64(0x4330000000000000)  # float64 bits of 2^52
+_TWO52 = 4503599627370496.0
+
+
+@njit(cache=True)
+def fast_applies(fp, mode):
+    """Whether the fast pass handles this format and mode (else the scalar kernels run):
+    signed formats with a zero and at most 24 significant bits, every mode but RTO."""
+    return mode != RTO and fp[F_SIGNED] == 1 and fp[F_ZERO] == 1 and fp[F_MAN] <= 23
+
+
+@njit(cache=True, inline="always")
+def _daz(x, tiny):
+    # x, or a zero of its sign below ``tiny`` (0.0 without DAZ): a select, no branch
+    return math.copysign(0.0, x) if math.fabs(x) < tiny else x
+
+
+@njit(cache=True, inline="always")
+def _pass_exact(kind, op, a, b, c, start, stop, tiny, sbuf, tbuf):
+    # The exact pair (s, t) of every element of [start, stop); one loop per operation so
+    # that each loop body is straight-line code.
+    n = stop - start
+    if kind == KIND_FMA:
+        for j in range(n):
+            x = _daz(np.float64(a[start + j]), tiny)
+            y = _daz(np.float64(b[start + j]), tiny)
+            z = _daz(np.float64(c[start + j]), tiny)
+            p = x * y  # exact: two 24-bit significands
+            s = p + z
+            bb = s - p
+            sbuf[j] = s
+            tbuf[j] = (p - (s - bb)) + (z - bb)
+    elif kind == KIND_UNARY:
+        if op == OP_SQRT:
+            for j in range(n):
+                x = _daz(np.float64(a[start + j]), tiny)
+                s = math.sqrt(x) if x >= 0.0 else np.nan
+                ph, pl = two_prod(s, s)
+                sbuf[j] = s
+                tbuf[j] = (x - ph) - pl  # the tail has the remainder's sign (s > 0)
+        else:
+            sg = -1.0 if op == OP_NEG else 1.0
+            for j in range(n):
+                x = _daz(np.float64(a[start + j]), tiny)
+                sbuf[j] = sg * x if op == OP_NEG else math.fabs(x)
+                tbuf[j] = 0.0
+    elif op == OP_MUL:
+        for j in range(n):
+            sbuf[j] = _daz(np.float64(a[start + j]), tiny) * _daz(np.float64(b[start + j]),
+                                                                   tiny)
+            tbuf[j] = 0.0
+    elif op == OP_DIV:
+        for j in range(n):
+            x = _daz(np.float64(a[start + j]), tiny)
+            y = _daz(np.float64(b[start + j]), tiny)
+            q = x / y
+            ph, pl = two_prod(q, y)
+            r = (x - ph) - pl  # exact remainder; the tail r / y has the sign of r * y
+            sbuf[j] = q
+            tbuf[j] = r if y > 0.0 else -r
+    else:  # add, sub
+        sg = -1.0 if op == OP_SUB else 1.0
+        for j in range(n):
+            x = _daz(np.float64(a[start + j]), tiny)
+            y = sg * _daz(np.float64(b[start + j]), tiny)
+            s = x + y
+            bb = s - x
+            sbuf[j] = s
+            tbuf[j] = (x - (s - bb)) + (y - bb)
+
+
+@njit(cache=True, inline="always")
+def _split64(b, m, emin):
+    # The fields of the float64 bits b seen from a format with m mantissa bits and
+    # smallest normal exponent emin: the shift to its grid and the discarded bits.
+    ef = (b >> 52) & 0x7FF
+    neg = (b >> 63) & 1
+    big_e = ef - _BIAS64
+    sig = (b & _MANT64) | (np.int64(1) << 52)
+    e_eff = big_e if big_e > emin else emin
+    sh = 52 - m + (e_eff - big_e)
+    tiny = np.int64(sh > 62)
+    sh = 62 if sh > 62 else sh
+    rem = sig & ((np.int64(1) << sh) - 1)
+    return ef, neg, big_e, sig, e_eff, sh, tiny, rem
+
+
+@njit(cache=True, inline="always")
+def _finish(b, ef, neg, big_e, e_eff, kept, tiny, tail_bad, m, emin, bias, maxcode, subn_i,
+            ftz_i, zsigned_i, zero_bad_i):
+    # (value, bad): the rounded value kept * 2^(e_eff - m) with its sign, and whether the
+    # scalar path must decide instead (specials, tiny or overflowing results, ...).
+    nonzero = np.int64((b & 0x7FFFFFFFFFFFFFFF) != 0)
+    one = np.int64(1) << m
+    mag = ((e_eff + bias) << m) + kept - one
+    flush = (ftz_i & np.int64(mag < one)) | (1 - nonzero)
+    kept = kept * (1 - flush)
+    mag = mag * (1 - flush)
+    bad = np.int64(ef == 0x7FF) | (nonzero & (np.int64(ef == 0) | tiny |
+                                              ((1 - subn_i) & np.int64(big_e < emin)))) \
+        | tail_bad | np.int64(mag > maxcode) | (zero_bad_i & (1 - nonzero))
+    sgn = neg & (np.int64(kept != 0) | zsigned_i)
+    kf = np.int64(_TWO52_BITS | kept).view(np.float64) - _TWO52  # kept, exactly
+    scale = np.int64((sgn << 63) | ((e_eff - m + _BIAS64) << 52)).view(np.float64)
+    return kf * scale, bad
+
+
+@njit(cache=True, inline="always")
+def _round_general(b, tb, i, m, emin, bias, maxcode, subn_i, ftz_i, zsigned_i, zero_bad_i,
+                   mode, sr_bits, key):
+    # (value, bad) for one element whose result may lie below the format's normal range
+    # (a shift that depends on the element); bad: the scalar path decides.
+    ef, neg, big_e, sig, e_eff, sh, tiny, rem = _split64(b, m, emin)
+    tnz = np.int64((tb & 0x7FFFFFFFFFFFFFFF) != 0)
+    if mode == SR:
+        r = rand64(key, i, 0)
+        if sr_bits == 0:  # exact: up iff the first sh random bits < rem
+            stream = np.int64(r >> np.uint64(64 - sh))
+            up = np.int64(stream < rem)
+            tail_bad = tnz & np.int64((rem == 0) | (stream == rem) | (stream + 1 == rem))
+        else:
+            urem = np.uint64(rem)
+            if sh >= sr_bits:
+                h = urem >> np.uint64(sh - sr_bits)
+                tail_bad = tnz & np.int64((rem & ((np.int64(1) << (sh - sr_bits)) - 1)) == 0)
+            else:
+                h = urem << np.uint64(sr_bits - sh)
+                tail_bad = tnz
+            lim = np.uint64(1) << np.uint64(sr_bits)
+            up = np.int64(h + (r >> np.uint64(64 - sr_bits)) >= lim)
+        kept = (sig >> sh) + up
+    else:
+        ones = (np.int64(1) << sh) - 1
+        half = np.int64(1) << (sh - 1)
+        lsb = (sig >> sh) & 1
+        add = np.int64(0)
+        if mode == RNE:
+            add = half - 1 + lsb
+        elif mode == RNA:
+            add = half
+        elif (mode == RUP and neg == 0) or (mode == RDN and neg == 1):
+            add = ones
+        kept = (sig + add) >> sh
+        # a tail matters only when s is on a midpoint (nearest) or on the grid (directed)
+        tail_bad = tnz & np.int64(rem == half if (mode == RNE or mode == RNA) else rem == 0)
+    return _finish(b, ef, neg, big_e, e_eff, kept, tiny, tail_bad, m, emin, bias, maxcode,
+                   subn_i, ftz_i, zsigned_i, zero_bad_i)
+
+
+@njit(cache=True, inline="always")
+def _pass_round(sbits, tbits, start, n, m, emin, maxbits, zsigned_i, zero_bad_i, mode,
+                sr_bits, key, out, flag):
+    # Round every s (float64 bits) whose result is a normal number of the format, or zero,
+    # into out[start + j]; flag the other elements (flag 1). Returns how many there are.
+    # In the normal range the discarded field has a fixed width (52 - m bits), so the
+    # rounding is a uniform add-and-mask on the float64 bits (a carry moves into the
+    # exponent by itself). One loop per kind of rounding decision, each branch-free.
+    sh = np.int64(52 - m)
+    ones = (np.int64(1) << sh) - 1
+    half = np.int64(1) << (sh - 1)
+    lo_bits = (emin + _BIAS64) << 52  # bits of 2^emin, the smallest normal of the format
+    hi_bits = np.int64(0x7FF) << 52  # bits of inf
+    nbad = 0
+    if mode == SR and sr_bits == 0:  # exact: up iff the first sh random bits < rem
+        for j in range(n):
+            b = sbits[j]
+            babs = b & 0x7FFFFFFFFFFFFFFF
+            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
+            rem = babs & ones
+            stream = np.int64(rand64(key, start + j, 0) >> np.uint64(64 - sh))
+            up = np.int64(stream < rem)
+            tail_bad = tnz & np.int64((rem == 0) | (stream == rem) | (stream + 1 == rem))
+            rb = (babs & ~ones) + (up << sh)
+            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
+                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
+            sgn = (b >> 63) & 1 & (np.int64(rb != 0) | zsigned_i)
+            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
+            flag[j] = bad
+            nbad += bad
+    elif mode == SR:  # r random bits added below the kept bit
+        lim = np.uint64(1) << np.uint64(sr_bits)
+        d = sh - sr_bits
+        dmask = (np.int64(1) << (d if d > 0 else 0)) - 1
+        for j in range(n):
+            b = sbits[j]
+            babs = b & 0x7FFFFFFFFFFFFFFF
+            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
+            rem = babs & ones
+            r = rand64(key, start + j, 0)
+            if d >= 0:
+                h = np.uint64(rem >> d)
+                tail_bad = tnz & np.int64((rem & dmask) == 0)
+            else:
+                h = np.uint64(rem) << np.uint64(-d)
+                tail_bad = tnz
+            up = np.int64(h + (r >> np.uint64(64 - sr_bits)) >= lim)
+            rb = (babs & ~ones) + (up << sh)
+            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
+                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
+            sgn = (b >> 63) & 1 & (np.int64(rb != 0) | zsigned_i)
+            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
+            flag[j] = bad
+            nbad += bad
+    else:
+        kl = np.int64(mode == RNE)
+        kr = np.int64(mode == RNA)
+        kh = kl | kr
+        upp = np.int64(mode == RUP)
+        upn = np.int64(mode == RDN)
+        for j in range(n):
+            b = sbits[j]
+            babs = b & 0x7FFFFFFFFFFFFFFF
+            neg = (b >> 63) & 1
+            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
+            rem = babs & ones
+            # below the kept bit, rounding adds half-1 plus the kept LSB (RNE), half (RNA),
+            # nothing (RTZ), all ones for RUP (positive) / RDN (negative) values
+            add = kl * (half - 1 + ((babs >> sh) & 1)) + kr * half \
+                + ones * ((upp & (1 - neg)) | (upn & neg))
+            rb = (babs + add) & ~ones
+            # a tail matters only when s is on a midpoint (nearest) or on the grid (directed)
+            tail_bad = tnz & ((kh & np.int64(rem == half)) | ((1 - kh) & np.int64(rem == 0)))
+            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
+                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
+            sgn = neg & (np.int64(rb != 0) | zsigned_i)
+            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
+            flag[j] = bad
+            nbad += bad
+    return nbad
+
+
+@njit(cache=True)
+def _max_bits(fp):
+    """float64 bits of the format's largest finite value."""
+    v = math.ldexp(float(fp[F_MAXSIG]), int(fp[F_EMAX] - fp[F_MAN]))
+    return np.float64(v).view(np.int64)
+
+
+@njit(cache=True)
+def _scalar_value(kind, op, a, b, c, i, fp, mode, ovf, ftz, daz, key, sr_bits):
+    """Element i by the scalar kernels above (the fast pass's fallback)."""
+    x = flush_input(np.float64(a[i]), fp, daz)
+    if kind == KIND_UNARY:
+        return unary_value(op, x, fp, mode, ovf, ftz, key, i, sr_bits)
+    y = flush_input(np.float64(b[i]), fp, daz)
+    if kind == KIND_FMA:
+        return fma_value(x, y, flush_input(np.float64(c[i]), fp, daz), fp, mode, ovf, ftz,
+                         key, i, sr_bits)
+    return binary_value(op, x, y, fp, mode, ovf, ftz, key, i, sr_bits)
+
+
+@njit(cache=True, inline="always")
+def _fast_range(kind, op, a, b, c, start, stop, fp, mode, ovf, ftz, daz, key, sr_bits, out):
+    n = stop - start
+    sbuf = np.empty(n, np.float64)
+    tbuf = np.empty(n, np.float64)
+    flag = np.empty(n, np.int64)
+    m, emin, bias, maxcode = fp[F_MAN], fp[F_EMIN], fp[F_BIAS], fp[F_MAXCODE]
+    tiny = math.ldexp(1.0, int(emin)) if daz else 0.0
+    _pass_exact(kind, op, a, b, c, start, stop, tiny, sbuf, tbuf)
+    zsigned_i = np.int64(fp[F_NAN_KIND] != NAN_NEG_ZERO)  # fnuz formats have no -0
+    # IEEE's exact-zero sum is -0 under RDN, which float64 addition (in RNE) does not give
+    zero_bad_i = np.int64(mode == RDN and (kind == KIND_FMA or (
+        kind == KIND_BINARY and op != OP_MUL and op != OP_DIV)))
+    maxbits = _max_bits(fp)
+    sbits = sbuf.view(np.int64)
+    tbits = tbuf.view(np.int64)
+    nbad = _pass_round(sbits, tbits, start, n, m, emin, maxbits, zsigned_i, zero_bad_i, mode,
+                       sr_bits, key, out, flag)
+    if nbad:
+        subn_i = np.int64(fp[F_SUBN])
+        ftz_i = np.int64(ftz)
+        for j in range(n):
+            if flag[j]:
+                i = start + j
+                v, bad = _round_general(sbits[j], tbits[j], i, m, emin, bias, maxcode, subn_i,
+                                        ftz_i, zsigned_i, zero_bad_i, mode, sr_bits, key)
+                if bad:
+                    v = _scalar_value(kind, op, a, b, c, i, fp, mode, ovf, ftz, daz, key,
+                                      sr_bits)
+                out[i] = v
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def fast_array(kind, op, a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
+    """out[i] = op(a[i], b[i], c[i]) rounded once into the format (``kind``: KIND_BINARY
+    with a binary op id but max/min, KIND_UNARY with a unary op id, KIND_FMA); flat arrays
+    of equal size (``b``/``c`` ignored where the operation has fewer operands), ``out``
+    float32 or float64, ``fp`` the format tuple. Only where :func:`fast_applies`. Tasks are chunks of _CHUNK
+    elements; the stochastic stream of element i is (key, i) whatever the chunking."""
+    nchunks = (out.size + _CHUNK - 1) // _CHUNK
+    for ch in prange(nchunks):
+        start = ch * _CHUNK
+        stop = min(start + _CHUNK, out.size)
+        _fast_range(kind, op, a, b, c, start, stop, fp, mode, ovf, ftz, daz, key, sr_bits, out)
+
+
+# Serial twin: waking the thread pool costs far more than a small array.
+@njit(cache=True, error_model="numpy")
+def fast_serial(kind, op, a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
+    """Serial twin of :func:`fast_array` for small arrays."""
+    for start in range(0, out.size, _CHUNK):
+        _fast_range(kind, op, a, b, c, start, min(start + _CHUNK, out.size), fp, mode, ovf,
+                    ftz, daz, key, sr_bits, out)

@@ -13,9 +13,11 @@ from typing import Optional
 import numpy as np
 
 from ..formats import FloatFormat, Format
-from ..quantize import encode
+from ..quantize import encode, format_tuple, resolve_options
 from .base import Quantized, ScalingRecipe, power_of_two
 from .grouping import Grouping, group_amax
+
+_RULE_IDS = {"floor": 0, "ceil": 1, "rceil": 2}  # lowprec._kernels.scaled.RULE_*
 
 __all__ = ["MXRecipe", "mx_scale_exponents", "emax_elem"]
 
@@ -53,6 +55,15 @@ def mx_scale_exponents(amax: np.ndarray, efmt: Format, rule: str) -> np.ndarray:
     return np.where(amax == 0, -127, out)
 
 
+def _fused_applies(a: np.ndarray, efmt: Format, grouping: Grouping) -> bool:
+    """Whether the one-pass block kernel serves this input: float32/float16 values (their
+    quotients by any E8M0 scale stay normal in float64), float elements, blocks along the
+    last axis of a non-empty array."""
+    return (a.dtype in (np.float32, np.float16) and isinstance(efmt, FloatFormat)
+            and grouping.granularity == "block" and a.ndim >= 1 and a.size > 0
+            and grouping.axis == a.ndim - 1)
+
+
 class MXRecipe(ScalingRecipe):
     """OCP MX v1.0 block scaling: scales 2^E in a power-of-two scale format.
 
@@ -80,6 +91,8 @@ class MXRecipe(ScalingRecipe):
                  rounding, seed) -> Quantized:
         """See :meth:`ScalingRecipe.quantize`."""
         efmt, sfmt = self.element, self.scale
+        if _fused_applies(a, efmt, grouping):
+            return self._quantize_fused(a, grouping, scale_rule, saturate, rounding, seed)
         x = a.astype(np.float64)
         groups = grouping.to_groups(x)
         amax = group_amax(groups)
@@ -109,6 +122,36 @@ class MXRecipe(ScalingRecipe):
             cg[nan_scale] = fill
             codes = np.ascontiguousarray(grouping.from_groups(cg))
         return Quantized(codes, grouping.scales_from_groups(scales_g))
+
+    def _quantize_fused(self, a: np.ndarray, grouping: Grouping, scale_rule: str,
+                        saturate: bool, rounding, seed) -> Quantized:
+        """One pass per block (:func:`lowprec._kernels.scaled.mx_rows`): float32 input,
+        float elements, blocks along the last axis. Same codes and scales as the
+        vectorised numpy path below."""
+        from .._kernels import scaled as K
+
+        efmt, sfmt = self.element, self.scale
+        x = np.ascontiguousarray(a, np.float32)
+        n = x.shape[-1]
+        x2 = x.reshape(-1, n)
+        bs = grouping.block_size
+        nb = grouping.nblocks
+        opts = resolve_options(efmt, rounding, "saturate" if saturate else None, True, None,
+                               seed, "zero")
+        codes = np.empty(x2.shape, efmt.code_dtype)
+        exps = np.empty((x2.shape[0], nb), np.int64)
+        nan_scale = np.empty((x2.shape[0], nb), np.bool_)
+        mm, em = np.frexp(float(efmt.max))
+        fill = int(encode(np.nan, efmt)) if efmt.has_nan else 0
+        K.mx_rows(x2, bs, _RULE_IDS[scale_rule], emax_elem(efmt), float(mm), int(em),
+                  sfmt.emin, sfmt.emax, bool(saturate), fill, format_tuple(efmt, opts.nan),
+                  opts.rounding.id, opts.overflow.id, opts.ftz, opts.key, opts.sr_bits, codes,
+                  exps, nan_scale)
+        if not sfmt.has_nan and nan_scale.any():
+            raise ValueError(f"a block holds NaN or inf or needs a scale above "
+                             f"{sfmt.max:g}, but scale format {sfmt.name} has no NaN to mark it")
+        scales_g = np.where(nan_scale, np.nan, np.ldexp(1.0, exps)).reshape(-1)
+        return Quantized(codes.reshape(a.shape), grouping.scales_from_groups(scales_g))
 
     def dequantize(self, values: np.ndarray, scales: np.ndarray, *,
                    zero_point: Optional[np.ndarray] = None,

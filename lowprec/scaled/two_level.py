@@ -21,13 +21,20 @@ from typing import Any, Optional
 import numpy as np
 
 from ..formats import FloatFormat, Format, float32
-from ..quantize import decode, encode
+from ..quantize import decode, encode, format_tuple, resolve_options
 from .base import Quantized, ScalingRecipe, power_of_two
 from .grouping import Grouping, group_amax
 
 __all__ = ["TwoLevelRecipe"]
 
 _TINY32 = float(np.finfo(np.float32).tiny)  # 2^-126
+
+
+def _fused_applies(x: np.ndarray, grouping: Grouping) -> bool:
+    """Whether the one-pass block kernels serve this (float32) input: blocks along the last
+    axis of a non-empty array."""
+    return (grouping.granularity == "block" and x.ndim >= 1 and x.size > 0
+            and grouping.axis == x.ndim - 1)
 
 
 class TwoLevelRecipe(ScalingRecipe):
@@ -95,9 +102,19 @@ class TwoLevelRecipe(ScalingRecipe):
         """See :meth:`ScalingRecipe.quantize` and the module docstring."""
         efmt, sfmt = self.element, self.scale
         x = a.astype(np.float32)
-        groups = grouping.to_groups(x)
-        amax = group_amax(groups)
-        bad = ~np.isfinite(amax)
+        fused = _fused_applies(x, grouping)
+        if fused:  # block amaxes in one pass over contiguous rows
+            from .._kernels import scaled as K
+
+            x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+            amax = np.empty((x2.shape[0], grouping.nblocks), np.float32)
+            bad = np.empty(amax.shape, np.bool_)
+            K.block_amax32(x2, grouping.block_size, amax, bad)
+            amax, bad = amax.reshape(-1), bad.reshape(-1)
+        else:
+            groups = grouping.to_groups(x)
+            amax = group_amax(groups)
+            bad = ~np.isfinite(amax)
         if bad.any() and not sfmt.has_nan:
             raise ValueError(f"input holds NaN or inf, but scale format {sfmt.name} has no NaN "
                              f"to mark those blocks")
@@ -110,6 +127,9 @@ class TwoLevelRecipe(ScalingRecipe):
                 g = np.float32(_TINY32)
         else:
             g = global_scale
+        if fused:
+            return self._quantize_fused(x2, a.shape, grouping, amax, bad, g, scale_rule,
+                                        saturate, rounding, seed, reciprocal)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             bs = np.where(bad, np.float32(0), amax) / emax
             if g is not None:
@@ -132,6 +152,31 @@ class TwoLevelRecipe(ScalingRecipe):
                        seed=seed)
         scales_g = np.where(bad, np.nan, s.astype(np.float64))
         return Quantized(codes, grouping.scales_from_groups(scales_g),
+                         global_scale=None if g is None else float(g))
+
+    def _quantize_fused(self, x2, shape, grouping: Grouping, amax, bad, g, scale_rule: str,
+                        saturate: bool, rounding, seed, reciprocal: bool) -> Quantized:
+        """Scales and elements in one pass per block
+        (:func:`lowprec._kernels.scaled.two_level_rows`), the float32 arithmetic of the
+        numpy path below, blocks along the last axis."""
+        from .._kernels import scaled as K
+
+        efmt, sfmt = self.element, self.scale
+        opts = resolve_options(efmt, rounding, "saturate" if saturate else None, True, None,
+                               seed, "raise")
+        s_mode = resolve_options(sfmt, "rup" if scale_rule == "rceil" else "rne",
+                                 "saturate").rounding.id
+        codes = np.empty(x2.shape, efmt.code_dtype)
+        scales = np.empty((x2.shape[0], grouping.nblocks), np.float32)
+        K.two_level_rows(x2, grouping.block_size, amax.reshape(scales.shape),
+                         bad.reshape(scales.shape), np.float32(efmt.max),
+                         np.float32(1 if g is None else g), g is not None,
+                         np.float32(sfmt.min_normal), np.float32(sfmt.max), format_tuple(sfmt),
+                         s_mode, bool(reciprocal), bool(saturate), format_tuple(efmt),
+                         opts.rounding.id, opts.overflow.id, opts.ftz, opts.key,
+                         opts.sr_bits, codes, scales)
+        scales_g = np.where(bad, np.nan, scales.reshape(-1).astype(np.float64))
+        return Quantized(codes.reshape(shape), grouping.scales_from_groups(scales_g),
                          global_scale=None if g is None else float(g))
 
     def dequantize(self, values: np.ndarray, scales: np.ndarray, *,
