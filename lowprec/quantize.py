@@ -379,7 +379,8 @@ def _run_f32(plan: _Plan, name: str, x: np.ndarray, out: np.ndarray) -> None:
     else:
         kern = getattr(K, name + "_serial")
         n = kern(*args)
-        if name not in plan.entry and x.flags.num & _FLAGS_OK == _FLAGS_OK:
+        if (name not in plan.entry and hasattr(kern, "overloads")  # not under DISABLE_JIT
+                and x.flags.num & _FLAGS_OK == _FLAGS_OK):
             # the compiled function itself, without the dispatcher's type matching
             sig = tuple(kern.typeof_pyval(a) for a in args)
             plan.entry[name] = kern.overloads[sig].entry_point

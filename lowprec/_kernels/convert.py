@@ -446,7 +446,7 @@ _U = np.uint32  # the fast pass computes in 32 bits: twice the lanes of int64
 _I = np.int32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _f32_of_code(code, fp):
     """float32 bits of a code's value (NaN codes give the quiet NaN 0x7FC00000)."""
     return np.float32(decode_float_code(code, fp)).view(np.uint32)
@@ -470,13 +470,14 @@ def _f32_consts(fp, mode, ovf, ftz):
             _I((np.int64(1) << m) if ftz else zero),
             _U(ovp), _U(ovn),
             # for values: normal codes shift into float32's fields, subnormal ones scale
-            _I((127 - fp[F_BIAS]) << 23), np.float32(math.ldexp(1.0, fp[F_EMIN] - m)),
+            _I((127 - fp[F_BIAS]) << 23), np.float32(math.ldexp(1.0, int(fp[F_EMIN] - m))),
             _f32_of_code(ovp, fp), _f32_of_code(ovn, fp),
-            _U(0x80000000 if _zero_code(True, fp) != 0 else 0), mode == RNE)
+            _U(0x80000000 if _zero_code(True, fp) != 0 else 0),
+            _U(all1 if mode == RNE else zero))
 
 
-@njit(cache=True, inline="always")
-def _f32_mag(a, neg, c, rne):
+@njit(cache=True)
+def _f32_mag(a, neg, c):
     """Magnitude code (int32) of the finite float32 whose bits without sign are ``a``.
 
     With ``efc = max(exponent field, 1)``, ``sig = a - ((efc - 1) << 23)`` is the integer
@@ -494,31 +495,31 @@ def _f32_mag(a, neg, c, rne):
     sig = _U(a - _U(_U(efc - _I(1)) << _U(23)))
     # an unsigned min tells LLVM that sh < 32, so it narrows the shifts too
     sh = min(_U(max(_I(k_sh - efc), d)), _U(25))
-    if rne:
-        half = _U(_U(_U(1) << sh) >> _U(1))
-        add = _U(_U(half - _U(1)) + _U(_U(sig >> sh) & _U(1)))
-    else:
-        ones = _U(_U(_U(1) << sh) - _U(1))
-        add = _U(_U(_U(ones >> _U(1)) + _U(1)) & c[7]) | _U(ones & (c[9] if neg else c[8]))
+    # the increment below the kept bit: half - 1 + kept LSB (RNE), half (RNA), all
+    # discarded ones (RUP for positive, RDN for negative values) or nothing (RTZ)
+    ones = _U(_U(_U(1) << sh) - _U(1))
+    half = _U(_U(ones >> _U(1)) + _U(1))
+    add = (_U(_U(_U(ones >> _U(1)) + _U(_U(sig >> sh) & _U(1))) & c[18])
+           | _U(half & c[7]) | _U(ones & (c[9] if neg else c[8])))
     # signed compares from here: AVX2 has no unsigned ones
     mag = _I(_U(_U(max(_I(efc - k_e), _I(0))) << m) + _U(_U(sig + add) >> sh))
     return _I(0) if mag < c[10] else mag
 
 
-@njit(cache=True, inline="always")
-def _f32_code(b, c, rne):
+@njit(cache=True)
+def _f32_code(b, c):
     """Code of the finite float32 with bits ``b`` (uint32)."""
     neg = _I(b) < _I(0)
-    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c, rne)
+    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c)
     sgn = (c[5] if mag != _I(0) else c[6]) if neg else _U(0)
     return (c[12] if neg else c[11]) if mag > c[4] else _U(_U(mag) | sgn)
 
 
-@njit(cache=True, inline="always")
-def _f32_value(b, c, rne):
+@njit(cache=True)
+def _f32_value(b, c):
     """float32 bits of the rounded value of the finite float32 with bits ``b``."""
     neg = _I(b) < _I(0)
-    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c, rne)
+    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c)
     one = _I(_I(1) << _I(c[0] & _U(31)))
     normal = _U(_I(mag << _I(c[1] & 31)) + c[13])
     sub = np.float32(np.float32(mag) * c[14]).view(np.uint32)  # exact: a small integer times 2^k
@@ -527,13 +528,13 @@ def _f32_value(b, c, rne):
     return (c[16] if neg else c[15]) if mag > c[4] else _U(v | sgn)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _is_special(b):
     # exponent field all ones (inf or NaN), as a 32-bit flag: an OR of them stays 32-bit
     return _U(_U(b & _U(0x7F800000)) == _U(0x7F800000))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _f32_special_code(b, fp, ovf):
     neg = b > 0x7FFFFFFF
     if (b & 0x7FFFFF) != 0:
@@ -541,22 +542,16 @@ def _f32_special_code(b, fp, ovf):
     return _inf_code(neg, ovf, fp)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _f32_encode_range(x, start, stop, c, fp, ovf, out):
     # slices indexed from 0: numba's negative-index wraparound then folds away
     xb = x[start:stop].view(np.uint32)  # raw bits: a float load vectorises worse
     out = out[start:stop]
     special = _U(0)
-    if c[18]:  # two copies of the loop, each straight-line code
-        for i in range(xb.size):
-            b = xb[i]
-            out[i] = _f32_code(b, c, True)
-            special = _U(special | _is_special(b))
-    else:
-        for i in range(xb.size):
-            b = xb[i]
-            out[i] = _f32_code(b, c, False)
-            special = _U(special | _is_special(b))
+    for i in range(xb.size):
+        b = xb[i]
+        out[i] = _f32_code(b, c)
+        special = _U(special | _is_special(b))
     nnan = 0
     if special:  # rare: infinities and NaNs
         for i in range(xb.size):
@@ -567,22 +562,16 @@ def _f32_encode_range(x, start, stop, c, fp, ovf, out):
     return nnan
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _f32_quantize_range(x, start, stop, c, fp, ovf, out):
     # slices indexed from 0: numba's negative-index wraparound then folds away
     xb = x[start:stop].view(np.uint32)  # raw bits: a float load vectorises worse
     out = out[start:stop]
     special = _U(0)
-    if c[18]:
-        for i in range(xb.size):
-            b = xb[i]
-            out[i] = _U(_f32_value(b, c, True)).view(np.float32)
-            special = _U(special | _is_special(b))
-    else:
-        for i in range(xb.size):
-            b = xb[i]
-            out[i] = _U(_f32_value(b, c, False)).view(np.float32)
-            special = _U(special | _is_special(b))
+    for i in range(xb.size):
+        b = xb[i]
+        out[i] = _U(_f32_value(b, c)).view(np.float32)
+        special = _U(special | _is_special(b))
     nnan = 0
     if special:
         for i in range(xb.size):
