@@ -462,6 +462,8 @@ def _f32_consts(fp, mode, ovf, ftz):
     zero = np.int64(0)
     ovp = _overflow_code(False, magnitude_mode(mode, False), ovf, fp)
     ovn = _overflow_code(True, magnitude_mode(mode, True), ovf, fp)
+    k1 = (fp[F_EMIN] - m) // 2
+    k2 = fp[F_EMIN] - m - k1
     return (_U(m), _I(d), _I(d + fp[F_EMIN] + 127), _I(128 - fp[F_BIAS]), _I(fp[F_MAXCODE]),
             _U(fp[F_SIGNBIT]), _U(_zero_code(True, fp)),
             _U(all1 if mode == RNA else zero),  # masks choosing the rounding increment
@@ -469,15 +471,17 @@ def _f32_consts(fp, mode, ovf, ftz):
             _U(all1 if mode == RDN else zero),  # ... negative values
             _I((np.int64(1) << m) if ftz else zero),
             _U(ovp), _U(ovn),
-            # for values: normal codes shift into float32's fields, subnormal ones scale
-            _I((127 - fp[F_BIAS]) << 23), np.float32(math.ldexp(1.0, int(fp[F_EMIN] - m))),
+            # for values: normal codes shift into float32's fields, subnormal ones scale by
+            # 2^(emin - m) in two normal factors (a subnormal operand would cost a
+            # microcode assist on every element, the normal ones included)
+            _I((127 - fp[F_BIAS]) << 23), np.float32(math.ldexp(1.0, int(k1))),
             _f32_of_code(ovp, fp), _f32_of_code(ovn, fp),
             _U(0x80000000 if _zero_code(True, fp) != 0 else 0),
-            _U(all1 if mode == RNE else zero))
+            _U(all1 if mode == RNE else zero), np.float32(math.ldexp(1.0, int(k2))))
 
 
-@njit(cache=True)
-def _f32_mag(a, neg, c):
+@njit(cache=True, inline="always")
+def _f32_mag(a, neg, c, rne):
     """Magnitude code (int32) of the finite float32 whose bits without sign are ``a``.
 
     With ``efc = max(exponent field, 1)``, ``sig = a - ((efc - 1) << 23)`` is the integer
@@ -498,31 +502,33 @@ def _f32_mag(a, neg, c):
     # the increment below the kept bit: half - 1 + kept LSB (RNE), half (RNA), all
     # discarded ones (RUP for positive, RDN for negative values) or nothing (RTZ)
     ones = _U(_U(_U(1) << sh) - _U(1))
-    half = _U(_U(ones >> _U(1)) + _U(1))
-    add = (_U(_U(_U(ones >> _U(1)) + _U(_U(sig >> sh) & _U(1))) & c[18])
-           | _U(half & c[7]) | _U(ones & (c[9] if neg else c[8])))
+    if rne:  # its own copy of the loop: the common mode, ~10% faster
+        add = _U(_U(ones >> _U(1)) + _U(_U(sig >> sh) & _U(1)))
+    else:
+        add = _U(_U(_U(ones >> _U(1)) + _U(1)) & c[7]) | _U(ones & (c[9] if neg else c[8]))
     # signed compares from here: AVX2 has no unsigned ones
     mag = _I(_U(_U(max(_I(efc - k_e), _I(0))) << m) + _U(_U(sig + add) >> sh))
     return _I(0) if mag < c[10] else mag
 
 
 @njit(cache=True)
-def _f32_code(b, c):
+def _f32_code(b, c, rne):
     """Code of the finite float32 with bits ``b`` (uint32)."""
     neg = _I(b) < _I(0)
-    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c)
+    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c, rne)
     sgn = (c[5] if mag != _I(0) else c[6]) if neg else _U(0)
     return (c[12] if neg else c[11]) if mag > c[4] else _U(_U(mag) | sgn)
 
 
 @njit(cache=True)
-def _f32_value(b, c):
+def _f32_value(b, c, rne):
     """float32 bits of the rounded value of the finite float32 with bits ``b``."""
     neg = _I(b) < _I(0)
-    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c)
+    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c, rne)
     one = _I(_I(1) << _I(c[0] & _U(31)))
     normal = _U(_I(mag << _I(c[1] & 31)) + c[13])
-    sub = np.float32(np.float32(mag) * c[14]).view(np.uint32)  # exact: a small integer times 2^k
+    # exact: a small integer times powers of two, subnormal only if the value is
+    sub = np.float32(np.float32(np.float32(mag) * c[14]) * c[19]).view(np.uint32)
     v = normal if mag >= one else sub
     sgn = (_U(0x80000000) if mag != _I(0) else c[17]) if neg else _U(0)
     return (c[16] if neg else c[15]) if mag > c[4] else _U(v | sgn)
@@ -548,10 +554,16 @@ def _f32_encode_range(x, start, stop, c, fp, ovf, out):
     xb = x[start:stop].view(np.uint32)  # raw bits: a float load vectorises worse
     out = out[start:stop]
     special = _U(0)
-    for i in range(xb.size):
-        b = xb[i]
-        out[i] = _f32_code(b, c)
-        special = _U(special | _is_special(b))
+    if c[18]:  # RNE
+        for i in range(xb.size):
+            b = xb[i]
+            out[i] = _f32_code(b, c, True)
+            special = _U(special | _is_special(b))
+    else:
+        for i in range(xb.size):
+            b = xb[i]
+            out[i] = _f32_code(b, c, False)
+            special = _U(special | _is_special(b))
     nnan = 0
     if special:  # rare: infinities and NaNs
         for i in range(xb.size):
@@ -568,10 +580,16 @@ def _f32_quantize_range(x, start, stop, c, fp, ovf, out):
     xb = x[start:stop].view(np.uint32)  # raw bits: a float load vectorises worse
     out = out[start:stop]
     special = _U(0)
-    for i in range(xb.size):
-        b = xb[i]
-        out[i] = _U(_f32_value(b, c)).view(np.float32)
-        special = _U(special | _is_special(b))
+    if c[18]:  # RNE
+        for i in range(xb.size):
+            b = xb[i]
+            out[i] = _U(_f32_value(b, c, True)).view(np.float32)
+            special = _U(special | _is_special(b))
+    else:
+        for i in range(xb.size):
+            b = xb[i]
+            out[i] = _U(_f32_value(b, c, False)).view(np.float32)
+            special = _U(special | _is_special(b))
     nnan = 0
     if special:
         for i in range(xb.size):
