@@ -336,7 +336,10 @@ def _fast_plan(fmt, rounding, overflow, subnormals, nan) -> "Optional[_Plan]":
     Raises:
         As :func:`resolve_options` (for the first call with bad options).
     """
-    key = (fmt if type(fmt) is str else id(fmt), rounding, overflow, subnormals, nan)
+    # (a plan holds its format, so an id in a key is never reused while the key lives;
+    # the type of `subnormals` keeps 1 apart from True, which validation rejects)
+    key = (fmt if type(fmt) is str else id(fmt), rounding, overflow, subnormals,
+           type(subnormals), nan)
     try:
         plan = _PLANS.get(key, False)
     except TypeError:  # unhashable option: the general path reports it

@@ -238,6 +238,9 @@ def test_plans_follow_format_and_options():
         lp.encode(x, "e4m3", sr_bits=4)
     with pytest.raises(ValueError, match="wrap"):
         lp.quantize(x, "e4m3", overflow="wrap")
+    lp.encode(x, "e4m3", subnormals=True)
+    with pytest.raises(TypeError, match="subnormals"):
+        lp.encode(x, "e4m3", subnormals=1)
 
 
 def test_sr_and_rto_are_untouched():
