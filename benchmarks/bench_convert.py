@@ -55,8 +55,8 @@ def rows(ctx: Context) -> list:
     """The conversion rows of the benchmark table."""
     import numba
 
-    n = 1 << (20 if ctx.quick else 22)
-    kw = dict(rounds=3 if ctx.quick else 5, min_time=0.02 if ctx.quick else 0.05)
+    n = 1 << (19 if ctx.quick else 22)
+    kw = dict(rounds=3 if ctx.quick else 5, min_time=0.01 if ctx.quick else 0.05)
     x = _data(n)
     out = []
     old = numba.get_num_threads()
