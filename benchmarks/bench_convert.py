@@ -1,103 +1,115 @@
 #!/usr/bin/env python3
-"""Conversion throughput: float32 -> bf16, fp16, e4m3fn, e5m2, e2m1 (10M elements).
+"""Conversion speed: float32 -> e4m3fn, e5m2, e2m1, bf16, fp16 (RNE) against ml_dtypes.
 
-lowprec encode (RNE and SR) against ml_dtypes ``astype``, torch ``.to()`` (when installed),
-gfloat ``round_ndarray`` (on a slice: it is slow) and a plain memory copy as the ceiling,
-all in one run. Prints M elements/s and the ratios the project aims at:
-RNE >= 5x ml_dtypes for fp8, >= 0.5x ml_dtypes for bf16/fp16; SR >= 0.5x lowprec RNE.
+Rows (issue 12, conversion rows): lowprec.encode against ml_dtypes ``astype`` per format
+with 1 and 2 numba threads (targets: fp8/fp4 >= 3x, bf16 >= 1x, fp16 >= 2x; numpy's own
+float16 cast is the peer for fp16); quantize (values out) against encode (codes out),
+target >= 0.8x; the cost of one call on 100 elements against ml_dtypes and against the
+3 us target. Times are interleaved with the peer (harness.compare), so the ratios hold on
+a loaded machine even when the absolute figures do not.
 
-Usage: python benchmarks/bench_convert.py [--n 10000000] [--repeat 5]
+Usage: python benchmarks/bench_convert.py [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 
-import lowprec as lp
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Context, Row, compare, header, set_threads, table  # noqa: E402
 
-TARGETS = ["bfloat16", "float16", "float8_e4m3fn", "float8_e5m2", "float4_e2m1fn"]
+import lowprec as lp  # noqa: E402
+
+# format -> (ml_dtypes name or None for numpy's float16, target ratio)
+FORMATS = {
+    "float8_e4m3fn": ("float8_e4m3fn", 3.0),
+    "float8_e5m2": ("float8_e5m2", 3.0),
+    "float4_e2m1fn": ("float4_e2m1fn", 3.0),
+    "bfloat16": ("bfloat16", 1.0),
+    "float16": (None, 2.0),
+}
+CALL_TARGET_US = 3.0
 
 
-def best_rate(fn, n: int, repeat: int) -> float:
-    """Best-of-`repeat` throughput of fn() in M elements/s (after one warm-up call)."""
-    fn()
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return n / best / 1e6
+def _data(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal(n) * np.exp2(rng.integers(-12, 12, n))).astype(np.float32)
+
+
+def _peer_dtype(name: str):
+    ml, _ = FORMATS[name]
+    if ml is None:
+        return np.float16, "numpy astype"
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None, "ml_dtypes (not installed)"
+    return getattr(ml_dtypes, ml), "ml_dtypes astype"
+
+
+def rows(ctx: Context) -> list:
+    """The conversion rows of the benchmark table."""
+    import numba
+
+    n = 1 << (19 if ctx.quick else 22)
+    kw = dict(rounds=3 if ctx.quick else 5, min_time=0.01 if ctx.quick else 0.05)
+    x = _data(n)
+    out = []
+    old = numba.get_num_threads()
+    try:
+        for name, (_, target) in FORMATS.items():
+            f = lp.get_format(name)
+            dt, peer_name = _peer_dtype(name)
+
+            def peer(dt=dt):
+                with np.errstate(all="ignore"):
+                    return x.astype(dt)
+
+            for threads in ctx.threads:
+                set_threads(threads)
+                t, tp, r = compare(lambda: lp.encode(x, f), peer if dt is not None else None,
+                                   **kw)
+                out.append(Row("conversion vs ml_dtypes", f"float32 -> {name}, {threads} thr",
+                               n / t / 1e6, peer_name, None if tp is None else n / tp / 1e6,
+                               "M/s", r, target if threads == 1 else None,
+                               note=f"{n} elements, RNE; peer single-threaded"))
+        set_threads(1)
+        for name in ("float8_e4m3fn", "bfloat16"):
+            f = lp.get_format(name)
+            t, tp, r = compare(lambda: lp.quantize(x, f), lambda: lp.encode(x, f), **kw)
+            out.append(Row("quantize vs encode", f"quantize {name}, 1 thr", n / t / 1e6,
+                           "lowprec encode", n / tp / 1e6, "M/s", r, 0.8,
+                           note="float32 values out vs codes out"))
+    finally:
+        numba.set_num_threads(old)
+
+    xs = _data(100)
+    dt, peer_name = _peer_dtype("float8_e4m3fn")
+    for what, fn in (("quantize", lambda: lp.quantize(xs, "e4m3")),
+                     ("encode", lambda: lp.encode(xs, "e4m3"))):
+        t, tp, r = compare(fn, (lambda: xs.astype(dt)) if dt is not None else None, **kw)
+        out.append(Row("call cost, 100 elements", f"{what} e4m3", t * 1e6, peer_name,
+                       None if tp is None else tp * 1e6, "us/call", r, None,
+                       lower_is_better=True, note="informative: ratio = peer time / ours"))
+        out.append(Row("call cost, 100 elements", f"{what} e4m3 vs target", t * 1e6,
+                       "target", CALL_TARGET_US, "us/call", CALL_TARGET_US / (t * 1e6), 1.0,
+                       lower_is_better=True,
+                       note=f"target <= {CALL_TARGET_US:g} us (absolute: needs a quiet machine)"))
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=10_000_000)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--gfloat-n", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
-    n = args.n
-    rng = np.random.default_rng(0)
-    x = (rng.standard_normal(n) * np.exp2(rng.integers(-12, 12, n))).astype(np.float32)
-
-    try:
-        import ml_dtypes
-    except ImportError:
-        ml_dtypes = None
-    try:
-        import torch
-
-        tx = torch.from_numpy(x)
-    except ImportError:
-        torch = None
-    try:
-        import gfloat
-        from gfloat import formats as gff
-    except ImportError:
-        gfloat = None
-
-    dst = np.empty_like(x)
-    copy = best_rate(lambda: np.copyto(dst, x), n, args.repeat)
-    import numba
-
-    print(f"float32 -> format, {n / 1e6:.0f}M elements, best of {args.repeat}, "
-          f"{numba.get_num_threads()} numba threads. Memory copy: {copy:.0f} M/s\n")
-    head = (f"{'format':15s} {'lowprec RNE':>12s} {'lowprec SR':>11s} {'SR r=8':>8s} "
-            f"{'ml_dtypes':>10s} {'torch':>8s} {'gfloat':>8s}  {'RNE/ml':>7s} "
-            f"{'SR/RNE':>7s} {'RNE/torch':>9s} {'RNE/copy':>8s}")
-    print(head)
-    print("-" * len(head))
-    gmap = {"bfloat16": "format_info_bfloat16", "float16": "format_info_binary16",
-            "float8_e4m3fn": "format_info_ocp_e4m3", "float8_e5m2": "format_info_ocp_e5m2",
-            "float4_e2m1fn": "format_info_ocp_e2m1"}
-    for name in TARGETS:
-        f = lp.get_format(name)
-        rne = best_rate(lambda: lp.encode(x, f), n, args.repeat)
-        sr = best_rate(lambda: lp.encode(x, f, rounding="sr", seed=1), n, args.repeat)
-        sr8 = best_rate(lambda: lp.encode(x, f, rounding="sr", sr_bits=8, seed=1), n,
-                        args.repeat)
-        ml = tr = gf = float("nan")
-        if ml_dtypes is not None:
-            dt = np.float16 if name == "float16" else getattr(ml_dtypes, name)
-            with np.errstate(all="ignore"):
-                ml = best_rate(lambda: x.astype(dt), n, args.repeat)
-        if torch is not None and hasattr(torch, name):
-            tdt = getattr(torch, name)
-            tr = best_rate(lambda: tx.to(tdt), n, args.repeat)
-        if gfloat is not None:
-            fi = getattr(gff, gmap[name])
-            xs = x[: args.gfloat_n].astype(np.float64)
-            with np.errstate(all="ignore"):
-                gf = best_rate(lambda: gfloat.round_ndarray(fi, xs, sat=True), xs.size, 1)
-        print(f"{name:15s} {rne:12.0f} {sr:11.0f} {sr8:8.0f} {ml:10.0f} {tr:8.0f} {gf:8.1f}  "
-              f"{rne / ml:7.2f} {sr / rne:7.2f} {rne / tr:9.2f} {rne / copy:8.2f}")
-    print("\nM elements/s; ratios: RNE/ml = lowprec RNE over ml_dtypes astype; SR/RNE = exact SR "
-          "over RNE; gfloat measured on a float64 slice of "
-          f"{args.gfloat_n} elements (round_ndarray, no encoding).")
+    print(header())
+    print(table(rows(Context(quick=args.quick))))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

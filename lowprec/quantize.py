@@ -18,8 +18,8 @@ from .formats import FixedFormat, FloatFormat, Format, get_format
 from .reference import encode_exact
 from .rounding import NaNPolicy, Overflow, Rounding, parse_nan_policy, parse_overflow, parse_rounding
 
-__all__ = ["encode", "decode", "quantize", "format_params", "format_tuple", "seed_key", "ConversionOptions",
-           "resolve_options"]
+__all__ = ["encode", "decode", "quantize", "format_params", "format_tuple", "seed_key",
+           "ConversionOptions", "resolve_options", "f32_fast_applies"]
 
 _MASK64 = (1 << 64) - 1
 _FLOAT32 = get_format("float32")
@@ -282,6 +282,140 @@ def _as_float_array(x) -> np.ndarray:
     return p.hi if p.lo is None else p.hi + p.lo
 
 
+# --- the float32 fast path ------------------------------------------------------------
+# float32 arrays into the common float formats under RNE/RNA/RTZ/RUP/RDN take one
+# branch-free kernel (lowprec._kernels.convert, "float32 fast pass") that writes codes or
+# values directly. A call's options are resolved once and cached as a plan, and the small
+# kernels are called through their compiled entry points, so that a call on a small array
+# costs little more than numpy's own overhead.
+
+_F32 = np.dtype(np.float32)
+# C-contiguous, aligned, writeable: the array type the cached entry points were compiled for
+_FLAGS_OK = 0x1 | 0x100 | 0x400
+# Below this many elements the serial fast kernels win: waking numba's threads costs more.
+F32_PARALLEL_THRESHOLD = 1 << 17
+
+
+def f32_fast_applies(f: Format, rounding: Rounding) -> bool:
+    """Whether float32 input into ``f`` under ``rounding`` takes the fast kernels.
+
+    They need a signed float format with zero and subnormals, fewer mantissa bits than
+    float32 and a smallest normal exponent of at least float32's (-126), and a mode other
+    than round-to-odd and stochastic rounding.
+    """
+    return (isinstance(f, FloatFormat) and f.signed and f.zero and f.subnormals
+            and f.emin >= -126 and f.man_bits < 23
+            and rounding not in (Rounding.RTO, Rounding.SR))
+
+
+class _Plan:
+    """Everything a fast-path call needs, resolved once per (format, options)."""
+
+    __slots__ = ("fmt", "f", "fp", "mode", "ovf", "ftz", "code_dtype", "raise_nan",
+                 "values_f32", "entry")
+
+    def __init__(self, fmt, f: Format, opts: ConversionOptions):
+        self.fmt = fmt  # what the caller passed (identity-checked for non-string keys)
+        self.f = f
+        self.fp = format_params(f, opts.nan)
+        self.mode = opts.rounding.id
+        self.ovf = opts.overflow.id
+        self.ftz = opts.ftz
+        self.code_dtype = f.code_dtype
+        self.raise_nan = not f.has_nan and opts.nan is NaNPolicy.RAISE
+        self.values_f32 = _fits(f, _F32)
+        self.entry = {}  # kernel name -> compiled entry point (serial kernels only)
+
+
+_PLANS: dict = {}
+
+
+def _fast_plan(fmt, rounding, overflow, subnormals, nan) -> "Optional[_Plan]":
+    """The cached plan for float32 input, or None when the fast path does not apply.
+
+    Raises:
+        As :func:`resolve_options` (for the first call with bad options).
+    """
+    # (a plan holds its format, so an id in a key is never reused while the key lives;
+    # the type of `subnormals` keeps 1 apart from True, which validation rejects)
+    key = (fmt if type(fmt) is str else id(fmt), rounding, overflow, subnormals,
+           type(subnormals), nan)
+    try:
+        plan = _PLANS.get(key, False)
+    except TypeError:  # unhashable option: the general path reports it
+        return None
+    if plan is False or (plan is not None and plan.fmt is not fmt):
+        f = get_format(fmt)
+        opts = resolve_options(f, rounding, overflow, subnormals, None, None, nan)
+        plan = _Plan(fmt, f, opts) if f32_fast_applies(f, opts.rounding) else None
+        if len(_PLANS) > 4096:  # many distinct transient format objects: start again
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _nan_error(f: Format) -> ValueError:
+    return ValueError(f"NaN input but {f.name} has no NaN code; pass nan='zero', 'max' or "
+                      f"'ml_dtypes' to map it")
+
+
+_K = None  # lowprec._kernels.convert once loaded (numba loads on first use, not on import)
+
+
+def _kernels():
+    global _K
+    if _K is None:
+        from ._kernels import convert
+
+        _K = convert
+    return _K
+
+
+def _run_f32(plan: _Plan, name: str, x: np.ndarray, out: np.ndarray) -> None:
+    """Run the fast kernel ``name`` ("encode_f32" / "quantize_f32") on float32 ``x`` of
+    any layout, writing ``out`` (a new C-contiguous array of x's shape)."""
+    K = _kernels()
+    x = np.ascontiguousarray(x).reshape(-1)
+    args = (x, plan.fp, plan.mode, plan.ovf, plan.ftz, out.reshape(-1))
+    if x.size >= F32_PARALLEL_THRESHOLD:
+        n = getattr(K, name + "_parallel")(*args)
+    else:
+        kern = getattr(K, name + "_serial")
+        n = kern(*args)
+        if (name not in plan.entry and hasattr(kern, "overloads")  # not under DISABLE_JIT
+                and x.flags.num & _FLAGS_OK == _FLAGS_OK):
+            # the compiled function itself, without the dispatcher's type matching
+            sig = tuple(kern.typeof_pyval(a) for a in args)
+            plan.entry[name] = kern.overloads[sig].entry_point
+    if n and plan.raise_nan:
+        raise _nan_error(plan.f)
+
+
+# The two hot paths: a small 1-D array calls the compiled kernel directly.
+def _encode_f32(x: np.ndarray, plan: _Plan) -> np.ndarray:
+    out = np.empty(x.shape, plan.code_dtype)
+    ep = plan.entry.get("encode_f32")
+    if (ep is not None and x.ndim == 1 and x.size < F32_PARALLEL_THRESHOLD
+            and x.flags.num & _FLAGS_OK == _FLAGS_OK):
+        if ep(x, plan.fp, plan.mode, plan.ovf, plan.ftz, out) and plan.raise_nan:
+            raise _nan_error(plan.f)
+    else:
+        _run_f32(plan, "encode_f32", x, out)
+    return out
+
+
+def _quantize_f32(x: np.ndarray, plan: _Plan) -> np.ndarray:
+    out = np.empty(x.shape, _F32)
+    ep = plan.entry.get("quantize_f32")
+    if (ep is not None and x.ndim == 1 and x.size < F32_PARALLEL_THRESHOLD
+            and x.flags.num & _FLAGS_OK == _FLAGS_OK):
+        if ep(x, plan.fp, plan.mode, plan.ovf, plan.ftz, out) and plan.raise_nan:
+            raise _nan_error(plan.f)
+    else:
+        _run_f32(plan, "quantize_f32", x, out)
+    return out
+
+
 def encode(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=None,
            seed=None, nan="raise") -> np.ndarray:
     """Round values into a format and return their codes.
@@ -312,6 +446,10 @@ def encode(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=No
             under ``nan="raise"``, bad ``sr_bits``.
         TypeError: non-numeric input.
     """
+    if type(x) is np.ndarray and x.dtype is _F32 and sr_bits is None:
+        plan = _fast_plan(fmt, rounding, overflow, subnormals, nan)
+        if plan is not None:
+            return _encode_f32(x, plan)
     f = get_format(fmt)
     opts = resolve_options(f, rounding, overflow, subnormals, sr_bits, seed, nan)
     out = _encode(_prepare(x), f, opts)
@@ -329,8 +467,7 @@ def _encode(inp: "_Input | np.ndarray", f: Format, opts: ConversionOptions) -> n
         inp = _Input(inp)
     a = inp.hi
     if not f.has_nan and opts.nan is NaNPolicy.RAISE and a.size and np.isnan(a).any():
-        raise ValueError(f"NaN input but {f.name} has no NaN code; pass nan='zero', 'max' or "
-                         f"'ml_dtypes' to map it")
+        raise _nan_error(f)
     out = np.empty(a.size, f.code_dtype)
     exact = dict(inp.big or {})
     if inp.lo is not None and isinstance(f, FloatFormat):
@@ -355,6 +492,10 @@ def _encode(inp: "_Input | np.ndarray", f: Format, opts: ConversionOptions) -> n
 def _encode_plain(a: np.ndarray, f: Format, opts: ConversionOptions, out: np.ndarray) -> None:
     from ._kernels import convert as K
 
+    if a.dtype == _F32 and f32_fast_applies(f, opts.rounding):
+        # NaN inputs of formats without NaN were checked by the caller
+        _run_f32(_Plan(f, f, opts), "encode_f32", a, out)
+        return
     in_m, in_e, in_bias, view = _INPUT_LAYOUT[a.dtype]
     bits = np.ascontiguousarray(a).reshape(-1).view(view)
     fp = format_params(f, opts.nan)
@@ -450,10 +591,19 @@ def quantize(x, fmt, *, rounding="rne", overflow=None, subnormals=True, sr_bits=
     Raises:
         As :func:`encode`.
     """
+    if type(x) is np.ndarray and x.dtype is _F32 and sr_bits is None:
+        plan = _fast_plan(fmt, rounding, overflow, subnormals, nan)
+        if plan is not None and plan.values_f32:
+            return _quantize_f32(x, plan)
     f = get_format(fmt)
     inp = _prepare(x)
-    codes = _encode(inp, f, resolve_options(f, rounding, overflow, subnormals, sr_bits, seed,
-                                            nan))
+    opts = resolve_options(f, rounding, overflow, subnormals, sr_bits, seed, nan)
+    if (inp.lo is None and inp.big is None and inp.hi.dtype == _F32
+            and f32_fast_applies(f, opts.rounding) and _fits(f, _F32)):
+        out = np.empty(inp.hi.shape, _F32)
+        _run_f32(_Plan(fmt, f, opts), "quantize_f32", inp.hi, out)
+        return out[()] if np.ndim(x) == 0 and not isinstance(x, np.ndarray) else out
+    codes = _encode(inp, f, opts)
     dt = inp.hi.dtype if inp.lo is None and inp.big is None else np.dtype(np.float64)
     if dt == np.float16 and not _fits(f, dt):
         dt = np.dtype(np.float32)

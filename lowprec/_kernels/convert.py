@@ -428,3 +428,231 @@ def decode_fixed_array(codes, xp, out):
         if xp[X_MININT] < 0 and v >= (np.int64(1) << (nbits - 1)):
             v -= np.int64(1) << nbits
         out[i] = math.ldexp(float(v), int(-xp[X_FRAC]))
+
+
+# --- float32 fast pass ------------------------------------------------------------------
+# float32 inputs into the common formats (signed, with zero and subnormals, emin >= -126,
+# fewer mantissa bits than float32; lowprec.quantize checks this) under RNE/RNA/RTZ/RUP/RDN
+# (never RTO or SR, whose results stay on the paths above): one branch-free pass over
+# the raw bits, so that LLVM vectorises the loop (8 lanes of 32 bits with AVX2); infinities
+# and NaNs, flagged on the way, are patched in a second pass when there are any. Every
+# quantity is an integer (no float tricks, no fastmath): the rounding is "add the rounding
+# increment below the kept bit, then shift", as in _fast_code. Constants are a tuple
+# unpacked once per call (see float_tuple's comment). quantize has its own loop that
+# writes float32 values straight from the rounded code, without a decode table.
+
+_F32_BLOCK = 1 << 16  # elements per task: big enough to amortise a thread's start
+_U = np.uint32  # the fast pass computes in 32 bits: twice the lanes of int64
+_I = np.int32
+
+
+@njit(cache=True)
+def _f32_of_code(code, fp):
+    """float32 bits of a code's value (NaN codes give the quiet NaN 0x7FC00000)."""
+    return np.float32(decode_float_code(code, fp)).view(np.uint32)
+
+
+@njit(cache=True)
+def _f32_consts(fp, mode, ovf, ftz):
+    """Per-call constants of the float32 fast pass, derived from the format vector."""
+    fp = float_tuple(fp)
+    m = fp[F_MAN]
+    d = 23 - m
+    all1 = np.int64(-1)
+    zero = np.int64(0)
+    ovp = _overflow_code(False, magnitude_mode(mode, False), ovf, fp)
+    ovn = _overflow_code(True, magnitude_mode(mode, True), ovf, fp)
+    k1 = (fp[F_EMIN] - m) // 2
+    k2 = fp[F_EMIN] - m - k1
+    return (_U(m), _I(d), _I(d + fp[F_EMIN] + 127), _I(128 - fp[F_BIAS]), _I(fp[F_MAXCODE]),
+            _U(fp[F_SIGNBIT]), _U(_zero_code(True, fp)),
+            _U(all1 if mode == RNA else zero),  # masks choosing the rounding increment
+            _U(all1 if mode == RUP else zero),  # all discarded ones: positive values ...
+            _U(all1 if mode == RDN else zero),  # ... negative values
+            _I((np.int64(1) << m) if ftz else zero),
+            _U(ovp), _U(ovn),
+            # for values: normal codes shift into float32's fields, subnormal ones scale by
+            # 2^(emin - m) in two normal factors (a subnormal operand would cost a
+            # microcode assist on every element, the normal ones included)
+            _I((127 - fp[F_BIAS]) << 23), np.float32(math.ldexp(1.0, int(k1))),
+            _f32_of_code(ovp, fp), _f32_of_code(ovn, fp),
+            _U(0x80000000 if _zero_code(True, fp) != 0 else 0),
+            _U(all1 if mode == RNE else zero), np.float32(math.ldexp(1.0, int(k2))))
+
+
+@njit(cache=True, inline="always")
+def _f32_mag(a, neg, c, rne):
+    """Magnitude code (int32) of the finite float32 whose bits without sign are ``a``.
+
+    With ``efc = max(exponent field, 1)``, ``sig = a - ((efc - 1) << 23)`` is the integer
+    significand (implicit bit included for normal inputs) and ``max(efc - (128 - bias), 0)
+    << m`` plus the rounded significand encodes normal and subnormal results alike (a carry
+    out of the significand moves into the exponent field); the sum exceeds the max code
+    exactly when the rounded value overflows. Shifts past 25 change nothing (the
+    significand has 24 bits), so they are clamped there. numba widens integer arithmetic
+    to 64 bits; every intermediate is cast back to 32 bits so that LLVM narrows the
+    operations (all values fit: the largest is below 2^27).
+    """
+    m, d, k_sh, k_e = c[0], c[1], c[2], c[3]
+    m = m & _U(31)  # known to be < 32: lets LLVM keep the shift in 32 bits
+    efc = max(_I(a >> _U(23)), _I(1))
+    sig = _U(a - _U(_U(efc - _I(1)) << _U(23)))
+    # an unsigned min tells LLVM that sh < 32, so it narrows the shifts too
+    sh = min(_U(max(_I(k_sh - efc), d)), _U(25))
+    # the increment below the kept bit: half - 1 + kept LSB (RNE), half (RNA), all
+    # discarded ones (RUP for positive, RDN for negative values) or nothing (RTZ)
+    ones = _U(_U(_U(1) << sh) - _U(1))
+    if rne:  # its own copy of the loop: the common mode, ~10% faster
+        add = _U(_U(ones >> _U(1)) + _U(_U(sig >> sh) & _U(1)))
+    else:
+        add = _U(_U(_U(ones >> _U(1)) + _U(1)) & c[7]) | _U(ones & (c[9] if neg else c[8]))
+    # signed compares from here: AVX2 has no unsigned ones
+    mag = _I(_U(_U(max(_I(efc - k_e), _I(0))) << m) + _U(_U(sig + add) >> sh))
+    return _I(0) if mag < c[10] else mag
+
+
+@njit(cache=True)
+def _f32_code(b, c, rne):
+    """Code of the finite float32 with bits ``b`` (uint32)."""
+    neg = _I(b) < _I(0)
+    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c, rne)
+    sgn = (c[5] if mag != _I(0) else c[6]) if neg else _U(0)
+    return (c[12] if neg else c[11]) if mag > c[4] else _U(_U(mag) | sgn)
+
+
+@njit(cache=True)
+def _f32_value(b, c, rne):
+    """float32 bits of the rounded value of the finite float32 with bits ``b``."""
+    neg = _I(b) < _I(0)
+    mag = _f32_mag(_U(b & _U(0x7FFFFFFF)), neg, c, rne)
+    one = _I(_I(1) << _I(c[0] & _U(31)))
+    normal = _U(_I(mag << _I(c[1] & 31)) + c[13])
+    # exact: a small integer times powers of two, subnormal only if the value is
+    sub = np.float32(np.float32(np.float32(mag) * c[14]) * c[19]).view(np.uint32)
+    v = normal if mag >= one else sub
+    sgn = (_U(0x80000000) if mag != _I(0) else c[17]) if neg else _U(0)
+    return (c[16] if neg else c[15]) if mag > c[4] else _U(v | sgn)
+
+
+@njit(cache=True)
+def _is_special(b):
+    # exponent field all ones (inf or NaN), as a 32-bit flag: an OR of them stays 32-bit
+    return _U(_U(b & _U(0x7F800000)) == _U(0x7F800000))
+
+
+@njit(cache=True)
+def _f32_special_code(b, fp, ovf):
+    neg = b > 0x7FFFFFFF
+    if (b & 0x7FFFFF) != 0:
+        return _nan_code(neg, fp)
+    return _inf_code(neg, ovf, fp)
+
+
+@njit(cache=True)
+def _f32_encode_range(x, start, stop, c, fp, ovf, out):
+    # slices indexed from 0: numba's negative-index wraparound then folds away
+    xb = x[start:stop].view(np.uint32)  # raw bits: a float load vectorises worse
+    out = out[start:stop]
+    special = _U(0)
+    if c[18]:  # RNE
+        for i in range(xb.size):
+            b = xb[i]
+            out[i] = _f32_code(b, c, True)
+            special = _U(special | _is_special(b))
+    else:
+        for i in range(xb.size):
+            b = xb[i]
+            out[i] = _f32_code(b, c, False)
+            special = _U(special | _is_special(b))
+    nnan = 0
+    if special:  # rare: infinities and NaNs
+        for i in range(xb.size):
+            b = xb[i]
+            if _is_special(b):
+                out[i] = _f32_special_code(b, fp, ovf)
+                nnan += (b & 0x7FFFFF) != 0
+    return nnan
+
+
+@njit(cache=True)
+def _f32_quantize_range(x, start, stop, c, fp, ovf, out):
+    # slices indexed from 0: numba's negative-index wraparound then folds away
+    xb = x[start:stop].view(np.uint32)  # raw bits: a float load vectorises worse
+    out = out[start:stop]
+    special = _U(0)
+    if c[18]:  # RNE
+        for i in range(xb.size):
+            b = xb[i]
+            out[i] = _U(_f32_value(b, c, True)).view(np.float32)
+            special = _U(special | _is_special(b))
+    else:
+        for i in range(xb.size):
+            b = xb[i]
+            out[i] = _U(_f32_value(b, c, False)).view(np.float32)
+            special = _U(special | _is_special(b))
+    nnan = 0
+    if special:
+        for i in range(xb.size):
+            b = xb[i]
+            if _is_special(b):
+                out[i] = _U(_f32_of_code(_f32_special_code(b, fp, ovf), fp)).view(np.float32)
+                nnan += (b & 0x7FFFFF) != 0
+    return nnan
+
+
+# Serial kernels walk the array in blocks too, so that the flags stay 32-bit and the
+# patch pass re-reads a block that is still in cache.
+@njit(cache=True)
+def encode_f32_serial(x, fp, mode, ovf, ftz, out):
+    """Codes of a float32 array (flat) in a float format, serially.
+
+    Only for the formats and modes named at the top of this section. Returns the number
+    of NaN inputs (the caller raises for formats without NaN under the "raise" policy).
+    """
+    c = _f32_consts(fp, mode, ovf, ftz)
+    ft = float_tuple(fp)
+    nnan = 0
+    for start in range(0, x.size, _F32_BLOCK):
+        nnan += _f32_encode_range(x, start, min(start + _F32_BLOCK, x.size), c, ft, ovf, out)
+    return nnan
+
+
+@njit(cache=True, parallel=True)
+def encode_f32_parallel(x, fp, mode, ovf, ftz, out):
+    """Threaded twin of :func:`encode_f32_serial` (blocks of independent elements)."""
+    c = _f32_consts(fp, mode, ovf, ftz)
+    ft = float_tuple(fp)
+    nnan = 0
+    for blk in prange((x.size + _F32_BLOCK - 1) // _F32_BLOCK):
+        start = blk * _F32_BLOCK
+        nnan += _f32_encode_range(x, start, min(start + _F32_BLOCK, x.size), c, ft, ovf, out)
+    return nnan
+
+
+@njit(cache=True)
+def quantize_f32_serial(x, fp, mode, ovf, ftz, out):
+    """Rounded values (float32, flat) of a float32 array in a float format, serially.
+
+    Only where :func:`encode_f32_serial` applies and every value of the format is a
+    float32.
+    Returns the number of NaN inputs.
+    """
+    c = _f32_consts(fp, mode, ovf, ftz)
+    ft = float_tuple(fp)
+    nnan = 0
+    for start in range(0, x.size, _F32_BLOCK):
+        nnan += _f32_quantize_range(x, start, min(start + _F32_BLOCK, x.size), c, ft, ovf, out)
+    return nnan
+
+
+@njit(cache=True, parallel=True)
+def quantize_f32_parallel(x, fp, mode, ovf, ftz, out):
+    """Threaded twin of :func:`quantize_f32_serial`."""
+    c = _f32_consts(fp, mode, ovf, ftz)
+    ft = float_tuple(fp)
+    nnan = 0
+    for blk in prange((x.size + _F32_BLOCK - 1) // _F32_BLOCK):
+        start = blk * _F32_BLOCK
+        nnan += _f32_quantize_range(x, start, min(start + _F32_BLOCK, x.size), c, ft, ovf,
+                                    out)
+    return nnan
