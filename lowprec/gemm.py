@@ -5,7 +5,10 @@ Accumulation modes (all bit-exact; :mod:`lowprec.gemm_reference` holds the slow 
 - IEEE-style: for every output element, sequential in k, d = c; d = round(d + a*b) in the
   accumulator format ``acc`` with ``acc_rounding`` (``fma=False`` rounds the product into
   ``acc`` first). ``chunk=n`` sums runs of n products from +0 in ``acc`` and adds each run
-  into an fp32 total (RNE) that starts at c.
+  into an fp32 total (RNE) that starts at c. ``lanes=n`` (fp32 only) keeps n interleaved
+  fp32 accumulators, product k into accumulator k mod n, c starting accumulator 0, and adds
+  the n sums in order (fp32 RNE): a vectorised CPU kernel's order (torch 2.13's fp16/bf16
+  CPU GEMM on AVX2 is lanes=4).
 - Tensor-core models (``model=``): the block-FMA models of :mod:`lowprec.hardware`.
 - Integers: int8 x int8 -> int32, exact, wrapping or saturating.
 
@@ -246,6 +249,31 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
     return out
 
 
+def _run_lanes(av, bv, cv, fa, fb, lanes: int, fma: bool) -> np.ndarray:
+    """fp32 accumulation in ``lanes`` interleaved accumulators (see :func:`matmul`).
+
+    Each lane is a sequential fp32 GEMM over k = lane, lane + lanes, ... (the float32 kernel
+    on the strided slices); accumulator 0 starts at c, the others at +0, and the lane sums
+    are added in lane order, fp32 RNE.
+    """
+    from ._kernels.gemm import gemm_f32
+
+    fused = bool(fma) and not _products_exact_f32(av, bv, fa, fb)
+    f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
+    zero = np.zeros(cv.shape, np.float32)
+    total = None
+    for lane in range(lanes):
+        out = np.empty(cv.shape, np.float32)
+        gemm_f32(f32(av[:, :, lane::lanes]), f32(bv[:, lane::lanes, :]),
+                 f32(cv) if lane == 0 else zero, fused, out)
+        if total is None:
+            total = out
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):  # inf / NaN are results here
+                total = total + out  # float32 + float32: IEEE RNE
+    return total
+
+
 def _run_int(av, bv, cv, saturate: bool) -> np.ndarray:
     from ._kernels.gemm import gemm_int
 
@@ -256,7 +284,8 @@ def _run_int(av, bv, cv, saturate: bool) -> np.ndarray:
 
 def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bool = True,
            chunk: Optional[int] = None, model=None, out=None, out_rounding="rne",
-           scale_a=None, scale_b=None, seed: Optional[int] = None, overflow: str = "wrap"):
+           scale_a=None, scale_b=None, seed: Optional[int] = None, overflow: str = "wrap",
+           lanes: Optional[int] = None):
     """Matrix product with a specified accumulation: ``c + a @ b``.
 
     Args:
@@ -293,6 +322,13 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
             uses seed + 1). None draws fresh randomness.
         overflow: integer path: "wrap" (two's complement, default) or "saturate" (every
             partial sum clamped to int32).
+        lanes: fp32 accumulation in ``lanes`` interleaved fp32 accumulators: product k goes
+            into accumulator k mod lanes (each sequential in k, one fused multiply-add per
+            step with ``fma=True``), c starts accumulator 0 and the others +0, and the
+            accumulators are then added in order, fp32 RNE. This is a vectorised CPU
+            kernel's order (torch 2.13's fp16/bf16 CPU matmul on AVX2 is lanes=4); lanes=1
+            is the plain sequential fp32 accumulation. Only with acc fp32,
+            acc_rounding "rne", float inputs and no model or chunk; None for none.
 
     Returns:
         numpy float32 array (int32 for the integer path without scales) of shape
@@ -300,7 +336,9 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
 
     Raises:
         ValueError: shape mismatches, unknown formats/roundings/models, an input format a
-            model does not take, an unsupported accumulator, bad chunk/scales/overflow.
+            model does not take, an unsupported accumulator, bad chunk/scales/overflow,
+            lanes that is not a positive int or is combined with a model, chunk, integer
+            inputs or an accumulator other than fp32 RNE.
         TypeError: non-numeric operands, non-bool fma.
     """
     if not isinstance(fma, (bool, np.bool_)):
@@ -308,6 +346,8 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
                               or chunk < 1):
         raise ValueError(f"matmul: chunk must be a positive int or None, got {chunk!r}")
+    if lanes is not None:
+        _check_lanes(lanes, acc, acc_rounding, chunk, model)
     av, fa = _operand(a, "a", inputs)
     bv, fb = _operand(b, "b", inputs)
     _check_input_format(fa, "a")
@@ -332,6 +372,9 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
                          f"{bv.shape[:-2]} do not broadcast")
     full = batch + (M, N)
     is_int = isinstance(fa, IntFormat) or isinstance(fb, IntFormat)
+    if lanes is not None and is_int:
+        raise ValueError(f"matmul: lanes= needs float inputs, got {fa.name} x {fb.name} (the "
+                         f"integer path is exact in any order)")
     if is_int and not (isinstance(fa, IntFormat) and isinstance(fb, IntFormat)):
         raise ValueError(f"matmul: cannot mix integer and float operands ({fa.name} x {fb.name})")
     sa = _scales(scale_a, M, "a")
@@ -388,6 +431,8 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
         if sa is None and sb is None and out_fmt is None:
             return _finish_shape(res, squeeze_m, squeeze_n)
         res = res.astype(np.float32)
+    elif lanes is not None:
+        res = _run_lanes(a3, b3, c3, fa, fb, int(lanes), bool(fma)).reshape(full)
     elif blk is not None:
         res = _run_model(a3, b3, c3, blk, fa, fb).reshape(full).astype(np.float32)
     else:
@@ -405,6 +450,19 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     out_seed = None if seed is None else int(seed) + 1
     ctx = RoundingContext(out_rounding, seed=out_seed)
     return make_array(encode_with_context(res, out_fmt, ctx), out_fmt, ctx, like=(a, b))
+
+
+def _check_lanes(lanes, acc, acc_rounding, chunk, model) -> None:
+    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
+        raise ValueError(f"matmul: lanes must be a positive int or None, got {lanes!r}")
+    if model is not None:
+        raise ValueError("matmul: lanes= and model= exclude each other (a model fixes its "
+                         "own accumulation order)")
+    if chunk is not None:
+        raise ValueError("matmul: lanes= and chunk= exclude each other")
+    if _acc_format(acc) != _F32 or parse_rounding(acc_rounding) is not Rounding.RNE:
+        raise ValueError(f"matmul: lanes= accumulates in fp32 with RNE, got "
+                         f"acc={_acc_format(acc).name!r}, acc_rounding={acc_rounding!r}")
 
 
 def _finish_shape(res: np.ndarray, squeeze_m: bool, squeeze_n: bool) -> np.ndarray:

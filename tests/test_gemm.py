@@ -300,3 +300,101 @@ def test_integer_operands_round_exactly_into_inputs():
     got = lp.matmul(a, np.ones((1, 1)), inputs="fp32", acc="fp32")
     assert got.dtype == np.float32
     assert float(got[0, 0]) == float(np.float32(2.0 ** 60 + 2.0 ** 37))
+
+
+# --- lanes: interleaved fp32 accumulators -------------------------------------------------
+@pytest.mark.parametrize("fmt", ["bf16", "fp16", "e4m3", "fp32"])
+@settings(max_examples=12)
+@given(data=st.data())
+def test_lanes_match_reference(fmt, data):
+    a, b = data.draw(matrices(fmt, max_m=3, max_k=40, max_n=4,
+                              specials=data.draw(st.booleans())))
+    m, n = a.shape[0], b.shape[1]
+    c = np.array(data.draw(st.lists(st.sampled_from([0.0, -0.0, 1.0, -3.5, 1e-40, 3e38]),
+                                    min_size=m * n, max_size=m * n)), np.float32).reshape(m, n)
+    lanes = data.draw(st.sampled_from([1, 2, 3, 4, 8, 16, 50]))
+    fma = data.draw(st.booleans())
+    got = lowprec.matmul(a, b, c=c, inputs=fmt, lanes=lanes, fma=fma)
+    assert_same(got, ref.matmul_lanes_ref(a, b, c, lanes=lanes, fma=fma))
+
+
+def test_lanes_differ_from_sequential_and_lanes1_equals_it():
+    rng = np.random.default_rng(5)
+    a = lowprec.quantize(rng.standard_normal((6, 200)), "bf16")
+    b = lowprec.quantize(rng.standard_normal((200, 7)), "bf16")
+    seq = lowprec.matmul(a, b, inputs="bf16")
+    assert_same(lowprec.matmul(a, b, inputs="bf16", lanes=1), seq)
+    l4 = lowprec.matmul(a, b, inputs="bf16", lanes=4)
+    assert not np.array_equal(l4, seq)  # the order is visible (so the tests above can fail)
+    assert_same(l4, ref.matmul_lanes_ref(a, b, lanes=4))
+
+
+def test_lanes_batched_and_broadcast_c():
+    rng = np.random.default_rng(6)
+    a = lowprec.quantize(rng.standard_normal((2, 3, 5, 37)), "fp16")
+    b = lowprec.quantize(rng.standard_normal((3, 37, 4)), "fp16")
+    c = rng.standard_normal((1, 4)).astype(np.float32)
+    got = lowprec.matmul(a, b, c=c, inputs="fp16", lanes=4)
+    assert got.shape == (2, 3, 5, 4)
+    for i in range(2):
+        for j in range(3):
+            assert_same(got[i, j], ref.matmul_lanes_ref(a[i, j], b[j], np.broadcast_to(c, (5, 4)),
+                                                        lanes=4))
+
+
+def _torch_lanes4_verified():
+    torch = pytest.importorskip("torch")
+    ver = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    key = (ver, torch.backends.cpu.get_cpu_capability())
+    # the same claim as tests/test_capture.py VERIFIED_CPU: torch 2.13 on AVX2 sums fp16/bf16
+    # products k mod 4 into four fp32 accumulators; elsewhere the order is not claimed
+    if key != ("2.13", "AVX2"):
+        pytest.skip(f"torch's CPU fp16/bf16 GEMM order was verified only on torch 2.13 / AVX2; "
+                    f"this is {key}")
+    return torch
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_lanes4_equals_torch_cpu_matmul(dtype):
+    torch = _torch_lanes4_verified()
+    rng = np.random.default_rng(7)
+    fmt = "bf16" if dtype == "bfloat16" else "fp16"
+    e = 24 if fmt == "bf16" else 8
+    # (K = 2h a multiple of 4: the claim of tests/test_capture.py; torch treats a K tail
+    # differently, which this test does not claim)
+    for m, h, n in [(16, 50, 16), (5, 18, 3), (9, 64, 33)]:
+        x = lowprec.quantize(rng.standard_normal((m, h)) * 2.0 ** rng.integers(-e, e + 1, (m, h)),
+                             fmt)
+        y = lowprec.quantize(rng.standard_normal((h, n)), fmt)
+        # the second half of K cancels the first in reverse order: the exact sums are 0 and
+        # each result is the rounding residue of the fp32 order, which shows any other order
+        a = np.concatenate([x, -x[:, ::-1]], 1)
+        b = np.concatenate([y, y[::-1]], 0)
+        ta = torch.tensor(a, dtype=torch.float32).to(getattr(torch, dtype))
+        tb = torch.tensor(b, dtype=torch.float32).to(getattr(torch, dtype))
+        want = (ta @ tb).float().numpy()  # torch rounds the fp32 sums to its dtype (RNE)
+
+        def ours(lanes):
+            return lowprec.quantize(lowprec.matmul(a, b, inputs=fmt, lanes=lanes)
+                                    .astype(np.float64), fmt)
+        assert_same(ours(4), want)
+        for other in (1, 8):  # the comparison is able to fail
+            assert (ours(other) != want).mean() > 0.3, other
+
+
+def test_lanes_errors():
+    a = np.ones((2, 3))
+    b = np.ones((3, 2))
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="lanes"):
+            lowprec.matmul(a, b, lanes=bad)
+    with pytest.raises(ValueError, match="lanes.*fp32"):
+        lowprec.matmul(a, b, lanes=4, acc="fp16")
+    with pytest.raises(ValueError, match="lanes.*fp32"):
+        lowprec.matmul(a, b, lanes=4, acc_rounding="rtz")
+    with pytest.raises(ValueError, match="lanes.*chunk"):
+        lowprec.matmul(a, b, lanes=4, chunk=8)
+    with pytest.raises(ValueError, match="lanes.*model"):
+        lowprec.matmul(a, b, lanes=4, model="h100", inputs="fp16")
+    with pytest.raises(ValueError, match="lanes"):
+        lowprec.matmul(np.ones((2, 3), np.int8), np.ones((3, 2), np.int8), lanes=4)

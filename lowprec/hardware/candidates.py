@@ -283,26 +283,10 @@ def lanes_matmul(a, b, lanes: int, c=None, scale_a=None, scale_b=None) -> np.nda
     """float32 ``c + a @ b`` with ``lanes`` interleaved fp32 accumulators (product k into
     accumulator k mod lanes, c starting accumulator 0), summed in order; then the scales
     as :func:`lowprec.matmul` applies them ((r * scale_a) * scale_b, fp32 RNE each)."""
-    K = a.shape[-1]
-    lanes = min(lanes, K)
-    rem = K % lanes
-    zero = np.zeros(a.shape[:-1] + b.shape[-1:], np.float32)
-    sums = []
-    # the lanes run as one batch per lane length (K mod lanes of them hold one more product)
-    for lo, hi in ((0, rem), (rem, lanes)):
-        if hi > lo:
-            ab = np.stack([a[..., i::lanes] for i in range(lo, hi)])
-            bb = np.stack([b[..., i::lanes, :] for i in range(lo, hi)])
-            cb = np.stack([zero if i or c is None else np.broadcast_to(c, zero.shape)
-                           for i in range(lo, hi)]).astype(np.float32)
-            sums += list(np.asarray(matmul(ab, bb, c=cb), np.float32))
-    total = sums[0]
-    for r in sums[1:]:
-        total = (total + r).astype(np.float32)  # IEEE fp32 RNE
-    for s in (scale_a, scale_b):
-        if s is not None:
-            total = (total * np.asarray(s, np.float32)).astype(np.float32)
-    return total
+    # lanes beyond K would only add +0 sums (turning a -0 result into +0)
+    lanes = max(1, min(int(lanes), a.shape[-1]))
+    return np.asarray(matmul(a, b, c=c, scale_a=scale_a, scale_b=scale_b, lanes=lanes),
+                      np.float32)
 
 
 def format_of(arr: np.ndarray) -> str:

@@ -23,7 +23,7 @@ from .arith import Exact, exact, exact_add, exact_mul
 from .conversion import round_exact
 
 __all__ = ["exact_mul", "exact_add", "round_to", "dot_acc", "dot_block", "dot_int",
-           "matmul_acc_ref", "matmul_model_ref", "matmul_int_ref"]
+           "matmul_acc_ref", "matmul_model_ref", "matmul_int_ref", "dot_lanes", "matmul_lanes_ref"]
 
 _ex = exact  # the exact value of an input (arith's representation: Fraction, or a float)
 
@@ -65,6 +65,26 @@ def dot_acc(a: Sequence, b: Sequence, c=0.0, acc="float32", rounding="rne", fma=
             tot = _f32(exact_add(tot, d))
             d = 0.0
     return float(tot if chunk else d)
+
+
+def dot_lanes(a: Sequence, b: Sequence, c=0.0, lanes: int = 4, fma: bool = True) -> float:
+    """One output element of ``lanes`` interleaved fp32 accumulators.
+
+    Accumulator l holds round(... round(acc_l + a_k b_k)) over k = l, l + lanes, ... (fp32
+    RNE; ``fma=False`` rounds each product to fp32 first); accumulator 0 starts at
+    round(c), the others at +0; the result is ((acc_0 + acc_1) + acc_2) + ..., each sum
+    rounded to fp32 (RNE).
+    """
+    accs = [_f32(_ex(c))] + [0.0] * (lanes - 1)
+    for k in range(len(a)):
+        p = exact_mul(_ex(a[k]), _ex(b[k]))
+        if not fma:
+            p = _f32(p)
+        accs[k % lanes] = _f32(exact_add(accs[k % lanes], p))
+    tot = accs[0]
+    for x in accs[1:]:
+        tot = _f32(exact_add(tot, x))
+    return float(tot)
 
 
 def _exp_clamped(x: Fraction, emin: int) -> int:
@@ -227,6 +247,11 @@ def matmul_acc_ref(a, b, c=None, acc="float32", rounding="rne", fma=True, chunk=
     N = b.shape[1]
     return _grid(a, b, c, lambda i, j, x, y, cc: dot_acc(x, y, cc, acc, rounding, fma, chunk,
                                                          key, i * N + j))
+
+
+def matmul_lanes_ref(a, b, c=None, lanes: int = 4, fma: bool = True):
+    """2-D matrix of :func:`dot_lanes` results (a, b, c: values already in their formats)."""
+    return _grid(a, b, c, lambda i, j, x, y, cc: dot_lanes(x, y, cc, lanes, fma))
 
 
 def matmul_model_ref(a, b, c, model: BlockFMAModel, in_emin_a: int, in_emin_b: int):
