@@ -41,7 +41,6 @@ step to step, as delayed scaling needs.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import sys
@@ -151,6 +150,9 @@ def make_policy(model=None, inputs=None, recipe=None, *, promote_every: Optional
     if promote_every is not None:
         label.append(f"promote{promote_every}")
     name = "torch " + " ".join(label)
+    if (fa, fw, fg, model, sc, promote_every, acc, acc_rounding) == (
+            None, None, None, None, None, None, "fp32", "rne"):
+        return Policy()  # nothing rounded: the fp32 default ("fp32")
     return Policy(name, activations=fa, weights=fw, gradients=fg, acc=acc,
                   acc_rounding=acc_rounding, gemm_model=model, scaling=sc,
                   promote_every=promote_every)
@@ -179,18 +181,6 @@ class GemmRecord:
     out: np.ndarray
 
 
-def _lanes_sum(a: np.ndarray, b: np.ndarray, lanes: int) -> np.ndarray:
-    """float32 a @ b with ``lanes`` interleaved fp32 accumulators (product k into
-    accumulator k mod lanes, each from +0), summed in lane order (fp32 RNE)."""
-    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a = np.broadcast_to(a, shape + a.shape[-2:])
-    b = np.broadcast_to(b, shape + b.shape[-2:])
-    if "lanes" in inspect.signature(lp_matmul).parameters:
-        return np.asarray(lp_matmul(a, b, lanes=lanes), np.float32)
-    from ..hardware.candidates import lanes_matmul  # the candidate machinery's version
-    return lanes_matmul(np.ascontiguousarray(a), np.ascontiguousarray(b), lanes)
-
-
 class TorchAutocast(Autocast):
     """The :class:`lowprec.autograd.Autocast` an emulator runs its GEMMs through, with two
     additions: ``lanes`` (float32 accumulation in interleaved lanes, torch's CPU
@@ -209,7 +199,7 @@ class TorchAutocast(Autocast):
         # nothing else; per-tensor dequantization scales apply to the sum first
         av = np.asarray(a.values, np.float32)
         bv = np.asarray(b.values, np.float32)
-        out = _lanes_sum(av, bv, self.lanes)
+        out = np.asarray(lp_matmul(av, bv, lanes=self.lanes), np.float32)
         with np.errstate(over="ignore", invalid="ignore"):
             for s in (a.inv, b.inv):
                 if s is not None:
@@ -654,7 +644,8 @@ def emulate(model=None, inputs=None, recipe=None, *, promote_every: Optional[int
         acc, acc_rounding: accumulator without a model (see :func:`make_policy`).
         lanes: None, or N: float32 accumulation in N interleaved lanes summed in order, the
             addend added last: ``lanes=4`` is torch 2.13's CPU bfloat16 / float16 GEMM on
-            an AVX2 CPU (see :mod:`lowprec.hardware.candidates`). Not with a model, a
+            an AVX2 CPU (see ``lanes`` of :func:`lowprec.matmul`; the addend is added last
+            here, as torch's CPU addmm adds it, where lowprec.matmul starts lane 0 at it). Not with a model, a
             promotion interval, an accumulator other than fp32 RNE, or tile scaling.
         seed: seed of every stochastic rounding (SR casts or accumulation).
         module: the root torch module, so that GEMMs are named by its modules' qualified
