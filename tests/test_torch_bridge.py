@@ -334,7 +334,8 @@ def test_sdpa_dropout_uses_torch_rng_like_the_math_backend(rng):
 
 # -- gradients equal the lowprec.autograd engine's ------------------------------------------
 
-@pytest.mark.parametrize("recipe", ["fp8-current-h100-promote128", "fp8-delayed", "bf16"])
+@pytest.mark.parametrize("recipe", ["fp8-current-h100-promote128", "fp8-delayed", "bf16", "fp8-mx",
+                                    "fp8-deepseek", "nvfp4"])
 def test_mlp_gradients_equal_the_lowprec_engine(recipe, rng):
     W1, b1 = t32(rng, 24, 64) * 0.2, t32(rng, 24) * 0.1
     W2, b2 = t32(rng, 10, 24) * 0.2, t32(rng, 10) * 0.1

@@ -55,7 +55,7 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach()
     if t.dtype in (torch.bfloat16, torch.float16):
         t = t.to(torch.float32)
-    if t.is_conj() or t.is_neg():  # lazily negated views cannot be shared with numpy
+    if t.is_neg():  # a lazily negated view cannot be shared with numpy
         t = t.resolve_neg()
     return t.numpy()
 
@@ -111,8 +111,5 @@ class EmulatedGemm(torch.autograd.Function):
         da, db, dc = ctx.dtypes
         ga = None if ga is None else from_numpy(unbroadcast(ga, sa), da)
         gb = None if gb is None else from_numpy(unbroadcast(gb, sb), db)
-        gc = None
-        if need_c:
-            gc = from_numpy(unbroadcast(gn.astype(np.float32, copy=False)
-                                        if gn.dtype != np.float64 else gn, sc), dc)
+        gc = from_numpy(unbroadcast(gn, sc), dc) if need_c else None
         return ga, gb, gc, None, None
