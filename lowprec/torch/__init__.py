@@ -30,7 +30,8 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
     raise ImportError("lowprec.torch needs PyTorch, an optional dependency of lowprec: "
                       "pip install 'lowprec[torch]' (or pip install torch)") from e
 
-from .mode import Emulator, GemmRecord, emulate, make_policy
+from .mode import Emulator, GemmRecord, emulate, make_policy, torch_cpu_matmul
 from .stats import gemm_stats, report
 
-__all__ = ["emulate", "Emulator", "GemmRecord", "make_policy", "gemm_stats", "report"]
+__all__ = ["emulate", "Emulator", "GemmRecord", "make_policy", "torch_cpu_matmul", "gemm_stats",
+           "report"]

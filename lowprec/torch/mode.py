@@ -64,7 +64,8 @@ from ..gemm import matmul as lp_matmul
 from .functions import EmulatedGemm, check_operand
 from .stats import GemmTracker, gemm_stats, report
 
-__all__ = ["emulate", "Emulator", "GemmRecord", "make_policy", "SCALING_NAMES", "INPUT_SETS"]
+__all__ = ["emulate", "Emulator", "GemmRecord", "make_policy", "torch_cpu_matmul",
+           "SCALING_NAMES", "INPUT_SETS", "TorchAutocast"]
 
 #: Scaling recipes by name (``emulate(recipe="current")``), each with default settings.
 SCALING_NAMES = {"current": CurrentScaling, "delayed": DelayedScaling, "mx": MXScaling,
@@ -181,25 +182,56 @@ class GemmRecord:
     out: np.ndarray
 
 
+def torch_cpu_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 ``a @ b`` in the order of torch's CPU ``cpublas`` ``sum()`` (ilp_factor 4),
+    the GEMM torch 2.13 runs for bfloat16 / float16 ``mm`` / ``bmm`` / ``addmm`` on a CPU
+    without bf16 matrix instructions: four fp32 partial sums take the products
+    k = 4i + lane for k < 4 floor(K / 4); the remaining K mod 4 products go into partial
+    sum 0; then sum 0 + sum 1 + sum 2 + sum 3 in order, fp32 RNE. Batched products with
+    fewer than 400 multiply-adds per matrix (M N K < 400) are one sequential fp32 sum, as
+    torch's small-problem bmm loop. Products are rounded to fp32 before they are added
+    (exact for bfloat16 / float16 inputs)."""
+    K = a.shape[-1]
+    main = K - K % 4
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    if len(shape) > 2 and K * shape[-2] * shape[-1] < 400:
+        # torch's bmm / baddbmm run problems of fewer than 400 multiply-adds per batch in
+        # their own loop, one fp32 sum in k order
+        return np.asarray(lp_matmul(a, b, fma=False), np.float32)
+    total = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for lane in range(4):
+            idx = np.arange(lane, main, 4)
+            if lane == 0:
+                idx = np.concatenate([idx, np.arange(main, K)])
+            r = (np.asarray(lp_matmul(a[..., idx], b[..., idx, :], fma=False), np.float32)
+                 if idx.size else np.zeros(shape, np.float32))
+            total = r if total is None else (total + r).astype(np.float32)
+    return total
+
+
 class TorchAutocast(Autocast):
     """The :class:`lowprec.autograd.Autocast` an emulator runs its GEMMs through, with two
-    additions: ``lanes`` (float32 accumulation in interleaved lanes, torch's CPU
-    bfloat16 / float16 GEMM order, the addend added last) and ``records``."""
+    additions: ``accumulate`` (a float32 order of torch's CPU kernels, the addend added
+    last, see :func:`emulate`) and ``records``."""
 
     def __init__(self, policy: Policy, *, seed: int = 0, tracker=None,
-                 lanes: Optional[int] = None, records: Optional[list] = None):
+                 accumulate=None, records: Optional[list] = None):
         super().__init__(policy, seed=seed, tracker=tracker)
-        self.lanes = lanes
+        self.accumulate = accumulate
         self.records = records
 
     def _gemm(self, a: QTensor, b: QTensor, c: Optional[np.ndarray] = None) -> np.ndarray:
-        if self.lanes is None:
+        if self.accumulate is None:
             return super()._gemm(a, b, c)
-        # torch's CPU addmm adds beta * c to the float32 sum of the lanes, then applies
-        # nothing else; per-tensor dequantization scales apply to the sum first
         av = np.asarray(a.values, np.float32)
         bv = np.asarray(b.values, np.float32)
-        out = np.asarray(lp_matmul(av, bv, lanes=self.lanes), np.float32)
+        if self.accumulate == "torch-cpu":
+            out = torch_cpu_matmul(av, bv)
+        else:
+            out = np.asarray(lp_matmul(av, bv, lanes=self.accumulate), np.float32)
+        # torch's CPU addmm adds beta * c to the float32 sum (c = beta * c + alpha * dot);
+        # per-tensor dequantization scales apply to the sum first
         with np.errstate(over="ignore", invalid="ignore"):
             for s in (a.inv, b.inv):
                 if s is not None:
@@ -502,12 +534,16 @@ class Emulator:
         records: the :class:`GemmRecord` list (None unless ``record=True``).
     """
 
-    def __init__(self, policy: Policy, *, lanes: Optional[int] = None, seed: int = 0,
+    def __init__(self, policy: Policy, *, accumulate=None, seed: int = 0,
                  module: Optional[torch.nn.Module] = None, stats: bool = True,
                  record: bool = False, other_gemms: str = "raise"):
-        if lanes is not None:
-            if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
-                raise ValueError(f"emulate: lanes must be None or a positive int, got {lanes!r}")
+        if accumulate is not None:
+            ok = accumulate == "torch-cpu" or (
+                not isinstance(accumulate, (bool, str)) and isinstance(accumulate, (int, np.integer))
+                and accumulate >= 1)
+            if not ok:
+                raise ValueError(f"emulate: accumulate must be None, 'torch-cpu' or a number of "
+                                 f"lanes, got {accumulate!r}")
             bad = [f"{k}={v!r}" for k, v in (("model", policy.gemm_model),
                                              ("promote_every", policy.promote_every),
                                              ("acc_rounding", policy.acc_rounding))
@@ -517,18 +553,18 @@ class Emulator:
             if isinstance(policy.scaling, FineGrainedScaling):
                 bad.append("recipe=FineGrainedScaling")
             if bad:
-                raise ValueError(f"emulate: lanes={lanes} (float32 lanes, torch's CPU order) "
-                                 f"cannot go with {', '.join(bad)}")
+                raise ValueError(f"emulate: accumulate={accumulate!r} (a float32 order of "
+                                 f"torch's CPU kernels) cannot go with {', '.join(bad)}")
         if other_gemms not in ("raise", "torch"):
             raise ValueError(f"emulate: other_gemms must be 'raise' or 'torch', got "
                              f"{other_gemms!r}")
         self.policy = policy
-        self.lanes = None if lanes is None else int(lanes)
+        self.accumulate = accumulate if accumulate in (None, "torch-cpu") else int(accumulate)
         self.other_gemms = other_gemms
         self.tracker = GemmTracker() if stats else None
         self.records: Optional[List[GemmRecord]] = [] if record else None
         self.autocast = TorchAutocast(policy, seed=seed, tracker=self.tracker,
-                                      lanes=self.lanes, records=self.records)
+                                      accumulate=self.accumulate, records=self.records)
         self.history = History(recipe=policy.name)
         self._names: Dict[int, str] = {}
         if module is not None:
@@ -621,7 +657,8 @@ class Emulator:
 
 def emulate(model=None, inputs=None, recipe=None, *, promote_every: Optional[int] = None,
             policy: Union[None, str, Policy] = None, acc: Optional[str] = "fp32",
-            acc_rounding: str = "rne", lanes: Optional[int] = None, seed: int = 0,
+            acc_rounding: str = "rne", accumulate: Union[None, str, int] = None,
+            seed: int = 0,
             module: Optional[torch.nn.Module] = None, stats: bool = True,
             record: bool = False, other_gemms: str = "raise") -> Emulator:
     """Emulate the GEMMs of torch code in low precision on the CPU.
@@ -642,11 +679,13 @@ def emulate(model=None, inputs=None, recipe=None, *, promote_every: Optional[int
             ``storage`` rounds every GEMM output; its weight-update and loss-scaling
             fields concern lowprec's optimizers and are not applied to torch's.
         acc, acc_rounding: accumulator without a model (see :func:`make_policy`).
-        lanes: None, or N: float32 accumulation in N interleaved lanes summed in order, the
-            addend added last: ``lanes=4`` is torch 2.13's CPU bfloat16 / float16 GEMM on
-            an AVX2 CPU (see ``lanes`` of :func:`lowprec.matmul`; the addend is added last
-            here, as torch's CPU addmm adds it, where lowprec.matmul starts lane 0 at it). Not with a model, a
-            promotion interval, an accumulator other than fp32 RNE, or tile scaling.
+        accumulate: None (the policy's accumulation), or a float32 order of torch's CPU
+            kernels for emulating torch itself, the addend added to the sum last as torch's
+            addmm does: "torch-cpu" is torch 2.13's CPU bfloat16 / float16 ``mm`` / ``bmm``
+            / ``addmm`` (see :func:`torch_cpu_matmul`; ``F.linear``'s (out, in) weight
+            layout takes another kernel, which is not modelled); an int N gives N
+            interleaved lanes as ``lanes=N`` of :func:`lowprec.matmul`. Not with a model,
+            a promotion interval, an accumulator other than fp32 RNE, or tile scaling.
         seed: seed of every stochastic rounding (SR casts or accumulation).
         module: the root torch module, so that GEMMs are named by its modules' qualified
             names (else by class name and index).
@@ -660,7 +699,7 @@ def emulate(model=None, inputs=None, recipe=None, *, promote_every: Optional[int
 
     Raises:
         ValueError: bad formats, models, recipes or combinations (see :func:`make_policy`),
-            ``policy`` together with the arguments it replaces, a bad ``lanes``.
+            ``policy`` together with the arguments it replaces, a bad ``accumulate``.
         TypeError: a ``module`` that is not an nn.Module, a bad ``inputs``.
     """
     if policy is not None:
@@ -682,5 +721,5 @@ def emulate(model=None, inputs=None, recipe=None, *, promote_every: Optional[int
     else:
         policy = make_policy(model, inputs, recipe, promote_every=promote_every, acc=acc,
                              acc_rounding=acc_rounding)
-    return Emulator(policy, lanes=lanes, seed=seed, module=module, stats=stats,
+    return Emulator(policy, accumulate=accumulate, seed=seed, module=module, stats=stats,
                     record=record, other_gemms=other_gemms)
