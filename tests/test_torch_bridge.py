@@ -566,3 +566,36 @@ def test_backward_outside_the_block_and_inplace_change_detected(rng):
         w.mul_(2)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_multihead_attention_runs_its_gemms_through_the_mode(need_weights):
+    """nn.MultiheadAttention's body runs under the mode: its projections and attention
+    GEMMs are emulated one by one; without rounding it is torch's up to summation order."""
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 2, batch_first=True)
+    x = torch.randn(2, 5, 16)
+    mask = torch.ones(5, 5, dtype=torch.bool).triu(1)  # True: not allowed (MHA's rule)
+    want = mha(x, x, x, attn_mask=mask, need_weights=need_weights)[0]
+    emu = lpt.emulate(module=mha, record=True)
+    with emu:
+        got = mha(x, x, x, attn_mask=mask, need_weights=need_weights)[0]
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    ops_seen = {r.name.split(":")[1].split("#")[0] for r in emu.records}
+    assert "linear" in ops_seen and len(emu.records) >= 4, ops_seen
+    assert ops_seen & ({"bmm", "baddbmm"} if need_weights else {"sdpa.scores"}), ops_seen
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_other_float_dtypes(rng, dtype):
+    """float16 is upcast exactly and the result rounded back; float64 operands are rounded
+    to float32 by the operand cast (here: no format, so by lowprec.matmul) and the result
+    is returned as float64."""
+    a = torch.tensor(rng.standard_normal((4, 9))).to(dtype)
+    b = torch.tensor(rng.standard_normal((9, 3))).to(dtype)
+    with lpt.emulate():
+        got = a @ b
+    assert got.dtype == dtype
+    want = lowprec.matmul(a.numpy().astype(np.float32), b.numpy().astype(np.float32))
+    assert torch.equal(got, torch.from_numpy(want).to(dtype))
