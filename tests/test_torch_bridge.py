@@ -160,9 +160,9 @@ def test_mlp_trains_under_h100_fp8_emulation():
     emu = lpt.emulate(model="h100", inputs="hybrid", recipe="current", promote_every=128,
                       module=net)
     losses = train(net, lambda i: (x[64 * (i % 4):64 * (i % 4) + 64], y[64 * (i % 4):][:64]),
-                   F.cross_entropy, emu, steps=12)
-    assert losses[-1] < 0.6 * losses[0], losses
-    assert len(emu.history.steps) == 12
+                   F.cross_entropy, emu, steps=8)
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert len(emu.history.steps) == 8
     st = emu.stats()
     assert set(st) == {"0:linear", "2:linear"}
     assert set(st["2:linear"]) == {"activation", "weight", "gradient"}
@@ -437,14 +437,15 @@ def test_bf16_gemms_equal_torch_cpu_bit_for_bit(rng, cancelling):
     baddbmm bit for bit, also on data whose products cancel (where the order shows: there
     lowprec.matmul's k-mod-4 lanes and plain sequential fp32 both miss)."""
     _verified_cpu()
-    cases = list(_bf16_cases(rng, 10, cancelling))
+    cases = list(_bf16_cases(rng, 8, cancelling))
     calls, exact, diff, total = _differing(lpt.emulate(inputs="bf16", accumulate="torch-cpu"),
                                            cases)
-    assert calls == 70 and exact == calls, (exact, diff, total)
-    if cancelling:
+    assert calls == 56 and exact == calls, (exact, diff, total)
+    if cancelling:  # the data shows the order: other orders miss (on a third of the calls)
+        some = cases[:21]
         for other in (4, None):
-            _, ex, d, _ = _differing(lpt.emulate(inputs="bf16", accumulate=other), cases)
-            assert ex < calls and d > 0.01 * total, (other, ex, d)
+            n, ex, d, tot = _differing(lpt.emulate(inputs="bf16", accumulate=other), some)
+            assert ex < n and d > 0.01 * tot, (other, ex, d)
 
 
 def test_bf16_transposed_layouts_are_close_to_torch_cpu(rng):
@@ -454,7 +455,7 @@ def test_bf16_transposed_layouts_are_close_to_torch_cpu(rng):
     _verified_cpu()
     emu = lpt.emulate(inputs="bf16", accumulate="torch-cpu")
     diff = total = 0
-    for _ in range(10):
+    for _ in range(6):
         m, k, n = (int(v) for v in rng.integers(1, 48, 3))
         x, w, b, g = bf(rng, m, k), bf(rng, n, k), bf(rng, n), bf(rng, m, n)
         for args in ((x, w), (x, w, b)):
