@@ -22,6 +22,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["EmulatedGemm", "to_numpy", "from_numpy", "check_operand", "unbroadcast"]
 
@@ -102,6 +103,7 @@ class EmulatedGemm(torch.autograd.Function):
         return from_numpy(out, a.dtype)
 
     @staticmethod
+    @once_differentiable  # the backward GEMMs run in numpy: no second derivatives
     def backward(ctx, g: torch.Tensor):
         ctx.saved_tensors  # raises if a or b was modified in place since the forward pass
         need_a, need_b, need_c = ctx.needs_input_grad[:3]
