@@ -80,6 +80,32 @@ def test_bf16_step_on_the_h100_model():
     assert not np.array_equal(y, lowprec.matmul(q(a), q(b)))
 
 
+@pytest.mark.parametrize("model", ["mi300x", "mi250x", "mi100"])
+def test_bf16_step_on_an_amd_matrix_core_model(model):
+    """AMD matrix-core models run every GEMM of a step as lowprec.matmul(model=...) does."""
+    r = _rng(5)
+    a, b, g = (r.standard_normal(s).astype(np.float32) for s in ((9, 40), (40, 7), (9, 7)))
+    pol = Policy("p", activations="bf16", weights="bf16", gradients="bf16", gemm_model=model)
+    y, ga, gb = _step(pol, a, b, g)
+    q = lambda v: lowprec.array(v, "bf16")  # noqa: E731
+    np.testing.assert_array_equal(y, lowprec.matmul(q(a), q(b), model=model))
+    np.testing.assert_array_equal(ga, lowprec.matmul(q(g), q(b).T, model=model))
+    np.testing.assert_array_equal(gb, lowprec.matmul(q(a).T, q(g), model=model))
+
+
+def test_amd_gemm_model_errors_at_construction():
+    with pytest.raises(ValueError, match="forward GEMM"):
+        Policy("x", gemm_model="mi300x", **FP8)              # OCP fp8: MI300X takes fnuz
+    with pytest.raises(ValueError, match="dgrad GEMM"):
+        Policy("x", gemm_model="mi100", activations="bf16", weights="bf16")  # fp32 grads
+    with pytest.raises(ValueError, match="promote_every"):
+        Policy("x", gemm_model="mi300x", promote_every=128, activations="bf16",
+               weights="bf16", gradients="bf16")
+    fnuz = dict(activations="float8_e4m3fnuz", weights="float8_e4m3fnuz",
+                gradients="float8_e5m2fnuz")
+    assert Policy("x", gemm_model="mi300x", scaling=CurrentScaling(), **fnuz).gemm_model
+
+
 def test_promotion_changes_results_only_where_k_exceeds_it():
     r = _rng(2)
     a = r.random((4, 512)).astype(np.float32)

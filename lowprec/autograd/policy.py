@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 
 from ..formats import FixedFormat, Format, float32, get_format
+from ..matrixcore import MatrixCoreModel, MatrixCorePath, get_mc_model, is_mc_model, select_path_pair
 from ..tensorcore import BlockFMAModel, TensorCoreModel, get_model, select_block_pair
 from .grad_scaler import GradScaler
 from .scaling import (SCALINGS, CurrentScaling, DelayedScaling, FineGrainedScaling, MXScaling,
@@ -84,7 +85,8 @@ class Policy:
             every forward and backward GEMM (overrides ``acc``, ``acc_rounding`` and
             ``fma``): a GPU name of :data:`lowprec.tensorcore.MODELS` ("h100", ...), a
             :class:`~lowprec.tensorcore.TensorCoreModel` or a fitted
-            :class:`~lowprec.tensorcore.BlockFMAModel`; or None. Each GEMM's operand
+            :class:`~lowprec.tensorcore.BlockFMAModel`; an AMD matrix-core model of
+            :mod:`lowprec.matrixcore` ("mi300x", ...; no ``promote_every``); or None. Each GEMM's operand
             formats (forward: activations x weights; dgrad: gradients x weights; wgrad:
             activations x gradients, e.g. E4M3 x E5M2) must be ones the model takes
             together; float32 (a role without a format) is not a tensor-core input.
@@ -122,7 +124,8 @@ class Policy:
     acc: Optional[str] = "fp32"
     acc_rounding: str = "rne"
     fma: bool = True
-    gemm_model: Union[None, str, TensorCoreModel, BlockFMAModel] = None
+    gemm_model: Union[None, str, TensorCoreModel, BlockFMAModel, MatrixCoreModel,
+                      MatrixCorePath] = None
     storage: Optional[str] = None
     cast_rounding: str = "rne"
     overflow: Optional[str] = None
@@ -193,6 +196,9 @@ class Policy:
     def _check_gemm_model(self) -> None:
         """Every GEMM's operand formats (and the promotion interval) must be ones the
         tensor-core model takes: the error comes here, not at the first GEMM."""
+        if is_mc_model(self.gemm_model):
+            self._check_mc_model()
+            return
         try:
             model = get_model(self.gemm_model)
         except (ValueError, TypeError) as e:
@@ -218,6 +224,26 @@ class Policy:
                 raise ValueError(f"Policy {self.name!r}: gemm_model {label!r} cannot run the "
                                  f"{gemm} GEMM ({ra}s in {fa.name} x {rb}s in {fb.name}): "
                                  f"{e}{hint}") from None
+
+    def _check_mc_model(self) -> None:
+        """The same checks for an AMD matrix-core model (no promotion interval: its
+        instructions chain in fp32 already)."""
+        model = get_mc_model(self.gemm_model)
+        label = getattr(model, "name", None) or repr(model)
+        if self.acc is None or self.promote_every is not None:
+            raise ValueError(f"Policy {self.name!r}: gemm_model {label!r} (AMD matrix cores) "
+                             f"takes neither acc=None nor promote_every")
+        if isinstance(self.scaling, (MXScaling, NVFP4Scaling)):
+            raise ValueError(f"Policy {self.name!r}: block-scaled GEMMs are not modelled on "
+                             f"{label!r}; gemm_model must be None")
+        for gemm, ra, rb in GEMMS:
+            fa, fb = self.format(ra) or float32, self.format(rb) or float32
+            try:
+                select_path_pair(model, fa, fb)
+            except ValueError as e:
+                raise ValueError(f"Policy {self.name!r}: gemm_model {label!r} cannot run the "
+                                 f"{gemm} GEMM ({ra}s in {fa.name} x {rb}s in {fb.name}): "
+                                 f"{e}") from None
 
     def _is_bare_name(self) -> bool:
         return all(getattr(self, f.name) == f.default for f in fields(self) if f.name != "name")
