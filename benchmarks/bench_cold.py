@@ -10,7 +10,6 @@ user starting a session pays). Usage: python benchmarks/bench_cold.py [--quick]
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Context, Row, header, table  # noqa: E402
+from harness import Context, Row, module_main  # noqa: E402
 
 GROUP = "first use on a cold cache"
 TARGET_S = 8.0
@@ -62,12 +61,7 @@ def rows(ctx: Context) -> list:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    print(header())
-    print(table(rows(Context(quick=args.quick))))
-    return 0
+    return module_main(rows, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ Usage: python benchmarks/bench_gemm_acc.py [--quick]
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Context, Row, compare, header, set_threads, table  # noqa: E402
+from harness import Context, Row, compare, set_threads, module_main  # noqa: E402
 
 GROUP = "exact GEMM accumulation vs numpy float32 sgemm"
 
@@ -58,12 +57,7 @@ def rows(ctx: Context) -> list:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    print(header())
-    print(table(rows(Context(quick=args.quick))))
-    return 0
+    return module_main(rows, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -195,3 +195,25 @@ class Context:
 
     quick: bool = False
     threads: tuple = field(default_factory=lambda: (1, 2))
+
+
+def module_main(rows: Callable[["Context"], list], doc: str, argv=None) -> int:
+    """The command line every benchmark module shares: ``--quick``, then the machine header
+    and the module's table.
+
+    Args:
+        rows: the module's ``rows(ctx)``.
+        doc: the module's docstring (its first paragraph is the help text).
+        argv: arguments (default: sys.argv[1:]).
+
+    Returns:
+        The exit status (0).
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, few rounds")
+    args = ap.parse_args(argv)
+    print(header())
+    print(table(rows(Context(quick=args.quick))))
+    return 0
