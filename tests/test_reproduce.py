@@ -62,3 +62,33 @@ def test_transformer_runs_in_a_sweep():
         assert r["result"]["val_loss"] is not None and 0 <= r["result"]["test_accuracy"] <= 1
         assert len(r["history"]["loss"]) == 4 and len(r["history"]["epochs"]) == 2
     assert res[0]["history"]["loss"] != res[1]["history"]["loss"]
+
+
+def _fake_runs(acc_by_label):
+    return {k: [{"test_accuracy": a, "update_applied_ratio": 0.5} for a in v]
+            for k, v in acc_by_label.items()}
+
+
+def test_gupta_claims_test_the_endpoint_and_the_trend(monkeypatch):
+    from lowprec.study.reproduce import gupta2015
+
+    def fake(rn_gap_14, rn_gap_8):
+        base = [0.97, 0.96, 0.975, 0.965]
+        runs = {"fp32": base}
+        for fl, g in ((14, rn_gap_14), (10, [0.0] * 4), (8, rn_gap_8)):
+            runs[f"SR <{16 - fl},{fl}>"] = base
+            runs[f"RN <{16 - fl},{fl}>"] = [b + d for b, d in zip(base, g)]
+        monkeypatch.setattr(gupta2015, "run_variants", lambda *a, **k: _fake_runs(runs))
+        return {c.claim.split(":")[0][:40]: c for c in gupta2015.run(range(4))}
+
+    # RN fails at FL 8 and is fine at FL 14: both RN claims hold
+    claims = list(fake([0.0, 0.001, -0.001, 0.0], [-0.05, -0.06, -0.04, -0.05]).values())
+    assert [c.holds for c in claims[3:]] == [True, True]
+    assert claims[4].measured["low"] < claims[4].measured["high"] < 0
+    # RN as bad at FL 14 as at FL 8: the endpoint holds, the trend does not
+    claims = list(fake([-0.05, -0.06, -0.04, -0.05], [-0.05, -0.06, -0.04, -0.05]).values())
+    assert [c.holds for c in claims[3:]] == [True, False]
+    # RN as good as SR everywhere: neither holds
+    claims = list(fake([0.0] * 4, [0.001, -0.001, 0.0, 0.0]).values())
+    assert [c.holds for c in claims[3:]] == [False, False]
+    assert all(c.holds for c in claims[:3])  # SR within 1 point of fp32 at every FL

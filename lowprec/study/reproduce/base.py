@@ -102,4 +102,4 @@ class Reproduction:
     setup: str
     differences: str
     run: Callable
-    default_seeds: int = 3
+    default_seeds: int = 8
