@@ -32,7 +32,7 @@ from ..ids import (NAN_NEG_ZERO, OP_ABS, OP_ADD, OP_DIV, OP_MAX, OP_MUL, OP_NEG,
 from .convert import round_float_value
 from .layout import (F_BIAS, F_EMAX, F_EMIN, F_MAN, F_MAXCODE, F_MAXSIG, F_NAN_KIND, F_SIGNED,
                      F_SUBN, F_ZERO)
-from .random import rand64
+from .random import rand64, rand64_at, word_base
 
 _SPLITTER = 134217729.0  # 2^27 + 1, Veltkamp's constant for float64
 
@@ -233,6 +233,9 @@ def fma_array(a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
 # only, and both paths give the same bits, which tests/test_arith_fast.py checks.
 
 KIND_BINARY, KIND_UNARY, KIND_FMA = 0, 1, 2
+FAM_ADD, FAM_MUL, FAM_FMA, FAM_DIV, FAM_SQRT, FAM_UNARY = range(6)  # loops of the fast pass
+MC_DET, MC_SRE, MC_SRB = range(3)  # deterministic, exact SR, SR with r random bits
+_ABS64 = np.int64(0x7FFFFFFFFFFFFFFF)
 _CHUNK = 2048  # elements per task: the scratch buffers of one task stay in L1/L2
 _BIAS64 = np.int64(1023)
 _MANT64 = np.int64((1 << 52) - 1)
@@ -254,57 +257,309 @@ def _daz(x, tiny):
 
 
 @njit(cache=True, inline="always")
-def _pass_exact(kind, op, a, b, c, start, stop, tiny, sbuf, tbuf):
-    # The exact pair (s, t) of every element of [start, stop); one loop per operation so
-    # that each loop body is straight-line code.
-    n = stop - start
-    if kind == KIND_FMA:
-        for j in range(n):
-            x = _daz(np.float64(a[start + j]), tiny)
-            y = _daz(np.float64(b[start + j]), tiny)
-            z = _daz(np.float64(c[start + j]), tiny)
-            p = x * y  # exact: two 24-bit significands
-            s = p + z
-            bb = s - p
-            sbuf[j] = s
-            tbuf[j] = (p - (s - bb)) + (z - bb)
-    elif kind == KIND_UNARY:
+def _bad(babs, rb, lo_bits, hi_bits, maxbits, zero_bad_i):
+    # the scalar path decides: s not a normal number of the format (or zero), an overflow,
+    # an exact zero sum under RDN
+    return (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
+        | np.int64(rb > maxbits) | (zero_bad_i & np.int64(babs == 0))
+
+
+@njit(cache=True, inline="always")
+def _signed(b, rb, zsigned_i):
+    # the rounded magnitude rb (float64 bits) with s's sign (no -0 in fnuz formats)
+    sgn = (b >> 63) & 1 & (np.int64(rb != 0) | zsigned_i)
+    return np.int64(rb | (sgn << 63)).view(np.float64)
+
+
+@njit(cache=True, inline="always")
+def _rd_det(s, tnz, R):
+    # (value, bad) of s in a deterministic mode; tnz: whether the tail is nonzero.
+    # Below the kept bit, rounding adds half-1 plus the kept LSB (RNE), half (RNA), nothing
+    # (RTZ), all ones for RUP (positive) / RDN (negative) values; a carry moves into the
+    # exponent by itself.
+    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, kl, kr, upp, upn = R
+    b = np.float64(s).view(np.int64)
+    babs = b & _ABS64
+    neg = (b >> 63) & 1
+    rem = babs & ones
+    add = kl * (half - 1 + ((babs >> sh) & 1)) + kr * half \
+        + ones * ((upp & (1 - neg)) | (upn & neg))
+    rb = (babs + add) & ~ones
+    kh = kl | kr
+    # a tail matters only when s is on a midpoint (nearest) or on the grid (directed)
+    tail_bad = tnz & ((kh & np.int64(rem == half)) | ((1 - kh) & np.int64(rem == 0)))
+    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits,
+                                           zero_bad_i) | tail_bad
+
+
+@njit(cache=True, inline="always")
+def _rd_sre(s, tnz, rz, idx, base, R):
+    # (value, bad) of s in exact stochastic rounding: up iff the first sh random bits of
+    # element idx < the discarded bits rem. tnz: whether the tail may be nonzero; rz:
+    # whether it may be nonzero with rem == 0 (0 where that is proven impossible).
+    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, kl, kr, upp, upn = R
+    b = np.float64(s).view(np.int64)
+    babs = b & _ABS64
+    rem = babs & ones
+    stream = np.int64(rand64_at(base, idx) >> np.uint64(64 - sh))
+    up = np.int64(stream < rem)
+    tail_bad = tnz & ((rz & np.int64(rem == 0)) | np.int64(stream == rem)
+                      | np.int64(stream + 1 == rem))
+    rb = (babs & ~ones) + (up << sh)
+    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits,
+                                           zero_bad_i) | tail_bad
+
+
+@njit(cache=True, inline="always")
+def _rd_srb(s, tnz, idx, base, R, Q):
+    # (value, bad) of s in stochastic rounding with r random bits: up iff the first r
+    # discarded bits (zero-extended) plus r random bits carry out.
+    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, kl, kr, upp, upn = R
+    dpos, dneg, dmask, rsh, lim = Q
+    b = np.float64(s).view(np.int64)
+    babs = b & _ABS64
+    rem = babs & ones
+    h = (np.uint64(rem) >> np.uint64(dpos)) << np.uint64(dneg)
+    up = np.int64(h + (rand64_at(base, idx) >> np.uint64(rsh)) >= np.uint64(lim))
+    # with r wider than the discarded field (dmask 0) every inexact result is decided by
+    # the scalar path; otherwise those whose first r discarded bits are all there is
+    tail_bad = tnz & np.int64((rem & dmask) == 0)
+    rb = (babs & ~ones) + (up << sh)
+    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits,
+                                           zero_bad_i) | tail_bad
+
+
+# The exact pair of one element, as (s, tail nonzero); inlined into the loops below.
+
+@njit(cache=True, inline="always")
+def _ex_add(a, b, i, tiny, sg):
+    x = _daz(np.float64(a[i]), tiny)
+    y = sg * _daz(np.float64(b[i]), tiny)
+    s = x + y
+    bb = s - x
+    return s, np.int64(((x - (s - bb)) + (y - bb)) != 0.0)  # TwoSum
+
+
+@njit(cache=True, inline="always")
+def _ex_fma(a, b, c, i, tiny):
+    p = _daz(np.float64(a[i]), tiny) * _daz(np.float64(b[i]), tiny)  # exact: 24-bit factors
+    z = _daz(np.float64(c[i]), tiny)
+    s = p + z
+    bb = s - p
+    return s, np.int64(((p - (s - bb)) + (z - bb)) != 0.0)
+
+
+@njit(cache=True, inline="always")
+def _ex_div(a, b, i, tiny, tail):
+    x = _daz(np.float64(a[i]), tiny)
+    y = _daz(np.float64(b[i]), tiny)
+    q = x / y
+    if not tail:
+        return q, np.int64(1)
+    ph, pl = two_prod(q, y)
+    return q, np.int64(((x - ph) - pl) != 0.0)
+
+
+@njit(cache=True, inline="always")
+def _ex_sqrt(a, i, tiny, tail):
+    x = _daz(np.float64(a[i]), tiny)
+    s = math.sqrt(x) if x >= 0.0 else np.nan
+    if not tail:
+        return s, np.int64(1)
+    ph, pl = two_prod(s, s)
+    return s, np.int64(((x - ph) - pl) != 0.0)
+
+
+@njit(cache=True, inline="always")
+def _ex_unary(a, i, tiny, is_neg):
+    x = _daz(np.float64(a[i]), tiny)
+    return (-x if is_neg else math.fabs(x)), np.int64(0)
+
+
+@njit(cache=True, inline="always")
+def _exact_pair(kind, op, a, b, c, i, tiny):
+    # (s, t) of element i with the tail's sign exact (the fix-up path: rare elements)
+    x = _daz(np.float64(a[i]), tiny)
+    if kind == KIND_UNARY:
         if op == OP_SQRT:
-            for j in range(n):
-                x = _daz(np.float64(a[start + j]), tiny)
-                s = math.sqrt(x) if x >= 0.0 else np.nan
-                ph, pl = two_prod(s, s)
-                sbuf[j] = s
-                tbuf[j] = (x - ph) - pl  # the tail has the remainder's sign (s > 0)
-        else:
-            sg = -1.0 if op == OP_NEG else 1.0
-            for j in range(n):
-                x = _daz(np.float64(a[start + j]), tiny)
-                sbuf[j] = sg * x if op == OP_NEG else math.fabs(x)
-                tbuf[j] = 0.0
+            s = math.sqrt(x) if x >= 0.0 else np.nan
+            ph, pl = two_prod(s, s)
+            return s, (x - ph) - pl  # the tail has the remainder's sign (s > 0)
+        return (-x if op == OP_NEG else math.fabs(x)), 0.0
+    y = _daz(np.float64(b[i]), tiny)
+    if kind == KIND_FMA:
+        x = x * y  # exact
+        y = _daz(np.float64(c[i]), tiny)
     elif op == OP_MUL:
-        for j in range(n):
-            sbuf[j] = _daz(np.float64(a[start + j]), tiny) * _daz(np.float64(b[start + j]),
-                                                                   tiny)
-            tbuf[j] = 0.0
+        return x * y, 0.0
     elif op == OP_DIV:
-        for j in range(n):
-            x = _daz(np.float64(a[start + j]), tiny)
-            y = _daz(np.float64(b[start + j]), tiny)
-            q = x / y
-            ph, pl = two_prod(q, y)
-            r = (x - ph) - pl  # exact remainder; the tail r / y has the sign of r * y
-            sbuf[j] = q
-            tbuf[j] = r if y > 0.0 else -r
-    else:  # add, sub
-        sg = -1.0 if op == OP_SUB else 1.0
-        for j in range(n):
-            x = _daz(np.float64(a[start + j]), tiny)
-            y = sg * _daz(np.float64(b[start + j]), tiny)
-            s = x + y
-            bb = s - x
-            sbuf[j] = s
-            tbuf[j] = (x - (s - bb)) + (y - bb)
+        q = x / y
+        ph, pl = two_prod(q, y)
+        r = (x - ph) - pl  # exact remainder; the tail r / y has the sign of r * y
+        return q, (r if y > 0.0 else -r)
+    elif op == OP_SUB:
+        y = -y
+    s, t = two_sum(x, y)
+    return s, t
+
+
+@njit(cache=True, inline="always")
+def _fast_loops(fam, a, b, c, start, n, tiny, sg, is_neg, mc, R, Q, base, out, flag):
+    # Round every element of [start, start + n) into out and flag (1) those the fix-up
+    # path must decide; returns how many. One straight-line loop per operation family and
+    # mode class, so that LLVM vectorises each (the random stream included).
+    nbad = 0
+    if fam == FAM_ADD:
+        if mc == MC_DET:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_add(a, b, i, tiny, sg)
+                v, bad = _rd_det(s, tnz, R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_add(a, b, i, tiny, sg)
+                v, bad = _rd_sre(s, tnz, 1, np.uint64(i), base, R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        else:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_add(a, b, i, tiny, sg)
+                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+    elif fam == FAM_MUL:
+        if mc == MC_DET:
+            for j in range(n):
+                i = start + j
+                s = _daz(np.float64(a[i]), tiny) * _daz(np.float64(b[i]), tiny)
+                v, bad = _rd_det(s, np.int64(0), R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                i = start + j
+                s = _daz(np.float64(a[i]), tiny) * _daz(np.float64(b[i]), tiny)
+                v, bad = _rd_sre(s, np.int64(0), 0, np.uint64(i), base, R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        else:
+            for j in range(n):
+                i = start + j
+                s = _daz(np.float64(a[i]), tiny) * _daz(np.float64(b[i]), tiny)
+                v, bad = _rd_srb(s, np.int64(0), np.uint64(i), base, R, Q)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+    elif fam == FAM_FMA:
+        if mc == MC_DET:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_fma(a, b, c, i, tiny)
+                v, bad = _rd_det(s, tnz, R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_fma(a, b, c, i, tiny)
+                v, bad = _rd_sre(s, tnz, 1, np.uint64(i), base, R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        else:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_fma(a, b, c, i, tiny)
+                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+    elif fam == FAM_DIV:
+        if mc == MC_DET:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_div(a, b, i, tiny, False)
+                v, bad = _rd_det(s, np.int64(0), R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_div(a, b, i, tiny, False)
+                v, bad = _rd_sre(s, tnz, 0, np.uint64(i), base, R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        else:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_div(a, b, i, tiny, True)
+                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+    elif fam == FAM_SQRT:
+        if mc == MC_DET:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_sqrt(a, i, tiny, False)
+                v, bad = _rd_det(s, np.int64(0), R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_sqrt(a, i, tiny, False)
+                v, bad = _rd_sre(s, tnz, 0, np.uint64(i), base, R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        else:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_sqrt(a, i, tiny, True)
+                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+    elif fam == FAM_UNARY:
+        if mc == MC_DET:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_unary(a, i, tiny, is_neg)
+                v, bad = _rd_det(s, np.int64(0), R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_unary(a, i, tiny, is_neg)
+                v, bad = _rd_sre(s, tnz, 0, np.uint64(i), base, R)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+        else:
+            for j in range(n):
+                i = start + j
+                s, tnz = _ex_unary(a, i, tiny, is_neg)
+                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
+                out[i] = v
+                flag[j] = bad
+                nbad += bad
+    return nbad
 
 
 @njit(cache=True, inline="always")
@@ -385,88 +640,6 @@ def _round_general(b, tb, i, m, emin, bias, maxcode, subn_i, ftz_i, zsigned_i, z
                    subn_i, ftz_i, zsigned_i, zero_bad_i)
 
 
-@njit(cache=True, inline="always")
-def _pass_round(sbits, tbits, start, n, m, emin, maxbits, zsigned_i, zero_bad_i, mode,
-                sr_bits, key, out, flag):
-    # Round every s (float64 bits) whose result is a normal number of the format, or zero,
-    # into out[start + j]; flag the other elements (flag 1). Returns how many there are.
-    # In the normal range the discarded field has a fixed width (52 - m bits), so the
-    # rounding is a uniform add-and-mask on the float64 bits (a carry moves into the
-    # exponent by itself). One loop per kind of rounding decision, each branch-free.
-    sh = np.int64(52 - m)
-    ones = (np.int64(1) << sh) - 1
-    half = np.int64(1) << (sh - 1)
-    lo_bits = (emin + _BIAS64) << 52  # bits of 2^emin, the smallest normal of the format
-    hi_bits = np.int64(0x7FF) << 52  # bits of inf
-    nbad = 0
-    if mode == SR and sr_bits == 0:  # exact: up iff the first sh random bits < rem
-        for j in range(n):
-            b = sbits[j]
-            babs = b & 0x7FFFFFFFFFFFFFFF
-            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
-            rem = babs & ones
-            stream = np.int64(rand64(key, start + j, 0) >> np.uint64(64 - sh))
-            up = np.int64(stream < rem)
-            tail_bad = tnz & np.int64((rem == 0) | (stream == rem) | (stream + 1 == rem))
-            rb = (babs & ~ones) + (up << sh)
-            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
-                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
-            sgn = (b >> 63) & 1 & (np.int64(rb != 0) | zsigned_i)
-            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
-            flag[j] = bad
-            nbad += bad
-    elif mode == SR:  # r random bits added below the kept bit
-        lim = np.uint64(1) << np.uint64(sr_bits)
-        d = sh - sr_bits
-        dmask = (np.int64(1) << (d if d > 0 else 0)) - 1
-        for j in range(n):
-            b = sbits[j]
-            babs = b & 0x7FFFFFFFFFFFFFFF
-            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
-            rem = babs & ones
-            r = rand64(key, start + j, 0)
-            if d >= 0:
-                h = np.uint64(rem >> d)
-                tail_bad = tnz & np.int64((rem & dmask) == 0)
-            else:
-                h = np.uint64(rem) << np.uint64(-d)
-                tail_bad = tnz
-            up = np.int64(h + (r >> np.uint64(64 - sr_bits)) >= lim)
-            rb = (babs & ~ones) + (up << sh)
-            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
-                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
-            sgn = (b >> 63) & 1 & (np.int64(rb != 0) | zsigned_i)
-            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
-            flag[j] = bad
-            nbad += bad
-    else:
-        kl = np.int64(mode == RNE)
-        kr = np.int64(mode == RNA)
-        kh = kl | kr
-        upp = np.int64(mode == RUP)
-        upn = np.int64(mode == RDN)
-        for j in range(n):
-            b = sbits[j]
-            babs = b & 0x7FFFFFFFFFFFFFFF
-            neg = (b >> 63) & 1
-            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
-            rem = babs & ones
-            # below the kept bit, rounding adds half-1 plus the kept LSB (RNE), half (RNA),
-            # nothing (RTZ), all ones for RUP (positive) / RDN (negative) values
-            add = kl * (half - 1 + ((babs >> sh) & 1)) + kr * half \
-                + ones * ((upp & (1 - neg)) | (upn & neg))
-            rb = (babs + add) & ~ones
-            # a tail matters only when s is on a midpoint (nearest) or on the grid (directed)
-            tail_bad = tnz & ((kh & np.int64(rem == half)) | ((1 - kh) & np.int64(rem == 0)))
-            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
-                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
-            sgn = neg & (np.int64(rb != 0) | zsigned_i)
-            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
-            flag[j] = bad
-            nbad += bad
-    return nbad
-
-
 @njit(cache=True)
 def _max_bits(fp):
     """float64 bits of the format's largest finite value."""
@@ -490,29 +663,45 @@ def _scalar_value(kind, op, a, b, c, i, fp, mode, ovf, ftz, daz, key, sr_bits):
 @njit(cache=True, inline="always")
 def _fast_range(kind, op, a, b, c, start, stop, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     n = stop - start
-    sbuf = np.empty(n, np.float64)
-    tbuf = np.empty(n, np.float64)
-    flag = np.empty(n, np.int64)
+    flag = np.empty(n, np.uint8)
     m, emin, bias, maxcode = fp[F_MAN], fp[F_EMIN], fp[F_BIAS], fp[F_MAXCODE]
     tiny = math.ldexp(1.0, int(emin)) if daz else 0.0
-    _pass_exact(kind, op, a, b, c, start, stop, tiny, sbuf, tbuf)
     zsigned_i = np.int64(fp[F_NAN_KIND] != NAN_NEG_ZERO)  # fnuz formats have no -0
     # IEEE's exact-zero sum is -0 under RDN, which float64 addition (in RNE) does not give
     zero_bad_i = np.int64(mode == RDN and (kind == KIND_FMA or (
         kind == KIND_BINARY and op != OP_MUL and op != OP_DIV)))
-    maxbits = _max_bits(fp)
-    sbits = sbuf.view(np.int64)
-    tbits = tbuf.view(np.int64)
-    nbad = _pass_round(sbits, tbits, start, n, m, emin, maxbits, zsigned_i, zero_bad_i, mode,
-                       sr_bits, key, out, flag)
+    # In the format's normal range the discarded field has a fixed width (52 - m bits)
+    sh = np.int64(52 - m)
+    R = (sh, (np.int64(1) << sh) - 1, np.int64(1) << (sh - 1),
+         (emin + _BIAS64) << 52,  # bits of 2^emin, the smallest normal of the format
+         np.int64(0x7FF) << 52,  # bits of inf
+         _max_bits(fp), zsigned_i, zero_bad_i, np.int64(mode == RNE), np.int64(mode == RNA),
+         np.int64(mode == RUP), np.int64(mode == RDN))
+    d = sh - sr_bits
+    dpos = d if d > 0 else 0
+    Q = (dpos, -d if d < 0 else 0, (np.int64(1) << dpos) - 1, 64 - sr_bits,
+         np.int64(1) << sr_bits)
+    mc = MC_DET if mode != SR else (MC_SRE if sr_bits == 0 else MC_SRB)
+    if kind == KIND_FMA:
+        fam = FAM_FMA
+    elif kind == KIND_UNARY:
+        fam = FAM_SQRT if op == OP_SQRT else FAM_UNARY
+    else:
+        fam = FAM_MUL if op == OP_MUL else (FAM_DIV if op == OP_DIV else FAM_ADD)
+    sg = -1.0 if op == OP_SUB else 1.0
+    nbad = _fast_loops(fam, a, b, c, start, n, tiny, sg, op == OP_NEG, mc, R, Q,
+                       word_base(key, 0), out, flag)
     if nbad:
         subn_i = np.int64(fp[F_SUBN])
         ftz_i = np.int64(ftz)
         for j in range(n):
             if flag[j]:
                 i = start + j
-                v, bad = _round_general(sbits[j], tbits[j], i, m, emin, bias, maxcode, subn_i,
-                                        ftz_i, zsigned_i, zero_bad_i, mode, sr_bits, key)
+                s, t = _exact_pair(kind, op, a, b, c, i, tiny)
+                v, bad = _round_general(np.float64(s).view(np.int64),
+                                        np.float64(t).view(np.int64), i, m, emin, bias,
+                                        maxcode, subn_i, ftz_i, zsigned_i, zero_bad_i, mode,
+                                        sr_bits, key)
                 if bad:
                     v = _scalar_value(kind, op, a, b, c, i, fp, mode, ovf, ftz, daz, key,
                                       sr_bits)

@@ -31,3 +31,26 @@ def rand64(key, idx, word):
     """Random uint64 number ``word`` of element ``idx`` under ``key`` (a mixed seed)."""
     z = mix64(key ^ (np.uint64(word) * _WORD))
     return mix64(z + np.uint64(idx) * _GOLDEN)
+
+
+# Inlined forms for element loops: numba compiles ``rand64`` as a call, and a call per
+# element keeps LLVM from vectorising the loop around it. ``word_base`` is the part of
+# ``rand64`` that depends on (key, word) only, to be hoisted out of the loop;
+# ``rand64_at(word_base(key, word), idx) == rand64(key, idx, word)`` (a test checks).
+@njit(cache=True, inline="always")
+def _mix64_inline(z):
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, inline="always")
+def word_base(key, word):
+    """The (key, word) half of :func:`rand64`: ``mix64(key ^ word * WORD)``."""
+    return _mix64_inline(key ^ (np.uint64(word) * _WORD))
+
+
+@njit(cache=True, inline="always")
+def rand64_at(base, idx):
+    """``rand64(key, idx, word)`` given ``base = word_base(key, word)``; inlined."""
+    return _mix64_inline(base + np.uint64(idx) * _GOLDEN)
