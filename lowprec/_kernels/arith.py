@@ -32,7 +32,7 @@ from ..ids import (NAN_NEG_ZERO, OP_ABS, OP_ADD, OP_DIV, OP_MAX, OP_MUL, OP_NEG,
 from .convert import round_float_value
 from .layout import (F_BIAS, F_EMAX, F_EMIN, F_MAN, F_MAXCODE, F_MAXSIG, F_NAN_KIND, F_SIGNED,
                      F_SUBN, F_ZERO)
-from .random import rand64, rand64_at, word_base
+from .random import STEP, counter, mix64_inline, rand64, word_base
 
 _SPLITTER = 134217729.0  # 2^27 + 1, Veltkamp's constant for float64
 
@@ -236,7 +236,7 @@ KIND_BINARY, KIND_UNARY, KIND_FMA = 0, 1, 2
 FAM_ADD, FAM_MUL, FAM_FMA, FAM_DIV, FAM_SQRT, FAM_UNARY = range(6)  # loops of the fast pass
 MC_DET, MC_SRE, MC_SRB = range(3)  # deterministic, exact SR, SR with r random bits
 _ABS64 = np.int64(0x7FFFFFFFFFFFFFFF)
-_CHUNK = 2048  # elements per task: the scratch buffers of one task stay in L1/L2
+_CHUNK = 8192  # elements per task: its setup is amortised, its flag buffer stays in L1
 _BIAS64 = np.int64(1023)
 _MANT64 = np.int64((1 << 52) - 1)
 _TWO52_BITS = np.int64(0x4330000000000000)  # float64 bits of 2^52
@@ -259,7 +259,8 @@ def _daz(x, tiny):
 @njit(cache=True, inline="always")
 def _bad(babs, rb, lo_bits, hi_bits, maxbits, zero_bad_i):
     # the scalar path decides: s not a normal number of the format (or zero), an overflow,
-    # an exact zero sum under RDN
+    # an exact zero sum under RDN, infinities and NaNs (rounding the bits of a NaN with a
+    # large payload can carry into the sign bit, hence the separate test)
     return (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
         | np.int64(rb > maxbits) | (zero_bad_i & np.int64(babs == 0))
 
@@ -276,57 +277,58 @@ def _rd_det(s, tnz, R):
     # (value, bad) of s in a deterministic mode; tnz: whether the tail is nonzero.
     # Below the kept bit, rounding adds half-1 plus the kept LSB (RNE), half (RNA), nothing
     # (RTZ), all ones for RUP (positive) / RDN (negative) values; a carry moves into the
-    # exponent by itself.
-    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, kl, kr, upp, upn = R
+    # exponent by itself. The modes are masks (0 or -1), not factors: AVX2 has no 64-bit
+    # multiply.
+    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, klm, krm, upm, dnm = R
     b = np.float64(s).view(np.int64)
     babs = b & _ABS64
     neg = (b >> 63) & 1
     rem = babs & ones
-    add = kl * (half - 1 + ((babs >> sh) & 1)) + kr * half \
-        + ones * ((upp & (1 - neg)) | (upn & neg))
+    add = (klm & (half - 1 + ((babs >> sh) & 1))) + (krm & half) \
+        + (ones & ((upm & (neg - 1)) | (dnm & -neg)))
     rb = (babs + add) & ~ones
-    kh = kl | kr
+    kh = (klm | krm) & 1
     # a tail matters only when s is on a midpoint (nearest) or on the grid (directed)
     tail_bad = tnz & ((kh & np.int64(rem == half)) | ((1 - kh) & np.int64(rem == 0)))
-    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits,
-                                           zero_bad_i) | tail_bad
+    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits, zero_bad_i) \
+        | tail_bad
 
 
 @njit(cache=True, inline="always")
-def _rd_sre(s, tnz, rz, idx, base, R):
-    # (value, bad) of s in exact stochastic rounding: up iff the first sh random bits of
-    # element idx < the discarded bits rem. tnz: whether the tail may be nonzero; rz:
+def _rd_sre(s, tnz, rz, r, R):
+    # (value, bad) of s in exact stochastic rounding: up iff the first sh bits of the
+    # element's random word r < the discarded bits rem. tnz: whether the tail may be nonzero; rz:
     # whether it may be nonzero with rem == 0 (0 where that is proven impossible).
-    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, kl, kr, upp, upn = R
+    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, klm, krm, upm, dnm = R
     b = np.float64(s).view(np.int64)
     babs = b & _ABS64
     rem = babs & ones
-    stream = np.int64(rand64_at(base, idx) >> np.uint64(64 - sh))
+    stream = np.int64(r >> np.uint64(64 - sh))
     up = np.int64(stream < rem)
     tail_bad = tnz & ((rz & np.int64(rem == 0)) | np.int64(stream == rem)
                       | np.int64(stream + 1 == rem))
     rb = (babs & ~ones) + (up << sh)
-    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits,
-                                           zero_bad_i) | tail_bad
+    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits, zero_bad_i) \
+        | tail_bad
 
 
 @njit(cache=True, inline="always")
-def _rd_srb(s, tnz, idx, base, R, Q):
-    # (value, bad) of s in stochastic rounding with r random bits: up iff the first r
-    # discarded bits (zero-extended) plus r random bits carry out.
-    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, kl, kr, upp, upn = R
+def _rd_srb(s, tnz, r, R, Q):
+    # (value, bad) of s in stochastic rounding with k random bits: up iff the first k
+    # discarded bits (zero-extended) plus the first k bits of the random word r carry out.
+    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, klm, krm, upm, dnm = R
     dpos, dneg, dmask, rsh, lim = Q
     b = np.float64(s).view(np.int64)
     babs = b & _ABS64
     rem = babs & ones
     h = (np.uint64(rem) >> np.uint64(dpos)) << np.uint64(dneg)
-    up = np.int64(h + (rand64_at(base, idx) >> np.uint64(rsh)) >= np.uint64(lim))
+    up = np.int64(h + (r >> np.uint64(rsh)) >= np.uint64(lim))
     # with r wider than the discarded field (dmask 0) every inexact result is decided by
     # the scalar path; otherwise those whose first r discarded bits are all there is
     tail_bad = tnz & np.int64((rem & dmask) == 0)
     rb = (babs & ~ones) + (up << sh)
-    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits,
-                                           zero_bad_i) | tail_bad
+    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits, zero_bad_i) \
+        | tail_bad
 
 
 # The exact pair of one element, as (s, tail nonzero); inlined into the loops below.
@@ -404,161 +406,158 @@ def _exact_pair(kind, op, a, b, c, i, tiny):
 
 
 @njit(cache=True, inline="always")
-def _fast_loops(fam, a, b, c, start, n, tiny, sg, is_neg, mc, R, Q, base, out, flag):
-    # Round every element of [start, start + n) into out and flag (1) those the fix-up
-    # path must decide; returns how many. One straight-line loop per operation family and
-    # mode class, so that LLVM vectorises each (the random stream included).
+def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
+    # Round the n elements of the slices a, b, c into the slice out (z: the random
+    # stream's counter of the first element) and flag (1) those the fix-up path must decide; returns how
+    # many. One straight-line loop per operation family and mode class, so that LLVM
+    # vectorises each (the random stream included). Indexing slices by the loop counter,
+    # which LLVM sees is >= 0, drops numba's negative-index wraparound select, which
+    # otherwise turns every load and store into a scalar one.
     nbad = 0
     if fam == FAM_ADD:
         if mc == MC_DET:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_add(a, b, i, tiny, sg)
+                s, tnz = _ex_add(a, b, j, tiny, sg)
                 v, bad = _rd_det(s, tnz, R)
-                out[i] = v
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_add(a, b, i, tiny, sg)
-                v, bad = _rd_sre(s, tnz, 1, np.uint64(i), base, R)
-                out[i] = v
+                s, tnz = _ex_add(a, b, j, tiny, sg)
+                v, bad = _rd_sre(s, tnz, 1, mix64_inline(z), R)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_add(a, b, i, tiny, sg)
-                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
-                out[i] = v
+                s, tnz = _ex_add(a, b, j, tiny, sg)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
     elif fam == FAM_MUL:
         if mc == MC_DET:
             for j in range(n):
-                i = start + j
-                s = _daz(np.float64(a[i]), tiny) * _daz(np.float64(b[i]), tiny)
+                s = _daz(np.float64(a[j]), tiny) * _daz(np.float64(b[j]), tiny)
                 v, bad = _rd_det(s, np.int64(0), R)
-                out[i] = v
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                i = start + j
-                s = _daz(np.float64(a[i]), tiny) * _daz(np.float64(b[i]), tiny)
-                v, bad = _rd_sre(s, np.int64(0), 0, np.uint64(i), base, R)
-                out[i] = v
+                s = _daz(np.float64(a[j]), tiny) * _daz(np.float64(b[j]), tiny)
+                v, bad = _rd_sre(s, np.int64(0), 0, mix64_inline(z), R)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                i = start + j
-                s = _daz(np.float64(a[i]), tiny) * _daz(np.float64(b[i]), tiny)
-                v, bad = _rd_srb(s, np.int64(0), np.uint64(i), base, R, Q)
-                out[i] = v
+                s = _daz(np.float64(a[j]), tiny) * _daz(np.float64(b[j]), tiny)
+                v, bad = _rd_srb(s, np.int64(0), mix64_inline(z), R, Q)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
     elif fam == FAM_FMA:
         if mc == MC_DET:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_fma(a, b, c, i, tiny)
+                s, tnz = _ex_fma(a, b, c, j, tiny)
                 v, bad = _rd_det(s, tnz, R)
-                out[i] = v
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_fma(a, b, c, i, tiny)
-                v, bad = _rd_sre(s, tnz, 1, np.uint64(i), base, R)
-                out[i] = v
+                s, tnz = _ex_fma(a, b, c, j, tiny)
+                v, bad = _rd_sre(s, tnz, 1, mix64_inline(z), R)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_fma(a, b, c, i, tiny)
-                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
-                out[i] = v
+                s, tnz = _ex_fma(a, b, c, j, tiny)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
     elif fam == FAM_DIV:
         if mc == MC_DET:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_div(a, b, i, tiny, False)
+                s, tnz = _ex_div(a, b, j, tiny, False)
                 v, bad = _rd_det(s, np.int64(0), R)
-                out[i] = v
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_div(a, b, i, tiny, False)
-                v, bad = _rd_sre(s, tnz, 0, np.uint64(i), base, R)
-                out[i] = v
+                s, tnz = _ex_div(a, b, j, tiny, False)
+                v, bad = _rd_sre(s, tnz, 0, mix64_inline(z), R)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_div(a, b, i, tiny, True)
-                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
-                out[i] = v
+                s, tnz = _ex_div(a, b, j, tiny, True)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
     elif fam == FAM_SQRT:
         if mc == MC_DET:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_sqrt(a, i, tiny, False)
+                s, tnz = _ex_sqrt(a, j, tiny, False)
                 v, bad = _rd_det(s, np.int64(0), R)
-                out[i] = v
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_sqrt(a, i, tiny, False)
-                v, bad = _rd_sre(s, tnz, 0, np.uint64(i), base, R)
-                out[i] = v
+                s, tnz = _ex_sqrt(a, j, tiny, False)
+                v, bad = _rd_sre(s, tnz, 0, mix64_inline(z), R)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_sqrt(a, i, tiny, True)
-                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
-                out[i] = v
+                s, tnz = _ex_sqrt(a, j, tiny, True)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
     elif fam == FAM_UNARY:
         if mc == MC_DET:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_unary(a, i, tiny, is_neg)
+                s, tnz = _ex_unary(a, j, tiny, is_neg)
                 v, bad = _rd_det(s, np.int64(0), R)
-                out[i] = v
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_unary(a, i, tiny, is_neg)
-                v, bad = _rd_sre(s, tnz, 0, np.uint64(i), base, R)
-                out[i] = v
+                s, tnz = _ex_unary(a, j, tiny, is_neg)
+                v, bad = _rd_sre(s, tnz, 0, mix64_inline(z), R)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                i = start + j
-                s, tnz = _ex_unary(a, i, tiny, is_neg)
-                v, bad = _rd_srb(s, tnz, np.uint64(i), base, R, Q)
-                out[i] = v
+                s, tnz = _ex_unary(a, j, tiny, is_neg)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
                 flag[j] = bad
                 nbad += bad
+                z += STEP  # the counter of the next element
     return nbad
 
 
@@ -660,7 +659,8 @@ def _scalar_value(kind, op, a, b, c, i, fp, mode, ovf, ftz, daz, key, sr_bits):
     return binary_value(op, x, y, fp, mode, ovf, ftz, key, i, sr_bits)
 
 
-@njit(cache=True, inline="always")
+# Not inlined: fast_array and fast_serial share one compiled copy (compile time).
+@njit(cache=True, error_model="numpy")
 def _fast_range(kind, op, a, b, c, start, stop, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     n = stop - start
     flag = np.empty(n, np.uint8)
@@ -675,8 +675,8 @@ def _fast_range(kind, op, a, b, c, start, stop, fp, mode, ovf, ftz, daz, key, sr
     R = (sh, (np.int64(1) << sh) - 1, np.int64(1) << (sh - 1),
          (emin + _BIAS64) << 52,  # bits of 2^emin, the smallest normal of the format
          np.int64(0x7FF) << 52,  # bits of inf
-         _max_bits(fp), zsigned_i, zero_bad_i, np.int64(mode == RNE), np.int64(mode == RNA),
-         np.int64(mode == RUP), np.int64(mode == RDN))
+         _max_bits(fp), zsigned_i, zero_bad_i, -np.int64(mode == RNE), -np.int64(mode == RNA),
+         -np.int64(mode == RUP), -np.int64(mode == RDN))
     d = sh - sr_bits
     dpos = d if d > 0 else 0
     Q = (dpos, -d if d < 0 else 0, (np.int64(1) << dpos) - 1, 64 - sr_bits,
@@ -689,8 +689,9 @@ def _fast_range(kind, op, a, b, c, start, stop, fp, mode, ovf, ftz, daz, key, sr
     else:
         fam = FAM_MUL if op == OP_MUL else (FAM_DIV if op == OP_DIV else FAM_ADD)
     sg = -1.0 if op == OP_SUB else 1.0
-    nbad = _fast_loops(fam, a, b, c, start, n, tiny, sg, op == OP_NEG, mc, R, Q,
-                       word_base(key, 0), out, flag)
+    nbad = _fast_loops(fam, a[start:stop], b[start:stop], c[start:stop], n, tiny, sg,
+                       op == OP_NEG, mc, R, Q, counter(word_base(key, 0), start),
+                       out[start:stop], flag)
     if nbad:
         subn_i = np.int64(fp[F_SUBN])
         ftz_i = np.int64(ftz)
