@@ -222,20 +222,34 @@ def fma_array(a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
 # TwoSum; mul: t = 0, a product of two 24-bit significands is exact in float64 and far from
 # its range limits; div/sqrt: the remainder, exact by TwoProduct, whose sign is the tail's).
 # The branch-free pass rounds s with the bit arithmetic of the conversion fast pass
-# (:func:`.convert._fast_code`, float64 input layout) and sends an element to the scalar
-# path above when s is not an ordinary normal number or the rounding of s could differ from
-# the rounding of s + t. Every rounding boundary of a format of at most 24 bits is a float64
-# number and fl64 is monotone, so with t != 0 the two roundings can only differ when s itself
-# lies on a boundary the mode looks at: a midpoint (RNE/RNA), a grid point (directed modes),
-# or, for stochastic rounding, when the random bits compared with the discarded bits of s
-# tie with them or miss by one (the scalar path's comparison of the tail decides those).
-# Exact results (t == 0) never leave the fast pass. The scalar path thus sees rare elements
-# only, and both paths give the same bits, which tests/test_arith_fast.py checks.
+# (:func:`.convert._fast_code`, float64 input layout) and sends an element to the fix-up
+# path (then the scalar path above) when s is not an ordinary normal number or the rounding
+# of s could differ from the rounding of s + t. Every rounding boundary of a format of at
+# most 24 bits is a float64 number and fl64 is monotone, so with t != 0 the two roundings
+# can only differ when s itself lies on a boundary the mode looks at: a midpoint (RNE/RNA),
+# a grid point (directed modes), or, for stochastic rounding, when the random bits compared
+# with the discarded bits of s tie with them or miss by one (the scalar path's comparison
+# of the tail decides those). Exact results (t == 0) never leave the fast pass.
+#
+# Division and square root skip the remainder in deterministic modes and exact SR: for
+# float32 x, y and a number B of P significant bits, x / y != B implies
+# |x / y - B| > 2^-(24 + P) |B| (x - B y is a nonzero multiple of the coarser of the two
+# ulps), and sqrt(x) != B implies |sqrt(x) - B| > 2^-(2P + 1) |B|; with P <= 25 (grid points
+# and midpoints of a format of <= 24 bits) both exceed half a float64 ulp, so s lies on such
+# a B only when the result is exact. (Exact SR flags the tie/miss-by-one cases without the
+# remainder; SR with r random bits compares more bits and computes it.)
+#
+# Each (operation family, mode class) pair has its own straight-line loop over a chunk that
+# LLVM vectorises (AVX2: four float64 lanes, the SplitMix64 stream included); DAZ and
+# sub's negation are applied to a copy of the chunk first, so the loops need neither. The
+# scalar path sees rare elements only, and both paths give the same bits, which
+# tests/test_arith_fast.py checks.
 
 KIND_BINARY, KIND_UNARY, KIND_FMA = 0, 1, 2
 FAM_ADD, FAM_MUL, FAM_FMA, FAM_DIV, FAM_SQRT, FAM_UNARY = range(6)  # loops of the fast pass
 MC_DET, MC_SRE, MC_SRB = range(3)  # deterministic, exact SR, SR with r random bits
 _ABS64 = np.int64(0x7FFFFFFFFFFFFFFF)
+_SIGN64 = np.int64(-0x8000000000000000)
 _CHUNK = 8192  # elements per task: its setup is amortised, its flag buffer stays in L1
 _BIAS64 = np.int64(1023)
 _MANT64 = np.int64((1 << 52) - 1)
@@ -257,49 +271,47 @@ def _daz(x, tiny):
 
 
 @njit(cache=True, inline="always")
-def _bad(babs, rb, lo_bits, hi_bits, maxbits, zero_bad_i):
-    # the scalar path decides: s not a normal number of the format (or zero), an overflow,
-    # an exact zero sum under RDN, infinities and NaNs (rounding the bits of a NaN with a
-    # large payload can carry into the sign bit, hence the separate test)
-    return (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
-        | np.int64(rb > maxbits) | (zero_bad_i & np.int64(babs == 0))
+def _bad(babs, rb, R):
+    # the fix-up path decides: s not zero or a normal number of the format (zsub = 0: zeros
+    # too: an exact zero sum under RDN, or a format without -0), an overflow, an infinity
+    # or NaN (rounding the bits of a NaN with a large payload can carry into the sign bit,
+    # hence the separate test). One unsigned comparison: 0 < babs < 2^emin (zsub = 1) or
+    # babs < 2^emin (zsub = 0).
+    sh, ones, zsub, lo_lim, hi_bits, maxbits, c0, lsb_e, c1, tie = R
+    return np.int64(np.uint64(babs - zsub) < np.uint64(lo_lim)) | np.int64(babs >= hi_bits) \
+        | np.int64(rb > maxbits)
 
 
 @njit(cache=True, inline="always")
-def _signed(b, rb, zsigned_i):
-    # the rounded magnitude rb (float64 bits) with s's sign (no -0 in fnuz formats)
-    sgn = (b >> 63) & 1 & (np.int64(rb != 0) | zsigned_i)
-    return np.int64(rb | (sgn << 63)).view(np.float64)
+def _signed(b, rb):
+    # the rounded magnitude rb (float64 bits) with s's sign; rb == 0 only for s == +-0,
+    # which keeps its sign (formats without -0 send zeros to the fix-up path)
+    return np.int64(rb | (b & _SIGN64)).view(np.float64)
 
 
 @njit(cache=True, inline="always")
 def _rd_det(s, tnz, R):
     # (value, bad) of s in a deterministic mode; tnz: whether the tail is nonzero.
-    # Below the kept bit, rounding adds half-1 plus the kept LSB (RNE), half (RNA), nothing
-    # (RTZ), all ones for RUP (positive) / RDN (negative) values; a carry moves into the
-    # exponent by itself. The modes are masks (0 or -1), not factors: AVX2 has no 64-bit
-    # multiply.
-    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, klm, krm, upm, dnm = R
+    # Below the kept bit, rounding adds c0 + (kept LSB & lsb_e) + (c1 if s < 0): half-1
+    # plus the LSB (RNE), half (RNA), nothing (RTZ), all ones for RUP (positive) / RDN
+    # (negative) values; a carry moves into the exponent by itself. No per-mode factors or
+    # selects: AVX2 has no 64-bit multiply, and every operation counts in this loop.
+    sh, ones, zsub, lo_lim, hi_bits, maxbits, c0, lsb_e, c1, tie = R
     b = np.float64(s).view(np.int64)
     babs = b & _ABS64
-    neg = (b >> 63) & 1
-    rem = babs & ones
-    add = (klm & (half - 1 + ((babs >> sh) & 1))) + (krm & half) \
-        + (ones & ((upm & (neg - 1)) | (dnm & -neg)))
-    rb = (babs + add) & ~ones
-    kh = (klm | krm) & 1
-    # a tail matters only when s is on a midpoint (nearest) or on the grid (directed)
-    tail_bad = tnz & ((kh & np.int64(rem == half)) | ((1 - kh) & np.int64(rem == 0)))
-    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits, zero_bad_i) \
-        | tail_bad
+    rb = (babs + (c0 + ((babs >> sh) & lsb_e) + ((b >> 63) & c1))) & ~ones
+    # a tail matters only when s is on a midpoint (nearest: tie = half) or on the grid
+    # (directed: tie = 0)
+    tail_bad = tnz & np.int64((babs & ones) == tie)
+    return _signed(b, rb), _bad(babs, rb, R) | tail_bad
 
 
 @njit(cache=True, inline="always")
 def _rd_sre(s, tnz, rz, r, R):
     # (value, bad) of s in exact stochastic rounding: up iff the first sh bits of the
-    # element's random word r < the discarded bits rem. tnz: whether the tail may be nonzero; rz:
-    # whether it may be nonzero with rem == 0 (0 where that is proven impossible).
-    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, klm, krm, upm, dnm = R
+    # element's random word r < the discarded bits rem. tnz: whether the tail may be
+    # nonzero; rz: whether it may be nonzero with rem == 0 (0 where that is impossible).
+    sh, ones, zsub, lo_lim, hi_bits, maxbits, c0, lsb_e, c1, tie = R
     b = np.float64(s).view(np.int64)
     babs = b & _ABS64
     rem = babs & ones
@@ -308,53 +320,62 @@ def _rd_sre(s, tnz, rz, r, R):
     tail_bad = tnz & ((rz & np.int64(rem == 0)) | np.int64(stream == rem)
                       | np.int64(stream + 1 == rem))
     rb = (babs & ~ones) + (up << sh)
-    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits, zero_bad_i) \
-        | tail_bad
+    return _signed(b, rb), _bad(babs, rb, R) | tail_bad
 
 
 @njit(cache=True, inline="always")
 def _rd_srb(s, tnz, r, R, Q):
     # (value, bad) of s in stochastic rounding with k random bits: up iff the first k
     # discarded bits (zero-extended) plus the first k bits of the random word r carry out.
-    sh, ones, half, lo_bits, hi_bits, maxbits, zsigned_i, zero_bad_i, klm, krm, upm, dnm = R
+    sh, ones, zsub, lo_lim, hi_bits, maxbits, c0, lsb_e, c1, tie = R
     dpos, dneg, dmask, rsh, lim = Q
     b = np.float64(s).view(np.int64)
     babs = b & _ABS64
     rem = babs & ones
     h = (np.uint64(rem) >> np.uint64(dpos)) << np.uint64(dneg)
     up = np.int64(h + (r >> np.uint64(rsh)) >= np.uint64(lim))
-    # with r wider than the discarded field (dmask 0) every inexact result is decided by
-    # the scalar path; otherwise those whose first r discarded bits are all there is
+    # with k wider than the discarded field (dmask 0) every inexact result is decided by
+    # the fix-up path; otherwise those whose first k discarded bits are all there is
     tail_bad = tnz & np.int64((rem & dmask) == 0)
     rb = (babs & ~ones) + (up << sh)
-    return _signed(b, rb, zsigned_i), _bad(babs, rb, lo_bits, hi_bits, maxbits, zero_bad_i) \
-        | tail_bad
+    return _signed(b, rb), _bad(babs, rb, R) | tail_bad
 
-
-# The exact pair of one element, as (s, tail nonzero); inlined into the loops below.
 
 @njit(cache=True, inline="always")
-def _ex_add(a, b, i, tiny, sg):
-    x = _daz(np.float64(a[i]), tiny)
-    y = sg * _daz(np.float64(b[i]), tiny)
+def _prepared(x, tiny, sg):
+    # a copy of the chunk x with DAZ applied (tiny > 0) and multiplied by sg (-1: sub's
+    # second operand), so that the loops below need neither
+    y = np.empty_like(x)
+    for j in range(x.size):
+        y[j] = sg * _daz(np.float64(x[j]), tiny)
+    return y
+
+
+# The exact pair of one element (operands already flushed, sub's negated), as (s, tail
+# nonzero); inlined into the loops below.
+
+@njit(cache=True, inline="always")
+def _ex_add(a, b, i):
+    x = np.float64(a[i])
+    y = np.float64(b[i])
     s = x + y
     bb = s - x
     return s, np.int64(((x - (s - bb)) + (y - bb)) != 0.0)  # TwoSum
 
 
 @njit(cache=True, inline="always")
-def _ex_fma(a, b, c, i, tiny):
-    p = _daz(np.float64(a[i]), tiny) * _daz(np.float64(b[i]), tiny)  # exact: 24-bit factors
-    z = _daz(np.float64(c[i]), tiny)
+def _ex_fma(a, b, c, i):
+    p = np.float64(a[i]) * np.float64(b[i])  # exact: 24-bit factors
+    z = np.float64(c[i])
     s = p + z
     bb = s - p
     return s, np.int64(((p - (s - bb)) + (z - bb)) != 0.0)
 
 
 @njit(cache=True, inline="always")
-def _ex_div(a, b, i, tiny, tail):
-    x = _daz(np.float64(a[i]), tiny)
-    y = _daz(np.float64(b[i]), tiny)
+def _ex_div(a, b, i, tail):
+    x = np.float64(a[i])
+    y = np.float64(b[i])
     q = x / y
     if not tail:
         return q, np.int64(1)
@@ -363,8 +384,8 @@ def _ex_div(a, b, i, tiny, tail):
 
 
 @njit(cache=True, inline="always")
-def _ex_sqrt(a, i, tiny, tail):
-    x = _daz(np.float64(a[i]), tiny)
+def _ex_sqrt(a, i, tail):
+    x = np.float64(a[i])
     s = math.sqrt(x) if x >= 0.0 else np.nan
     if not tail:
         return s, np.int64(1)
@@ -373,8 +394,8 @@ def _ex_sqrt(a, i, tiny, tail):
 
 
 @njit(cache=True, inline="always")
-def _ex_unary(a, i, tiny, is_neg):
-    x = _daz(np.float64(a[i]), tiny)
+def _ex_unary(a, i, is_neg):
+    x = np.float64(a[i])
     return (-x if is_neg else math.fabs(x)), np.int64(0)
 
 
@@ -406,7 +427,7 @@ def _exact_pair(kind, op, a, b, c, i, tiny):
 
 
 @njit(cache=True, inline="always")
-def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
+def _fast_loops(fam, a, b, c, n, is_neg, mc, R, Q, z, out, flag):
     # Round the n elements of the slices a, b, c into the slice out (z: the random
     # stream's counter of the first element) and flag (1) those the fix-up path must decide; returns how
     # many. One straight-line loop per operation family and mode class, so that LLVM
@@ -417,14 +438,14 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
     if fam == FAM_ADD:
         if mc == MC_DET:
             for j in range(n):
-                s, tnz = _ex_add(a, b, j, tiny, sg)
+                s, tnz = _ex_add(a, b, j)
                 v, bad = _rd_det(s, tnz, R)
                 out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                s, tnz = _ex_add(a, b, j, tiny, sg)
+                s, tnz = _ex_add(a, b, j)
                 v, bad = _rd_sre(s, tnz, 1, mix64_inline(z), R)
                 out[j] = v
                 flag[j] = bad
@@ -432,7 +453,7 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
                 z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                s, tnz = _ex_add(a, b, j, tiny, sg)
+                s, tnz = _ex_add(a, b, j)
                 v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
                 out[j] = v
                 flag[j] = bad
@@ -441,14 +462,14 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
     elif fam == FAM_MUL:
         if mc == MC_DET:
             for j in range(n):
-                s = _daz(np.float64(a[j]), tiny) * _daz(np.float64(b[j]), tiny)
+                s = np.float64(a[j]) * np.float64(b[j])
                 v, bad = _rd_det(s, np.int64(0), R)
                 out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                s = _daz(np.float64(a[j]), tiny) * _daz(np.float64(b[j]), tiny)
+                s = np.float64(a[j]) * np.float64(b[j])
                 v, bad = _rd_sre(s, np.int64(0), 0, mix64_inline(z), R)
                 out[j] = v
                 flag[j] = bad
@@ -456,7 +477,7 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
                 z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                s = _daz(np.float64(a[j]), tiny) * _daz(np.float64(b[j]), tiny)
+                s = np.float64(a[j]) * np.float64(b[j])
                 v, bad = _rd_srb(s, np.int64(0), mix64_inline(z), R, Q)
                 out[j] = v
                 flag[j] = bad
@@ -465,14 +486,14 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
     elif fam == FAM_FMA:
         if mc == MC_DET:
             for j in range(n):
-                s, tnz = _ex_fma(a, b, c, j, tiny)
+                s, tnz = _ex_fma(a, b, c, j)
                 v, bad = _rd_det(s, tnz, R)
                 out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                s, tnz = _ex_fma(a, b, c, j, tiny)
+                s, tnz = _ex_fma(a, b, c, j)
                 v, bad = _rd_sre(s, tnz, 1, mix64_inline(z), R)
                 out[j] = v
                 flag[j] = bad
@@ -480,7 +501,7 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
                 z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                s, tnz = _ex_fma(a, b, c, j, tiny)
+                s, tnz = _ex_fma(a, b, c, j)
                 v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
                 out[j] = v
                 flag[j] = bad
@@ -489,14 +510,14 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
     elif fam == FAM_DIV:
         if mc == MC_DET:
             for j in range(n):
-                s, tnz = _ex_div(a, b, j, tiny, False)
+                s, tnz = _ex_div(a, b, j, False)
                 v, bad = _rd_det(s, np.int64(0), R)
                 out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                s, tnz = _ex_div(a, b, j, tiny, False)
+                s, tnz = _ex_div(a, b, j, False)
                 v, bad = _rd_sre(s, tnz, 0, mix64_inline(z), R)
                 out[j] = v
                 flag[j] = bad
@@ -504,7 +525,7 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
                 z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                s, tnz = _ex_div(a, b, j, tiny, True)
+                s, tnz = _ex_div(a, b, j, True)
                 v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
                 out[j] = v
                 flag[j] = bad
@@ -513,14 +534,14 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
     elif fam == FAM_SQRT:
         if mc == MC_DET:
             for j in range(n):
-                s, tnz = _ex_sqrt(a, j, tiny, False)
+                s, tnz = _ex_sqrt(a, j, False)
                 v, bad = _rd_det(s, np.int64(0), R)
                 out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                s, tnz = _ex_sqrt(a, j, tiny, False)
+                s, tnz = _ex_sqrt(a, j, False)
                 v, bad = _rd_sre(s, tnz, 0, mix64_inline(z), R)
                 out[j] = v
                 flag[j] = bad
@@ -528,7 +549,7 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
                 z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                s, tnz = _ex_sqrt(a, j, tiny, True)
+                s, tnz = _ex_sqrt(a, j, True)
                 v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
                 out[j] = v
                 flag[j] = bad
@@ -537,14 +558,14 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
     elif fam == FAM_UNARY:
         if mc == MC_DET:
             for j in range(n):
-                s, tnz = _ex_unary(a, j, tiny, is_neg)
+                s, tnz = _ex_unary(a, j, is_neg)
                 v, bad = _rd_det(s, np.int64(0), R)
                 out[j] = v
                 flag[j] = bad
                 nbad += bad
         elif mc == MC_SRE:
             for j in range(n):
-                s, tnz = _ex_unary(a, j, tiny, is_neg)
+                s, tnz = _ex_unary(a, j, is_neg)
                 v, bad = _rd_sre(s, tnz, 0, mix64_inline(z), R)
                 out[j] = v
                 flag[j] = bad
@@ -552,7 +573,7 @@ def _fast_loops(fam, a, b, c, n, tiny, sg, is_neg, mc, R, Q, z, out, flag):
                 z += STEP  # the counter of the next element
         else:
             for j in range(n):
-                s, tnz = _ex_unary(a, j, tiny, is_neg)
+                s, tnz = _ex_unary(a, j, is_neg)
                 v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
                 out[j] = v
                 flag[j] = bad
@@ -672,11 +693,23 @@ def _fast_range(kind, op, a, b, c, start, stop, fp, mode, ovf, ftz, daz, key, sr
         kind == KIND_BINARY and op != OP_MUL and op != OP_DIV)))
     # In the format's normal range the discarded field has a fixed width (52 - m bits)
     sh = np.int64(52 - m)
-    R = (sh, (np.int64(1) << sh) - 1, np.int64(1) << (sh - 1),
-         (emin + _BIAS64) << 52,  # bits of 2^emin, the smallest normal of the format
+    ones = (np.int64(1) << sh) - 1
+    half = np.int64(1) << (sh - 1)
+    # per mode: c0, lsb_e, c1 of _rd_det and the discarded bits at which a tail matters
+    c0, lsb_e, c1, tie = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
+    if mode == RNE:
+        c0, lsb_e, tie = half - 1, np.int64(1), half
+    elif mode == RNA:
+        c0, tie = half, half
+    elif mode == RUP:
+        c0, c1 = ones, -ones
+    elif mode == RDN:
+        c1 = ones
+    zsub = 1 - (zero_bad_i | (1 - zsigned_i))
+    R = (sh, ones, zsub,
+         ((emin + _BIAS64) << 52) - zsub,  # bits of 2^emin, the format's smallest normal
          np.int64(0x7FF) << 52,  # bits of inf
-         _max_bits(fp), zsigned_i, zero_bad_i, -np.int64(mode == RNE), -np.int64(mode == RNA),
-         -np.int64(mode == RUP), -np.int64(mode == RDN))
+         _max_bits(fp), c0, lsb_e, c1, tie)
     d = sh - sr_bits
     dpos = d if d > 0 else 0
     Q = (dpos, -d if d < 0 else 0, (np.int64(1) << dpos) - 1, 64 - sr_bits,
@@ -688,10 +721,15 @@ def _fast_range(kind, op, a, b, c, start, stop, fp, mode, ovf, ftz, daz, key, sr
         fam = FAM_SQRT if op == OP_SQRT else FAM_UNARY
     else:
         fam = FAM_MUL if op == OP_MUL else (FAM_DIV if op == OP_DIV else FAM_ADD)
-    sg = -1.0 if op == OP_SUB else 1.0
-    nbad = _fast_loops(fam, a[start:stop], b[start:stop], c[start:stop], n, tiny, sg,
-                       op == OP_NEG, mc, R, Q, counter(word_base(key, 0), start),
-                       out[start:stop], flag)
+    av, bv, cv = a[start:stop], b[start:stop], c[start:stop]
+    if daz:
+        av = _prepared(av, tiny, 1.0)
+        if kind == KIND_FMA:
+            cv = _prepared(cv, tiny, 1.0)
+    if (daz and kind != KIND_UNARY) or (kind == KIND_BINARY and op == OP_SUB):
+        bv = _prepared(bv, tiny, -1.0 if kind == KIND_BINARY and op == OP_SUB else 1.0)
+    nbad = _fast_loops(fam, av, bv, cv, n, op == OP_NEG, mc, R, Q,
+                       counter(word_base(key, 0), start), out[start:stop], flag)
     if nbad:
         subn_i = np.int64(fp[F_SUBN])
         ftz_i = np.int64(ftz)
