@@ -36,8 +36,12 @@ from .random import STEP, counter, mix64_inline, rand64, word_base
 
 _SPLITTER = 134217729.0  # 2^27 + 1, Veltkamp's constant for float64
 
+# Every kernel states error_model="numpy" (IEEE: x / 0 is inf, 0 / 0 NaN): a callee without
+# one inherits its first caller's, and the compiled copy then serves every caller (the
+# python model raises ZeroDivisionError on x / 0).
 
-@njit(cache=True)
+
+@njit(cache=True, error_model="numpy")
 def two_sum(a, b):
     """(s, t) with s = fl(a + b) and s + t == a + b exactly (Knuth's TwoSum)."""
     s = a + b
@@ -45,14 +49,14 @@ def two_sum(a, b):
     return s, (a - (s - bb)) + (b - bb)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _split(a):
     c = _SPLITTER * a
     hi = c - (c - a)
     return hi, a - hi
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def two_prod(a, b):
     """(p, e) with p = fl(a * b) and p + e == a * b exactly (Dekker's TwoProduct)."""
     p = a * b
@@ -62,7 +66,7 @@ def two_prod(a, b):
     return p, e
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def flush_input(x, fp, daz):
     """x, or a zero of x's sign when ``daz`` and x is below the format's smallest normal."""
     if daz and x != 0.0 and math.fabs(x) < math.ldexp(1.0, int(fp[F_EMIN])):
@@ -70,7 +74,7 @@ def flush_input(x, fp, daz):
     return x
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def exact_zero_sum(a, b, mode):
     """The zero an exactly cancelling sum a + b gives (IEEE 754-2019 sec. 6.3)."""
     if a == 0.0 and b == 0.0 and math.copysign(1.0, a) == math.copysign(1.0, b):
@@ -78,7 +82,7 @@ def exact_zero_sum(a, b, mode):
     return -0.0 if mode == RDN else 0.0  # IEEE 754: exact zero sums are -0 under RDN
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _round_sum(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a + b (exact float64 operands) rounded once: TwoSum for finite operands, IEEE
     float64 for specials, and the signed-zero rule for exact zero sums."""
@@ -91,13 +95,13 @@ def _round_sum(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(s, t, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def add_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a + b rounded once into the format."""
     return _round_sum(a, b, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mul_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a * b rounded once into the format."""
     p = a * b
@@ -107,13 +111,13 @@ def mul_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(p, e, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fma_value(a, b, c, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a * b + c rounded once; a and b must have at most 26 significant bits each."""
     return _round_sum(a * b, c, fp, mode, ovf, ftz, key, idx, sr_bits)  # a*b is exact
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def div_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a / b rounded once (exact in deterministic modes; see the module notes for SR)."""
     q = a / b
@@ -124,7 +128,7 @@ def div_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(q, r / b, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sqrt_value(a, fp, mode, ovf, ftz, key, idx, sr_bits):
     """sqrt(a) rounded once (exact in deterministic modes; see the module notes for SR)."""
     if a != a or a < 0.0:
@@ -137,7 +141,7 @@ def sqrt_value(a, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(s, r / (2.0 * s), fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def max_value(a, b):
     """IEEE 754-2019 maximum: NaN propagates, +0 > -0."""
     if a != a or b != b:
@@ -147,7 +151,7 @@ def max_value(a, b):
     return a if a > b else b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def min_value(a, b):
     """IEEE 754-2019 minimum: NaN propagates, -0 < +0."""
     if a != a or b != b:
@@ -157,7 +161,7 @@ def min_value(a, b):
     return a if a < b else b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def binary_value(op, a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """Dispatch one binary operation by id (OP_ADD ... OP_MIN)."""
     if op == OP_ADD:
@@ -175,7 +179,7 @@ def binary_value(op, a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(r, 0.0, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def unary_value(op, a, fp, mode, ovf, ftz, key, idx, sr_bits):
     """Dispatch one unary operation by id (OP_SQRT, OP_NEG, OP_ABS)."""
     if op == OP_SQRT:
@@ -187,7 +191,7 @@ def unary_value(op, a, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(r, 0.0, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def binary_array(op, a, b, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     """out[i] = op(a[i], b[i]) rounded once; flat arrays of equal size. The stochastic
     stream of element i is (key, i)."""
@@ -197,7 +201,7 @@ def binary_array(op, a, b, fp, mode, ovf, ftz, daz, key, sr_bits, out):
         out[i] = binary_value(op, x, y, fp, mode, ovf, ftz, key, i, sr_bits)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def unary_array(op, a, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     """out[i] = op(a[i]) rounded once; flat arrays."""
     for i in prange(out.size):
@@ -205,7 +209,7 @@ def unary_array(op, a, fp, mode, ovf, ftz, daz, key, sr_bits, out):
                              sr_bits)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def fma_array(a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     """out[i] = a[i] * b[i] + c[i] rounded once; flat arrays."""
     for i in prange(out.size):
@@ -257,7 +261,7 @@ _TWO52_BITS = np.int64(0x4330000000000000)  # float64 bits of 2^52
 _TWO52 = 4503599627370496.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fast_applies(fp, mode):
     """Whether the fast pass handles this format and mode (else the scalar kernels run):
     signed formats with a zero and at most 24 significant bits, every mode but RTO."""
@@ -429,11 +433,11 @@ def _exact_pair(kind, op, a, b, c, i, tiny):
 @njit(cache=True, inline="always")
 def _fast_loops(fam, a, b, c, n, is_neg, mc, R, Q, z, out, flag):
     # Round the n elements of the slices a, b, c into the slice out (z: the random
-    # stream's counter of the first element) and flag (1) those the fix-up path must decide; returns how
-    # many. One straight-line loop per operation family and mode class, so that LLVM
-    # vectorises each (the random stream included). Indexing slices by the loop counter,
-    # which LLVM sees is >= 0, drops numba's negative-index wraparound select, which
-    # otherwise turns every load and store into a scalar one.
+    # stream's counter of the first element) and flag (1) those the fix-up path must
+    # decide; returns how many. One straight-line loop per operation family and mode
+    # class, so that LLVM vectorises each (the random stream included). Indexing slices by
+    # the loop counter, which LLVM sees is >= 0, drops numba's negative-index wraparound
+    # select, which otherwise turns every load and store into a scalar one.
     nbad = 0
     if fam == FAM_ADD:
         if mc == MC_DET:
@@ -660,14 +664,14 @@ def _round_general(b, tb, i, m, emin, bias, maxcode, subn_i, ftz_i, zsigned_i, z
                    subn_i, ftz_i, zsigned_i, zero_bad_i)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _max_bits(fp):
     """float64 bits of the format's largest finite value."""
     v = math.ldexp(float(fp[F_MAXSIG]), int(fp[F_EMAX] - fp[F_MAN]))
     return np.float64(v).view(np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _scalar_value(kind, op, a, b, c, i, fp, mode, ovf, ftz, daz, key, sr_bits):
     """Element i by the scalar kernels above (the fast pass's fallback)."""
     x = flush_input(np.float64(a[i]), fp, daz)
@@ -752,8 +756,9 @@ def fast_array(kind, op, a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     """out[i] = op(a[i], b[i], c[i]) rounded once into the format (``kind``: KIND_BINARY
     with a binary op id but max/min, KIND_UNARY with a unary op id, KIND_FMA); flat arrays
     of equal size (``b``/``c`` ignored where the operation has fewer operands), ``out``
-    float32 or float64, ``fp`` the format tuple. Only where :func:`fast_applies`. Tasks are chunks of _CHUNK
-    elements; the stochastic stream of element i is (key, i) whatever the chunking."""
+    float32 or float64, ``fp`` the format tuple. Only where :func:`fast_applies`. Tasks are
+    chunks of _CHUNK elements; the stochastic stream of element i is (key, i) whatever the
+    chunking."""
     nchunks = (out.size + _CHUNK - 1) // _CHUNK
     for ch in prange(nchunks):
         start = ch * _CHUNK
