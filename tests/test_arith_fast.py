@@ -39,6 +39,8 @@ def operands(fmt, n, rng):
         rng.choice(np.array([0.0, -0.0, np.inf, -np.inf, np.nan, f.max, -f.max,
                              f.min_subnormal, f.min_normal, 1e-45, -1e-45, 2.0 ** -149,
                              3.0e38, 1.0 + 2.0 ** -20], np.float32), n),
+        # NaNs with the largest payloads: rounding their bits can carry into the sign
+        np.array([0x7FFFFFFF, 0xFFFFFFFF, 0x7FC00001], np.uint32).view(np.float32),
     ]
     x = np.concatenate(parts)
     return x[rng.permutation(x.size)]
@@ -103,9 +105,11 @@ def test_fast_pass_matches_scalar_kernels(fmt, mode):
     rng = np.random.default_rng(abs(hash((fmt, mode))) % 2**32)
     f = lp.get_format(fmt)
     for op in OPS:
-        for overflow, subnormals, daz, sr_bits in [("inf", True, False, None),
-                                                    ("saturate", False, True, 8),
-                                                    ("inf", True, True, 40)]:
+        configs = [("inf", True, False, None), ("saturate", False, True, 8),
+                   ("inf", True, True, 40)]
+        if mode == "sr":  # DAZ with exact stochastic rounding
+            configs.append(("saturate", True, True, None))
+        for overflow, subnormals, daz, sr_bits in configs:
             opts = resolve_options(f, mode, overflow, subnormals,
                                    sr_bits if mode == "sr" else None, 12345, "zero")
             args = [operands(fmt, 300, rng) for _ in range(_nargs(op))]
@@ -194,3 +198,58 @@ def test_tail_boundaries_take_the_exact_path():
                f"div {mode}")
         _check(_fast("sqrt", [a], f, opts, False), _scalar("sqrt", [a], f, opts, False),
                f"sqrt {mode}")
+
+
+@pytest.mark.parametrize("fmt", ["bfloat16", "float16", "float8_e4m3fn", "tfloat32"])
+def test_div_sqrt_near_boundaries(fmt):
+    """The fast pass rounds the float64 quotient/root without its remainder in
+    deterministic modes and exact SR (a float32 quotient or root is never within half a
+    float64 ulp of a boundary it is not equal to): operands built to land next to
+    midpoints and grid points of fmt, checked against the scalar kernels."""
+    rng = np.random.default_rng(11)
+    f = lp.get_format(fmt)
+    n = 4000
+    # boundaries: grid points and midpoints of fmt (one more significant bit) in [1, 2)
+    m = int(f.man_bits) + 1
+    bnd = 1.0 + rng.integers(0, 1 << m, n) / float(1 << m)
+    bnd = bnd * np.exp2(rng.integers(-4, 5, n))
+    y = (rng.uniform(1.0, 2.0, n) * np.exp2(rng.integers(-6, 6, n))).astype(np.float32)
+    x = (bnd * y.astype(np.float64)).astype(np.float32)  # x / y next to (or on) bnd
+    sq = (bnd * bnd).astype(np.float32)  # sqrt(sq) next to (or on) bnd
+    x[::7] = (bnd[::7] * y[::7]).astype(np.float32)  # some exact, via small integers
+    for mode in MODES:
+        for sr_bits in ((None, 3, 20) if mode == "sr" else (None,)):
+            opts = resolve_options(f, mode, "saturate", True, sr_bits, 6, "zero")
+            _check(_fast("div", [x, y], f, opts, False),
+                   _scalar("div", [x, y], f, opts, False), f"div {fmt} {mode} {sr_bits}")
+            _check(_fast("sqrt", [sq], f, opts, False), _scalar("sqrt", [sq], f, opts, False),
+                   f"sqrt {fmt} {mode} {sr_bits}")
+
+
+def test_inlined_random_stream_matches_rand64():
+    """The inlined stream of the fast pass (random.word_base, counter, rand64_at,
+    mix64_inline, stepped by STEP) is rand64 bit for bit."""
+    from numba import njit
+
+    from lowprec._kernels import random as R
+
+    @njit
+    def both(key, word, start, n):
+        a = np.empty(n, np.uint64)
+        b = np.empty(n, np.uint64)
+        c = np.empty(n, np.uint64)
+        base = R.word_base(key, word)
+        z = R.counter(base, start)
+        for j in range(n):
+            a[j] = R.rand64(key, start + j, word)
+            b[j] = R.rand64_at(base, start + j)
+            c[j] = R.mix64_inline(z)
+            z += R.STEP
+        return a, b, c
+
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        key = np.uint64(rng.integers(0, 2**63, dtype=np.uint64)) | np.uint64(1 << 63)
+        a, b, c = both(key, int(rng.integers(0, 3)), int(rng.integers(0, 2**40)), 1000)
+        assert (a == b).all() and (a == c).all()
+        assert np.unique(a).size == a.size  # not a constant stream

@@ -32,12 +32,16 @@ from ..ids import (NAN_NEG_ZERO, OP_ABS, OP_ADD, OP_DIV, OP_MAX, OP_MUL, OP_NEG,
 from .convert import round_float_value
 from .layout import (F_BIAS, F_EMAX, F_EMIN, F_MAN, F_MAXCODE, F_MAXSIG, F_NAN_KIND, F_SIGNED,
                      F_SUBN, F_ZERO)
-from .random import rand64
+from .random import STEP, counter, mix64_inline, rand64, word_base
 
 _SPLITTER = 134217729.0  # 2^27 + 1, Veltkamp's constant for float64
 
+# Every kernel states error_model="numpy" (IEEE: x / 0 is inf, 0 / 0 NaN): a callee without
+# one inherits its first caller's, and the compiled copy then serves every caller (the
+# python model raises ZeroDivisionError on x / 0).
 
-@njit(cache=True)
+
+@njit(cache=True, error_model="numpy")
 def two_sum(a, b):
     """(s, t) with s = fl(a + b) and s + t == a + b exactly (Knuth's TwoSum)."""
     s = a + b
@@ -45,14 +49,14 @@ def two_sum(a, b):
     return s, (a - (s - bb)) + (b - bb)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _split(a):
     c = _SPLITTER * a
     hi = c - (c - a)
     return hi, a - hi
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def two_prod(a, b):
     """(p, e) with p = fl(a * b) and p + e == a * b exactly (Dekker's TwoProduct)."""
     p = a * b
@@ -62,7 +66,7 @@ def two_prod(a, b):
     return p, e
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def flush_input(x, fp, daz):
     """x, or a zero of x's sign when ``daz`` and x is below the format's smallest normal."""
     if daz and x != 0.0 and math.fabs(x) < math.ldexp(1.0, int(fp[F_EMIN])):
@@ -70,7 +74,7 @@ def flush_input(x, fp, daz):
     return x
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def exact_zero_sum(a, b, mode):
     """The zero an exactly cancelling sum a + b gives (IEEE 754-2019 sec. 6.3)."""
     if a == 0.0 and b == 0.0 and math.copysign(1.0, a) == math.copysign(1.0, b):
@@ -78,7 +82,7 @@ def exact_zero_sum(a, b, mode):
     return -0.0 if mode == RDN else 0.0  # IEEE 754: exact zero sums are -0 under RDN
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _round_sum(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a + b (exact float64 operands) rounded once: TwoSum for finite operands, IEEE
     float64 for specials, and the signed-zero rule for exact zero sums."""
@@ -91,13 +95,13 @@ def _round_sum(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(s, t, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def add_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a + b rounded once into the format."""
     return _round_sum(a, b, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def mul_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a * b rounded once into the format."""
     p = a * b
@@ -107,13 +111,13 @@ def mul_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(p, e, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fma_value(a, b, c, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a * b + c rounded once; a and b must have at most 26 significant bits each."""
     return _round_sum(a * b, c, fp, mode, ovf, ftz, key, idx, sr_bits)  # a*b is exact
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def div_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """a / b rounded once (exact in deterministic modes; see the module notes for SR)."""
     q = a / b
@@ -124,7 +128,7 @@ def div_value(a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(q, r / b, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sqrt_value(a, fp, mode, ovf, ftz, key, idx, sr_bits):
     """sqrt(a) rounded once (exact in deterministic modes; see the module notes for SR)."""
     if a != a or a < 0.0:
@@ -137,7 +141,7 @@ def sqrt_value(a, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(s, r / (2.0 * s), fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def max_value(a, b):
     """IEEE 754-2019 maximum: NaN propagates, +0 > -0."""
     if a != a or b != b:
@@ -147,7 +151,7 @@ def max_value(a, b):
     return a if a > b else b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def min_value(a, b):
     """IEEE 754-2019 minimum: NaN propagates, -0 < +0."""
     if a != a or b != b:
@@ -157,7 +161,7 @@ def min_value(a, b):
     return a if a < b else b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def binary_value(op, a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     """Dispatch one binary operation by id (OP_ADD ... OP_MIN)."""
     if op == OP_ADD:
@@ -175,7 +179,7 @@ def binary_value(op, a, b, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(r, 0.0, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def unary_value(op, a, fp, mode, ovf, ftz, key, idx, sr_bits):
     """Dispatch one unary operation by id (OP_SQRT, OP_NEG, OP_ABS)."""
     if op == OP_SQRT:
@@ -187,7 +191,7 @@ def unary_value(op, a, fp, mode, ovf, ftz, key, idx, sr_bits):
     return round_float_value(r, 0.0, fp, mode, ovf, ftz, key, idx, sr_bits)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def binary_array(op, a, b, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     """out[i] = op(a[i], b[i]) rounded once; flat arrays of equal size. The stochastic
     stream of element i is (key, i)."""
@@ -197,7 +201,7 @@ def binary_array(op, a, b, fp, mode, ovf, ftz, daz, key, sr_bits, out):
         out[i] = binary_value(op, x, y, fp, mode, ovf, ftz, key, i, sr_bits)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def unary_array(op, a, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     """out[i] = op(a[i]) rounded once; flat arrays."""
     for i in prange(out.size):
@@ -205,7 +209,7 @@ def unary_array(op, a, fp, mode, ovf, ftz, daz, key, sr_bits, out):
                              sr_bits)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def fma_array(a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     """out[i] = a[i] * b[i] + c[i] rounded once; flat arrays."""
     for i in prange(out.size):
@@ -222,25 +226,42 @@ def fma_array(a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
 # TwoSum; mul: t = 0, a product of two 24-bit significands is exact in float64 and far from
 # its range limits; div/sqrt: the remainder, exact by TwoProduct, whose sign is the tail's).
 # The branch-free pass rounds s with the bit arithmetic of the conversion fast pass
-# (:func:`.convert._fast_code`, float64 input layout) and sends an element to the scalar
-# path above when s is not an ordinary normal number or the rounding of s could differ from
-# the rounding of s + t. Every rounding boundary of a format of at most 24 bits is a float64
-# number and fl64 is monotone, so with t != 0 the two roundings can only differ when s itself
-# lies on a boundary the mode looks at: a midpoint (RNE/RNA), a grid point (directed modes),
-# or, for stochastic rounding, when the random bits compared with the discarded bits of s
-# tie with them or miss by one (the scalar path's comparison of the tail decides those).
-# Exact results (t == 0) never leave the fast pass. The scalar path thus sees rare elements
-# only, and both paths give the same bits, which tests/test_arith_fast.py checks.
+# (:func:`.convert._fast_code`, float64 input layout) and sends an element to the fix-up
+# path (then the scalar path above) when s is not an ordinary normal number or the rounding
+# of s could differ from the rounding of s + t. Every rounding boundary of a format of at
+# most 24 bits is a float64 number and fl64 is monotone, so with t != 0 the two roundings
+# can only differ when s itself lies on a boundary the mode looks at: a midpoint (RNE/RNA),
+# a grid point (directed modes), or, for stochastic rounding, when the random bits compared
+# with the discarded bits of s tie with them or miss by one (the scalar path's comparison
+# of the tail decides those). Exact results (t == 0) never leave the fast pass.
+#
+# Division and square root skip the remainder in deterministic modes and exact SR: for
+# float32 x, y and a number B of P significant bits, x / y != B implies
+# |x / y - B| > 2^-(24 + P) |B| (x - B y is a nonzero multiple of the coarser of the two
+# ulps), and sqrt(x) != B implies |sqrt(x) - B| > 2^-(2P + 1) |B|; with P <= 25 (grid points
+# and midpoints of a format of <= 24 bits) both exceed half a float64 ulp, so s lies on such
+# a B only when the result is exact. (Exact SR flags the tie/miss-by-one cases without the
+# remainder; SR with r random bits compares more bits and computes it.)
+#
+# Each (operation family, mode class) pair has its own straight-line loop over a chunk that
+# LLVM vectorises (AVX2: four float64 lanes, the SplitMix64 stream included); DAZ and
+# sub's negation are applied to a copy of the chunk first, so the loops need neither. The
+# scalar path sees rare elements only, and both paths give the same bits, which
+# tests/test_arith_fast.py checks.
 
 KIND_BINARY, KIND_UNARY, KIND_FMA = 0, 1, 2
-_CHUNK = 2048  # elements per task: the scratch buffers of one task stay in L1/L2
+FAM_ADD, FAM_MUL, FAM_FMA, FAM_DIV, FAM_SQRT, FAM_UNARY = range(6)  # loops of the fast pass
+MC_DET, MC_SRE, MC_SRB = range(3)  # deterministic, exact SR, SR with r random bits
+_ABS64 = np.int64(0x7FFFFFFFFFFFFFFF)
+_SIGN64 = np.int64(-0x8000000000000000)
+_CHUNK = 8192  # elements per task: its setup is amortised, its flag buffer stays in L1
 _BIAS64 = np.int64(1023)
 _MANT64 = np.int64((1 << 52) - 1)
 _TWO52_BITS = np.int64(0x4330000000000000)  # float64 bits of 2^52
 _TWO52 = 4503599627370496.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fast_applies(fp, mode):
     """Whether the fast pass handles this format and mode (else the scalar kernels run):
     signed formats with a zero and at most 24 significant bits, every mode but RTO."""
@@ -254,57 +275,315 @@ def _daz(x, tiny):
 
 
 @njit(cache=True, inline="always")
-def _pass_exact(kind, op, a, b, c, start, stop, tiny, sbuf, tbuf):
-    # The exact pair (s, t) of every element of [start, stop); one loop per operation so
-    # that each loop body is straight-line code.
-    n = stop - start
-    if kind == KIND_FMA:
-        for j in range(n):
-            x = _daz(np.float64(a[start + j]), tiny)
-            y = _daz(np.float64(b[start + j]), tiny)
-            z = _daz(np.float64(c[start + j]), tiny)
-            p = x * y  # exact: two 24-bit significands
-            s = p + z
-            bb = s - p
-            sbuf[j] = s
-            tbuf[j] = (p - (s - bb)) + (z - bb)
-    elif kind == KIND_UNARY:
+def _bad(babs, rb, R):
+    # the fix-up path decides: s not zero or a normal number of the format (zsub = 0: zeros
+    # too: an exact zero sum under RDN, or a format without -0), an overflow, an infinity
+    # or NaN (rounding the bits of a NaN with a large payload can carry into the sign bit,
+    # hence the separate test). One unsigned comparison: 0 < babs < 2^emin (zsub = 1) or
+    # babs < 2^emin (zsub = 0).
+    sh, ones, zsub, lo_lim, hi_bits, maxbits, c0, lsb_e, c1, tie = R
+    return np.int64(np.uint64(babs - zsub) < np.uint64(lo_lim)) | np.int64(babs >= hi_bits) \
+        | np.int64(rb > maxbits)
+
+
+@njit(cache=True, inline="always")
+def _signed(b, rb):
+    # the rounded magnitude rb (float64 bits) with s's sign; rb == 0 only for s == +-0,
+    # which keeps its sign (formats without -0 send zeros to the fix-up path)
+    return np.int64(rb | (b & _SIGN64)).view(np.float64)
+
+
+@njit(cache=True, inline="always")
+def _rd_det(s, tnz, R):
+    # (value, bad) of s in a deterministic mode; tnz: whether the tail is nonzero.
+    # Below the kept bit, rounding adds c0 + (kept LSB & lsb_e) + (c1 if s < 0): half-1
+    # plus the LSB (RNE), half (RNA), nothing (RTZ), all ones for RUP (positive) / RDN
+    # (negative) values; a carry moves into the exponent by itself. No per-mode factors or
+    # selects: AVX2 has no 64-bit multiply, and every operation counts in this loop.
+    sh, ones, zsub, lo_lim, hi_bits, maxbits, c0, lsb_e, c1, tie = R
+    b = np.float64(s).view(np.int64)
+    babs = b & _ABS64
+    rb = (babs + (c0 + ((babs >> sh) & lsb_e) + ((b >> 63) & c1))) & ~ones
+    # a tail matters only when s is on a midpoint (nearest: tie = half) or on the grid
+    # (directed: tie = 0)
+    tail_bad = tnz & np.int64((babs & ones) == tie)
+    return _signed(b, rb), _bad(babs, rb, R) | tail_bad
+
+
+@njit(cache=True, inline="always")
+def _rd_sre(s, tnz, rz, r, R):
+    # (value, bad) of s in exact stochastic rounding: up iff the first sh bits of the
+    # element's random word r < the discarded bits rem. tnz: whether the tail may be
+    # nonzero; rz: whether it may be nonzero with rem == 0 (0 where that is impossible).
+    sh, ones, zsub, lo_lim, hi_bits, maxbits, c0, lsb_e, c1, tie = R
+    b = np.float64(s).view(np.int64)
+    babs = b & _ABS64
+    rem = babs & ones
+    stream = np.int64(r >> np.uint64(64 - sh))
+    up = np.int64(stream < rem)
+    tail_bad = tnz & ((rz & np.int64(rem == 0)) | np.int64(stream == rem)
+                      | np.int64(stream + 1 == rem))
+    rb = (babs & ~ones) + (up << sh)
+    return _signed(b, rb), _bad(babs, rb, R) | tail_bad
+
+
+@njit(cache=True, inline="always")
+def _rd_srb(s, tnz, r, R, Q):
+    # (value, bad) of s in stochastic rounding with k random bits: up iff the first k
+    # discarded bits (zero-extended) plus the first k bits of the random word r carry out.
+    sh, ones, zsub, lo_lim, hi_bits, maxbits, c0, lsb_e, c1, tie = R
+    dpos, dneg, dmask, rsh, lim = Q
+    b = np.float64(s).view(np.int64)
+    babs = b & _ABS64
+    rem = babs & ones
+    h = (np.uint64(rem) >> np.uint64(dpos)) << np.uint64(dneg)
+    up = np.int64(h + (r >> np.uint64(rsh)) >= np.uint64(lim))
+    # with k wider than the discarded field (dmask 0) every inexact result is decided by
+    # the fix-up path; otherwise those whose first k discarded bits are all there is
+    tail_bad = tnz & np.int64((rem & dmask) == 0)
+    rb = (babs & ~ones) + (up << sh)
+    return _signed(b, rb), _bad(babs, rb, R) | tail_bad
+
+
+@njit(cache=True, inline="always")
+def _prepared(x, tiny, sg):
+    # a copy of the chunk x with DAZ applied (tiny > 0) and multiplied by sg (-1: sub's
+    # second operand), so that the loops below need neither
+    y = np.empty_like(x)
+    for j in range(x.size):
+        y[j] = sg * _daz(np.float64(x[j]), tiny)
+    return y
+
+
+# The exact pair of one element (operands already flushed, sub's negated), as (s, tail
+# nonzero); inlined into the loops below.
+
+@njit(cache=True, inline="always")
+def _ex_add(a, b, i):
+    x = np.float64(a[i])
+    y = np.float64(b[i])
+    s = x + y
+    bb = s - x
+    return s, np.int64(((x - (s - bb)) + (y - bb)) != 0.0)  # TwoSum
+
+
+@njit(cache=True, inline="always")
+def _ex_fma(a, b, c, i):
+    p = np.float64(a[i]) * np.float64(b[i])  # exact: 24-bit factors
+    z = np.float64(c[i])
+    s = p + z
+    bb = s - p
+    return s, np.int64(((p - (s - bb)) + (z - bb)) != 0.0)
+
+
+@njit(cache=True, inline="always")
+def _ex_div(a, b, i, tail):
+    x = np.float64(a[i])
+    y = np.float64(b[i])
+    q = x / y
+    if not tail:
+        return q, np.int64(1)
+    ph, pl = two_prod(q, y)
+    return q, np.int64(((x - ph) - pl) != 0.0)
+
+
+@njit(cache=True, inline="always")
+def _ex_sqrt(a, i, tail):
+    x = np.float64(a[i])
+    s = math.sqrt(x) if x >= 0.0 else np.nan
+    if not tail:
+        return s, np.int64(1)
+    ph, pl = two_prod(s, s)
+    return s, np.int64(((x - ph) - pl) != 0.0)
+
+
+@njit(cache=True, inline="always")
+def _ex_unary(a, i, is_neg):
+    x = np.float64(a[i])
+    return (-x if is_neg else math.fabs(x)), np.int64(0)
+
+
+@njit(cache=True, inline="always")
+def _exact_pair(kind, op, a, b, c, i, tiny):
+    # (s, t) of element i with the tail's sign exact (the fix-up path: rare elements)
+    x = _daz(np.float64(a[i]), tiny)
+    if kind == KIND_UNARY:
         if op == OP_SQRT:
-            for j in range(n):
-                x = _daz(np.float64(a[start + j]), tiny)
-                s = math.sqrt(x) if x >= 0.0 else np.nan
-                ph, pl = two_prod(s, s)
-                sbuf[j] = s
-                tbuf[j] = (x - ph) - pl  # the tail has the remainder's sign (s > 0)
-        else:
-            sg = -1.0 if op == OP_NEG else 1.0
-            for j in range(n):
-                x = _daz(np.float64(a[start + j]), tiny)
-                sbuf[j] = sg * x if op == OP_NEG else math.fabs(x)
-                tbuf[j] = 0.0
+            s = math.sqrt(x) if x >= 0.0 else np.nan
+            ph, pl = two_prod(s, s)
+            return s, (x - ph) - pl  # the tail has the remainder's sign (s > 0)
+        return (-x if op == OP_NEG else math.fabs(x)), 0.0
+    y = _daz(np.float64(b[i]), tiny)
+    if kind == KIND_FMA:
+        x = x * y  # exact
+        y = _daz(np.float64(c[i]), tiny)
     elif op == OP_MUL:
-        for j in range(n):
-            sbuf[j] = _daz(np.float64(a[start + j]), tiny) * _daz(np.float64(b[start + j]),
-                                                                   tiny)
-            tbuf[j] = 0.0
+        return x * y, 0.0
     elif op == OP_DIV:
-        for j in range(n):
-            x = _daz(np.float64(a[start + j]), tiny)
-            y = _daz(np.float64(b[start + j]), tiny)
-            q = x / y
-            ph, pl = two_prod(q, y)
-            r = (x - ph) - pl  # exact remainder; the tail r / y has the sign of r * y
-            sbuf[j] = q
-            tbuf[j] = r if y > 0.0 else -r
-    else:  # add, sub
-        sg = -1.0 if op == OP_SUB else 1.0
-        for j in range(n):
-            x = _daz(np.float64(a[start + j]), tiny)
-            y = sg * _daz(np.float64(b[start + j]), tiny)
-            s = x + y
-            bb = s - x
-            sbuf[j] = s
-            tbuf[j] = (x - (s - bb)) + (y - bb)
+        q = x / y
+        ph, pl = two_prod(q, y)
+        r = (x - ph) - pl  # exact remainder; the tail r / y has the sign of r * y
+        return q, (r if y > 0.0 else -r)
+    elif op == OP_SUB:
+        y = -y
+    s, t = two_sum(x, y)
+    return s, t
+
+
+@njit(cache=True, inline="always")
+def _fast_loops(fam, a, b, c, n, is_neg, mc, R, Q, z, out, flag):
+    # Round the n elements of the slices a, b, c into the slice out (z: the random
+    # stream's counter of the first element) and flag (1) those the fix-up path must
+    # decide; returns how many. One straight-line loop per operation family and mode
+    # class, so that LLVM vectorises each (the random stream included). Indexing slices by
+    # the loop counter, which LLVM sees is >= 0, drops numba's negative-index wraparound
+    # select, which otherwise turns every load and store into a scalar one.
+    nbad = 0
+    if fam == FAM_ADD:
+        if mc == MC_DET:
+            for j in range(n):
+                s, tnz = _ex_add(a, b, j)
+                v, bad = _rd_det(s, tnz, R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                s, tnz = _ex_add(a, b, j)
+                v, bad = _rd_sre(s, tnz, 1, mix64_inline(z), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+        else:
+            for j in range(n):
+                s, tnz = _ex_add(a, b, j)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+    elif fam == FAM_MUL:
+        if mc == MC_DET:
+            for j in range(n):
+                s = np.float64(a[j]) * np.float64(b[j])
+                v, bad = _rd_det(s, np.int64(0), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                s = np.float64(a[j]) * np.float64(b[j])
+                v, bad = _rd_sre(s, np.int64(0), 0, mix64_inline(z), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+        else:
+            for j in range(n):
+                s = np.float64(a[j]) * np.float64(b[j])
+                v, bad = _rd_srb(s, np.int64(0), mix64_inline(z), R, Q)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+    elif fam == FAM_FMA:
+        if mc == MC_DET:
+            for j in range(n):
+                s, tnz = _ex_fma(a, b, c, j)
+                v, bad = _rd_det(s, tnz, R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                s, tnz = _ex_fma(a, b, c, j)
+                v, bad = _rd_sre(s, tnz, 1, mix64_inline(z), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+        else:
+            for j in range(n):
+                s, tnz = _ex_fma(a, b, c, j)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+    elif fam == FAM_DIV:
+        if mc == MC_DET:
+            for j in range(n):
+                s, tnz = _ex_div(a, b, j, False)
+                v, bad = _rd_det(s, np.int64(0), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                s, tnz = _ex_div(a, b, j, False)
+                v, bad = _rd_sre(s, tnz, 0, mix64_inline(z), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+        else:
+            for j in range(n):
+                s, tnz = _ex_div(a, b, j, True)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+    elif fam == FAM_SQRT:
+        if mc == MC_DET:
+            for j in range(n):
+                s, tnz = _ex_sqrt(a, j, False)
+                v, bad = _rd_det(s, np.int64(0), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                s, tnz = _ex_sqrt(a, j, False)
+                v, bad = _rd_sre(s, tnz, 0, mix64_inline(z), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+        else:
+            for j in range(n):
+                s, tnz = _ex_sqrt(a, j, True)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+    elif fam == FAM_UNARY:
+        if mc == MC_DET:
+            for j in range(n):
+                s, tnz = _ex_unary(a, j, is_neg)
+                v, bad = _rd_det(s, np.int64(0), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+        elif mc == MC_SRE:
+            for j in range(n):
+                s, tnz = _ex_unary(a, j, is_neg)
+                v, bad = _rd_sre(s, tnz, 0, mix64_inline(z), R)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+        else:
+            for j in range(n):
+                s, tnz = _ex_unary(a, j, is_neg)
+                v, bad = _rd_srb(s, tnz, mix64_inline(z), R, Q)
+                out[j] = v
+                flag[j] = bad
+                nbad += bad
+                z += STEP  # the counter of the next element
+    return nbad
 
 
 @njit(cache=True, inline="always")
@@ -385,96 +664,14 @@ def _round_general(b, tb, i, m, emin, bias, maxcode, subn_i, ftz_i, zsigned_i, z
                    subn_i, ftz_i, zsigned_i, zero_bad_i)
 
 
-@njit(cache=True, inline="always")
-def _pass_round(sbits, tbits, start, n, m, emin, maxbits, zsigned_i, zero_bad_i, mode,
-                sr_bits, key, out, flag):
-    # Round every s (float64 bits) whose result is a normal number of the format, or zero,
-    # into out[start + j]; flag the other elements (flag 1). Returns how many there are.
-    # In the normal range the discarded field has a fixed width (52 - m bits), so the
-    # rounding is a uniform add-and-mask on the float64 bits (a carry moves into the
-    # exponent by itself). One loop per kind of rounding decision, each branch-free.
-    sh = np.int64(52 - m)
-    ones = (np.int64(1) << sh) - 1
-    half = np.int64(1) << (sh - 1)
-    lo_bits = (emin + _BIAS64) << 52  # bits of 2^emin, the smallest normal of the format
-    hi_bits = np.int64(0x7FF) << 52  # bits of inf
-    nbad = 0
-    if mode == SR and sr_bits == 0:  # exact: up iff the first sh random bits < rem
-        for j in range(n):
-            b = sbits[j]
-            babs = b & 0x7FFFFFFFFFFFFFFF
-            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
-            rem = babs & ones
-            stream = np.int64(rand64(key, start + j, 0) >> np.uint64(64 - sh))
-            up = np.int64(stream < rem)
-            tail_bad = tnz & np.int64((rem == 0) | (stream == rem) | (stream + 1 == rem))
-            rb = (babs & ~ones) + (up << sh)
-            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
-                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
-            sgn = (b >> 63) & 1 & (np.int64(rb != 0) | zsigned_i)
-            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
-            flag[j] = bad
-            nbad += bad
-    elif mode == SR:  # r random bits added below the kept bit
-        lim = np.uint64(1) << np.uint64(sr_bits)
-        d = sh - sr_bits
-        dmask = (np.int64(1) << (d if d > 0 else 0)) - 1
-        for j in range(n):
-            b = sbits[j]
-            babs = b & 0x7FFFFFFFFFFFFFFF
-            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
-            rem = babs & ones
-            r = rand64(key, start + j, 0)
-            if d >= 0:
-                h = np.uint64(rem >> d)
-                tail_bad = tnz & np.int64((rem & dmask) == 0)
-            else:
-                h = np.uint64(rem) << np.uint64(-d)
-                tail_bad = tnz
-            up = np.int64(h + (r >> np.uint64(64 - sr_bits)) >= lim)
-            rb = (babs & ~ones) + (up << sh)
-            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
-                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
-            sgn = (b >> 63) & 1 & (np.int64(rb != 0) | zsigned_i)
-            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
-            flag[j] = bad
-            nbad += bad
-    else:
-        kl = np.int64(mode == RNE)
-        kr = np.int64(mode == RNA)
-        kh = kl | kr
-        upp = np.int64(mode == RUP)
-        upn = np.int64(mode == RDN)
-        for j in range(n):
-            b = sbits[j]
-            babs = b & 0x7FFFFFFFFFFFFFFF
-            neg = (b >> 63) & 1
-            tnz = np.int64((tbits[j] & 0x7FFFFFFFFFFFFFFF) != 0)
-            rem = babs & ones
-            # below the kept bit, rounding adds half-1 plus the kept LSB (RNE), half (RNA),
-            # nothing (RTZ), all ones for RUP (positive) / RDN (negative) values
-            add = kl * (half - 1 + ((babs >> sh) & 1)) + kr * half \
-                + ones * ((upp & (1 - neg)) | (upn & neg))
-            rb = (babs + add) & ~ones
-            # a tail matters only when s is on a midpoint (nearest) or on the grid (directed)
-            tail_bad = tnz & ((kh & np.int64(rem == half)) | ((1 - kh) & np.int64(rem == 0)))
-            bad = (np.int64(babs < lo_bits) & np.int64(babs != 0)) | np.int64(babs >= hi_bits) \
-                | np.int64(rb > maxbits) | tail_bad | (zero_bad_i & np.int64(babs == 0))
-            sgn = neg & (np.int64(rb != 0) | zsigned_i)
-            out[start + j] = np.int64(rb | (sgn << 63)).view(np.float64)
-            flag[j] = bad
-            nbad += bad
-    return nbad
-
-
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _max_bits(fp):
     """float64 bits of the format's largest finite value."""
     v = math.ldexp(float(fp[F_MAXSIG]), int(fp[F_EMAX] - fp[F_MAN]))
     return np.float64(v).view(np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _scalar_value(kind, op, a, b, c, i, fp, mode, ovf, ftz, daz, key, sr_bits):
     """Element i by the scalar kernels above (the fast pass's fallback)."""
     x = flush_input(np.float64(a[i]), fp, daz)
@@ -487,32 +684,67 @@ def _scalar_value(kind, op, a, b, c, i, fp, mode, ovf, ftz, daz, key, sr_bits):
     return binary_value(op, x, y, fp, mode, ovf, ftz, key, i, sr_bits)
 
 
-@njit(cache=True, inline="always")
+# Not inlined: fast_array and fast_serial share one compiled copy (compile time).
+@njit(cache=True, error_model="numpy")
 def _fast_range(kind, op, a, b, c, start, stop, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     n = stop - start
-    sbuf = np.empty(n, np.float64)
-    tbuf = np.empty(n, np.float64)
-    flag = np.empty(n, np.int64)
+    flag = np.empty(n, np.uint8)
     m, emin, bias, maxcode = fp[F_MAN], fp[F_EMIN], fp[F_BIAS], fp[F_MAXCODE]
     tiny = math.ldexp(1.0, int(emin)) if daz else 0.0
-    _pass_exact(kind, op, a, b, c, start, stop, tiny, sbuf, tbuf)
     zsigned_i = np.int64(fp[F_NAN_KIND] != NAN_NEG_ZERO)  # fnuz formats have no -0
     # IEEE's exact-zero sum is -0 under RDN, which float64 addition (in RNE) does not give
     zero_bad_i = np.int64(mode == RDN and (kind == KIND_FMA or (
         kind == KIND_BINARY and op != OP_MUL and op != OP_DIV)))
-    maxbits = _max_bits(fp)
-    sbits = sbuf.view(np.int64)
-    tbits = tbuf.view(np.int64)
-    nbad = _pass_round(sbits, tbits, start, n, m, emin, maxbits, zsigned_i, zero_bad_i, mode,
-                       sr_bits, key, out, flag)
+    # In the format's normal range the discarded field has a fixed width (52 - m bits)
+    sh = np.int64(52 - m)
+    ones = (np.int64(1) << sh) - 1
+    half = np.int64(1) << (sh - 1)
+    # per mode: c0, lsb_e, c1 of _rd_det and the discarded bits at which a tail matters
+    c0, lsb_e, c1, tie = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
+    if mode == RNE:
+        c0, lsb_e, tie = half - 1, np.int64(1), half
+    elif mode == RNA:
+        c0, tie = half, half
+    elif mode == RUP:
+        c0, c1 = ones, -ones
+    elif mode == RDN:
+        c1 = ones
+    zsub = 1 - (zero_bad_i | (1 - zsigned_i))
+    R = (sh, ones, zsub,
+         ((emin + _BIAS64) << 52) - zsub,  # bits of 2^emin, the format's smallest normal
+         np.int64(0x7FF) << 52,  # bits of inf
+         _max_bits(fp), c0, lsb_e, c1, tie)
+    d = sh - sr_bits
+    dpos = d if d > 0 else 0
+    Q = (dpos, -d if d < 0 else 0, (np.int64(1) << dpos) - 1, 64 - sr_bits,
+         np.int64(1) << sr_bits)
+    mc = MC_DET if mode != SR else (MC_SRE if sr_bits == 0 else MC_SRB)
+    if kind == KIND_FMA:
+        fam = FAM_FMA
+    elif kind == KIND_UNARY:
+        fam = FAM_SQRT if op == OP_SQRT else FAM_UNARY
+    else:
+        fam = FAM_MUL if op == OP_MUL else (FAM_DIV if op == OP_DIV else FAM_ADD)
+    av, bv, cv = a[start:stop], b[start:stop], c[start:stop]
+    if daz:
+        av = _prepared(av, tiny, 1.0)
+        if kind == KIND_FMA:
+            cv = _prepared(cv, tiny, 1.0)
+    if (daz and kind != KIND_UNARY) or (kind == KIND_BINARY and op == OP_SUB):
+        bv = _prepared(bv, tiny, -1.0 if kind == KIND_BINARY and op == OP_SUB else 1.0)
+    nbad = _fast_loops(fam, av, bv, cv, n, op == OP_NEG, mc, R, Q,
+                       counter(word_base(key, 0), start), out[start:stop], flag)
     if nbad:
         subn_i = np.int64(fp[F_SUBN])
         ftz_i = np.int64(ftz)
         for j in range(n):
             if flag[j]:
                 i = start + j
-                v, bad = _round_general(sbits[j], tbits[j], i, m, emin, bias, maxcode, subn_i,
-                                        ftz_i, zsigned_i, zero_bad_i, mode, sr_bits, key)
+                s, t = _exact_pair(kind, op, a, b, c, i, tiny)
+                v, bad = _round_general(np.float64(s).view(np.int64),
+                                        np.float64(t).view(np.int64), i, m, emin, bias,
+                                        maxcode, subn_i, ftz_i, zsigned_i, zero_bad_i, mode,
+                                        sr_bits, key)
                 if bad:
                     v = _scalar_value(kind, op, a, b, c, i, fp, mode, ovf, ftz, daz, key,
                                       sr_bits)
@@ -524,8 +756,9 @@ def fast_array(kind, op, a, b, c, fp, mode, ovf, ftz, daz, key, sr_bits, out):
     """out[i] = op(a[i], b[i], c[i]) rounded once into the format (``kind``: KIND_BINARY
     with a binary op id but max/min, KIND_UNARY with a unary op id, KIND_FMA); flat arrays
     of equal size (``b``/``c`` ignored where the operation has fewer operands), ``out``
-    float32 or float64, ``fp`` the format tuple. Only where :func:`fast_applies`. Tasks are chunks of _CHUNK
-    elements; the stochastic stream of element i is (key, i) whatever the chunking."""
+    float32 or float64, ``fp`` the format tuple. Only where :func:`fast_applies`. Tasks are
+    chunks of _CHUNK elements; the stochastic stream of element i is (key, i) whatever the
+    chunking."""
     nchunks = (out.size + _CHUNK - 1) // _CHUNK
     for ch in prange(nchunks):
         start = ch * _CHUNK
