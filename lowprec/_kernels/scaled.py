@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..ids import NAN_NEG_ZERO, OVF_SATURATE, RDN, RNA, RNE, RTO, RUP, SR
-from .convert import decode_float_code, encode_pair_code
+from .convert import _f32_code, _f32_consts, decode_float_code, encode_pair_code
 from .layout import (F_BIAS, F_EMIN, F_MAN, F_MAXCODE, F_NAN_KIND, F_SIGNBIT, F_SIGNED, F_SUBN,
                      F_ZERO)
 from .random import rand64
@@ -262,7 +262,6 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
     sbit, subn = efp[F_SIGNBIT], efp[F_SUBN]
     kl, kr, kh, upp, upn, zsbit, ovp, ovn = _code_consts(efp, mode, ovf)
     one = np.float32(1)
-    kind = 1 if reciprocal else 2
     # the scale format's constants for code_fast (scales are positive normal numbers)
     sfast = code_fast_applies(sfp, s_mode)
     sm, semin, sbias, smaxcode = sfp[F_MAN], sfp[F_EMIN], sfp[F_BIAS], sfp[F_MAXCODE]
@@ -278,6 +277,7 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
         c1 = min(j1 * bs, n)
         v = np.empty(c1 - c0)
         fs = np.empty(j1 - j0, np.float32)
+        kinds = np.empty(j1 - j0, np.int64)
         for j in range(j0, j1):
             s = amax[r, j] / emax32
             if has_g:
@@ -291,15 +291,19 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
                                       np.uint64(0), 0, 0)
             s = np.float32(decode_float_code(sc, sfp))
             scales[r, j] = s
-            if reciprocal:
-                fs[j - j0] = (one / g) / s if has_g else one / s
+            # a multiplier that overflows (tiny G and s) gives way to the division
+            f = (one / g) / s if has_g else one / s
+            if reciprocal and f < np.float32(np.inf):
+                fs[j - j0] = f
+                kinds[j - j0] = 1
             else:
                 fs[j - j0] = g * s if has_g else s
+                kinds[j - j0] = 2
         for j in range(j0, j1):
             f = fs[j - j0]
             zero = bad[r, j]
             # clamp as np.clip does: NaN and -0 pass through; one loop per form
-            if reciprocal:
+            if kinds[j - j0] == 1:
                 for c in range(j * bs, min(j * bs + bs, n)):
                     w = x[r, c] * f
                     w = bound if w > bound else (-bound if w < -bound else w)
@@ -315,9 +319,150 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
             for j in range(j0, j1):
                 if bad[r, j]:
                     continue
-                _fixup(x, r, j * bs, min(j * bs + bs, n), fs[j - j0], kind, saturate, emax32,
-                       r * n, efp, mode, ovf, ftz, key, sr_bits, codes)
+                _fixup(x, r, j * bs, min(j * bs + bs, n), fs[j - j0], kinds[j - j0], saturate,
+                       emax32, r * n, efp, mode, ovf, ftz, key, sr_bits, codes)
         for j in range(j0, j1):
             if bad[r, j]:
                 for c in range(j * bs, min(j * bs + bs, n)):
                     codes[r, c] = 0
+
+
+# --- float32 element pass ---------------------------------------------------------------
+# For the modes and formats of the conversion kernels' float32 fast pass (see convert.py:
+# RNE/RNA/RTZ/RUP/RDN into signed formats with zero and subnormals, emin >= -126): a task's
+# scaled elements are float32 values, which that pass rounds from their bits in 32-bit
+# lanes (twice the lanes of the float64 code_fast). MX: x * 2^-E in float32 is exact but
+# where the product is float32-subnormal; the caller takes this kernel only for RNE/RNA/RTZ
+# and element formats whose half smallest subnormal exceeds 2^-126, where those products
+# round to a signed zero either way. Two-level: the scaled value is a float32 by definition.
+
+
+@njit(cache=True, inline="always")
+def _f32_task_codes(p, r, c0, c, rne, codes):
+    # codes[r, c0 + i] of the float32 values p[i] (finite or not: non-finite ones belong to
+    # blocks the caller overwrites); one flat loop per constant `rne`, as convert.py's
+    pb = p.view(np.uint32)
+    out = codes[r, c0:c0 + p.size]
+    if rne:
+        for i in range(pb.size):
+            out[i] = _f32_code(pb[i], c, True)
+    else:
+        for i in range(pb.size):
+            out[i] = _f32_code(pb[i], c, False)
+
+
+@njit(cache=True, inline="always")
+def _block_abs_bits(xb, r, b0, b1):
+    # max of the bits without sign of xb[r, b0:b1] (float32 bits): the amax's bits for
+    # finite blocks, >= 0x7F800000 when the block holds NaN or inf
+    am = np.uint32(0)
+    for cc in range(b0, b1):
+        a = np.uint32(xb[r, cc] & np.uint32(0x7FFFFFFF))
+        am = a if a > am else am
+    return am
+
+
+@njit(cache=True, parallel=True)
+def mx_rows_f32(x, bs, rule, emax_elem, max_mant, max_exp, s_emin, s_emax, saturate, fill, fp,
+                mode, ovf, ftz, codes, exps, nan_scale):
+    """:func:`mx_rows` for RNE/RNA/RTZ and element formats of the float32 fast pass (see
+    the section comment), scale formats within [2^-127, 2^127]. Per task: each block's
+    amax as the max of its bits without sign (>= 0x7F800000 for NaN/inf), its scale, its
+    elements x * 2^-E (float32) into a buffer; then one flat rounding loop."""
+    rows, n = x.shape
+    nb = (n + bs - 1) // bs
+    tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS
+    c = _f32_consts(fp, mode, ovf, ftz)
+    rne = mode == RNE
+    xb = x.view(np.uint32)
+    for task in prange(rows * tpr):
+        r = task // tpr
+        j0 = (task - r * tpr) * _TASK_BLOCKS
+        j1 = min(j0 + _TASK_BLOCKS, nb)
+        c0 = j0 * bs
+        c1 = min(j1 * bs, n)
+        p = np.empty(c1 - c0, np.float32)
+        anybad = False
+        for j in range(j0, j1):
+            b0 = j * bs
+            b1 = min(b0 + bs, n)
+            abits = _block_abs_bits(xb, r, b0, b1)
+            finite = abits < np.uint32(0x7F800000)
+            amax = np.float64(np.uint32(abits).view(np.float32))
+            if not finite or amax == 0.0:
+                e = s_emin
+            else:
+                e = _mx_exponent(amax, rule, emax_elem, max_mant, max_exp)
+                e = s_emin if e < s_emin else e
+            over = e > s_emax
+            e = s_emax if over else e
+            bad = (not finite) or (over and not saturate)
+            exps[r, j] = e
+            nan_scale[r, j] = bad
+            anybad |= bad
+            f = np.float32(math.ldexp(1.0, int(-e)))  # exact: |E| <= 127
+            for cc in range(b0, b1):
+                p[cc - c0] = x[r, cc] * f
+        _f32_task_codes(p, r, c0, c, rne, codes)
+        if anybad:
+            for j in range(j0, j1):
+                if nan_scale[r, j]:
+                    for cc in range(j * bs, min(j * bs + bs, n)):
+                        codes[r, cc] = fill
+
+
+@njit(cache=True, parallel=True)
+def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mode,
+                       reciprocal, saturate, efp, mode, ovf, ftz, codes, scales):
+    """:func:`two_level_rows` for element formats and modes of the float32 fast pass (see
+    the section comment): the same float32 scaled values, rounded from their bits. A block
+    whose multiplier fp32(fp32(1 / G) / s) overflows divides by fp32(G * s) instead."""
+    rows, n = x.shape
+    nb = (n + bs - 1) // bs
+    tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS
+    c = _f32_consts(efp, mode, ovf, ftz)
+    rne = mode == RNE
+    one = np.float32(1)
+    sfast = code_fast_applies(sfp, s_mode)
+    sm, semin, sbias, smaxcode = sfp[F_MAN], sfp[F_EMIN], sfp[F_BIAS], sfp[F_MAXCODE]
+    ssbit, ssubn = sfp[F_SIGNBIT], sfp[F_SUBN]
+    skl, skr, skh, supp, supn, szsbit, sovp, sovn = _code_consts(sfp, s_mode, OVF_SATURATE)
+    bound = emax32 if saturate else np.float32(np.inf)
+    ginv = one / g
+    for task in prange(rows * tpr):
+        r = task // tpr
+        j0 = (task - r * tpr) * _TASK_BLOCKS
+        j1 = min(j0 + _TASK_BLOCKS, nb)
+        c0 = j0 * bs
+        c1 = min(j1 * bs, n)
+        p = np.empty(c1 - c0, np.float32)
+        for j in range(j0, j1):
+            s = amax[r, j] / emax32
+            if has_g:
+                s = s / g
+            s = smin32 if s < smin32 else (smax32 if s > smax32 else s)
+            sc = code_fast(np.float64(s), sm, semin, sbias, smaxcode, ssbit, szsbit, ssubn,
+                           False, skl, skr, skh, supp, supn, sovp, sovn, False, 0,
+                           np.uint64(0), 0)
+            if sc < 0 or not sfast:
+                sc = encode_pair_code(np.float64(s), 0.0, sfp, s_mode, OVF_SATURATE, False,
+                                      np.uint64(0), 0, 0)
+            s = np.float32(decode_float_code(sc, sfp))
+            scales[r, j] = s
+            b0 = j * bs
+            b1 = min(b0 + bs, n)
+            f = ginv / s if has_g else one / s
+            if reciprocal and f < np.float32(np.inf):
+                for cc in range(b0, b1):
+                    w = x[r, cc] * f
+                    p[cc - c0] = bound if w > bound else (-bound if w < -bound else w)
+            else:
+                d = g * s if has_g else s
+                for cc in range(b0, b1):
+                    w = x[r, cc] / d
+                    p[cc - c0] = bound if w > bound else (-bound if w < -bound else w)
+        _f32_task_codes(p, r, c0, c, rne, codes)
+        for j in range(j0, j1):
+            if bad[r, j]:
+                for cc in range(j * bs, min(j * bs + bs, n)):
+                    codes[r, cc] = 0

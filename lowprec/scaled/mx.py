@@ -13,7 +13,8 @@ from typing import Optional
 import numpy as np
 
 from ..formats import FloatFormat, Format
-from ..quantize import encode, format_tuple, resolve_options
+from ..quantize import encode, f32_fast_applies, format_tuple, resolve_options
+from ..rounding import Rounding
 from .base import Quantized, ScalingRecipe, power_of_two
 from .grouping import Grouping, group_amax
 
@@ -62,6 +63,18 @@ def _fused_applies(a: np.ndarray, efmt: Format, grouping: Grouping) -> bool:
     return (a.dtype in (np.float32, np.float16) and isinstance(efmt, FloatFormat)
             and grouping.granularity == "block" and a.ndim >= 1 and a.size > 0
             and grouping.axis == a.ndim - 1)
+
+
+def _f32_elements(efmt: FloatFormat, sfmt: Format, rounding: Rounding) -> bool:
+    """Whether :func:`lowprec._kernels.scaled.mx_rows_f32` serves the fused path: elements
+    x * 2^-E in float32 (2^-E a float32: scale exponents within [-127, 127]) rounded by the
+    conversion kernels' float32 pass, in modes where a float32-subnormal product (rounded)
+    and the exact quotient give the same code: both lie below half the smallest element
+    subnormal (> 2^-126), so RNE/RNA/RTZ give the signed zero of either."""
+    return (f32_fast_applies(efmt, rounding)
+            and rounding in (Rounding.RNE, Rounding.RNA, Rounding.RTZ)
+            and efmt.emin - efmt.man_bits > -125
+            and -127 <= sfmt.emin and sfmt.emax <= 127)
 
 
 class MXRecipe(ScalingRecipe):
@@ -143,10 +156,13 @@ class MXRecipe(ScalingRecipe):
         nan_scale = np.empty((x2.shape[0], nb), np.bool_)
         mm, em = np.frexp(float(efmt.max))
         fill = int(encode(np.nan, efmt)) if efmt.has_nan else 0
-        K.mx_rows(x2, bs, _RULE_IDS[scale_rule], emax_elem(efmt), float(mm), int(em),
-                  sfmt.emin, sfmt.emax, bool(saturate), fill, format_tuple(efmt, opts.nan),
-                  opts.rounding.id, opts.overflow.id, opts.ftz, opts.key, opts.sr_bits, codes,
-                  exps, nan_scale)
+        args = (x2, bs, _RULE_IDS[scale_rule], emax_elem(efmt), float(mm), int(em), sfmt.emin,
+                sfmt.emax, bool(saturate), fill, format_tuple(efmt, opts.nan), opts.rounding.id,
+                opts.overflow.id, opts.ftz)
+        if _f32_elements(efmt, sfmt, opts.rounding):
+            K.mx_rows_f32(*args, codes, exps, nan_scale)
+        else:
+            K.mx_rows(*args, opts.key, opts.sr_bits, codes, exps, nan_scale)
         if not sfmt.has_nan and nan_scale.any():
             raise ValueError(f"a block holds NaN or inf or needs a scale above "
                              f"{sfmt.max:g}, but scale format {sfmt.name} has no NaN to mark it")

@@ -11,7 +11,11 @@ clamped to [-E_max, E_max], then cast. G = "auto" is fp32(tensor_amax / fp32(S_m
 Deviations, where torchao has no defined answer: a tensor whose finite amax is 0 gets G = 1
 (torchao divides 0/0); an automatic G below 2^-126 is raised to 2^-126 (torchao's
 fp32(1 / G) would overflow and turn zeros into NaN); blocks holding NaN/inf get the NaN
-scale code and element code 0, and are left out of the tensor amax.
+scale code and element code 0, and are left out of the tensor amax. A block whose
+multiplier fp32(fp32(1 / G) / s) overflows (G and s both tiny: 1 / G > 2^128 * s, e.g. an
+all-zero block, s at its minimum, under G near 2^-126) has its elements divided by
+fp32(G * s) instead: torchao multiplies by inf there, which gives +-E_max for non-zero
+elements and NaN for zeros (undefined fp4 codes).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..formats import FloatFormat, Format, float32
-from ..quantize import decode, encode, format_tuple, resolve_options
+from ..quantize import decode, encode, f32_fast_applies, format_tuple, resolve_options
 from .base import Quantized, ScalingRecipe, power_of_two
 from .grouping import Grouping, group_amax
 
@@ -101,7 +105,7 @@ class TwoLevelRecipe(ScalingRecipe):
                  rounding, seed, global_scale="auto", reciprocal: bool = True) -> Quantized:
         """See :meth:`ScalingRecipe.quantize` and the module docstring."""
         efmt, sfmt = self.element, self.scale
-        x = a.astype(np.float32)
+        x = np.asarray(a, np.float32)  # no copy of float32 input: nothing writes to x
         fused = _fused_applies(x, grouping)
         if fused:  # block amaxes in one pass over contiguous rows
             from .._kernels import scaled as K
@@ -139,11 +143,15 @@ class TwoLevelRecipe(ScalingRecipe):
                          overflow="saturate")
         s = decode(s_codes, sfmt, dtype=np.float32)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            total = s if g is None else (g * s).astype(np.float32)
             if reciprocal:
-                inv = np.float32(1) / s if g is None else (np.float32(1) / g) / s
-                v = x * grouping.expand(inv.astype(np.float32))
+                inv = (np.float32(1) / s if g is None else (np.float32(1) / g) / s).astype(
+                    np.float32)
+                v = x * grouping.expand(inv)
+                ovf = ~np.isfinite(inv)  # tiny G and s: the division instead (module doc)
+                if ovf.any():
+                    v = np.where(grouping.expand(ovf), x / grouping.expand(total), v)
             else:
-                total = s if g is None else (g * s).astype(np.float32)
                 v = x / grouping.expand(total)
         if saturate:
             v = np.clip(v, -emax, emax)
@@ -168,13 +176,22 @@ class TwoLevelRecipe(ScalingRecipe):
                                  "saturate").rounding.id
         codes = np.empty(x2.shape, efmt.code_dtype)
         scales = np.empty((x2.shape[0], grouping.nblocks), np.float32)
-        K.two_level_rows(x2, grouping.block_size, amax.reshape(scales.shape),
-                         bad.reshape(scales.shape), np.float32(efmt.max),
-                         np.float32(1 if g is None else g), g is not None,
-                         np.float32(sfmt.min_normal), np.float32(sfmt.max), format_tuple(sfmt),
-                         s_mode, bool(reciprocal), bool(saturate), format_tuple(efmt),
-                         opts.rounding.id, opts.overflow.id, opts.ftz, opts.key,
-                         opts.sr_bits, codes, scales)
+        if f32_fast_applies(efmt, opts.rounding):
+            K.two_level_rows_f32(x2, grouping.block_size, amax.reshape(scales.shape),
+                                 bad.reshape(scales.shape), np.float32(efmt.max),
+                                 np.float32(1 if g is None else g), g is not None,
+                                 np.float32(sfmt.min_normal), np.float32(sfmt.max),
+                                 format_tuple(sfmt), s_mode, bool(reciprocal), bool(saturate),
+                                 format_tuple(efmt), opts.rounding.id, opts.overflow.id,
+                                 opts.ftz, codes, scales)
+        else:
+            K.two_level_rows(x2, grouping.block_size, amax.reshape(scales.shape),
+                             bad.reshape(scales.shape), np.float32(efmt.max),
+                             np.float32(1 if g is None else g), g is not None,
+                             np.float32(sfmt.min_normal), np.float32(sfmt.max),
+                             format_tuple(sfmt), s_mode, bool(reciprocal), bool(saturate),
+                             format_tuple(efmt), opts.rounding.id, opts.overflow.id, opts.ftz,
+                             opts.key, opts.sr_bits, codes, scales)
         scales_g = np.where(bad, np.nan, scales.reshape(-1).astype(np.float64))
         return Quantized(codes.reshape(shape), grouping.scales_from_groups(scales_g),
                          global_scale=None if g is None else float(g))
