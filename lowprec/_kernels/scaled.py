@@ -335,31 +335,85 @@ def two_level_rows(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, s_mo
 # where the product is float32-subnormal; the caller takes this kernel only for RNE/RNA/RTZ
 # and element formats whose half smallest subnormal exceeds 2^-126, where those products
 # round to a signed zero either way. Two-level: the scaled value is a float32 by definition.
+# Tasks index 1-D slices from 0 (numba's negative-index wraparound then folds away), and
+# the block loops have a constant trip count for the common block sizes (32, 16): LLVM
+# unrolls and vectorises those, where a loop of runtime length 32 mostly ran its scalar
+# remainder.
+
+_SIGN_OFF = np.uint32(0x7FFFFFFF)
+_EXP_ONES = np.uint32(0x7F800000)
 
 
 @njit(cache=True, inline="always")
-def _f32_task_codes(p, r, c0, c, rne, codes):
-    # codes[r, c0 + i] of the float32 values p[i] (finite or not: non-finite ones belong to
-    # blocks the caller overwrites); one flat loop per constant `rne`, as convert.py's
+def _abs_bits(xb, k0, ln):
+    # max of the bits without sign of xb[k0:k0 + ln] (float32 bits): the amax's bits for a
+    # finite block, >= 0x7F800000 when the block holds NaN or inf
+    xv = xb[k0:k0 + ln]  # a slice from 0: its loads vectorise, offset ones ran 2x slower
+    am = np.uint32(0)
+    for k in range(ln):
+        a = np.uint32(xv[k] & _SIGN_OFF)
+        am = a if a > am else am
+    return am
+
+
+@njit(cache=True, inline="always")
+def _mx_exponent_bits(ab, rule, emax_elem, max_mant, max_exp):
+    # _mx_exponent of the finite float32 amax > 0 with bits ab: from its fields when normal
+    ef = np.int64(ab >> np.uint32(23))
+    if ef == 0:
+        return _mx_exponent(np.float64(np.uint32(ab).view(np.float32)), rule, emax_elem,
+                            max_mant, max_exp)
+    mb = np.int64(ab & np.uint32(0x7FFFFF))
+    e = ef - 126  # frexp's: amax = mm * 2^e, mm = (2^23 + mb) / 2^24
+    if rule == RULE_FLOOR:
+        return e - 1 - emax_elem
+    if rule == RULE_CEIL:
+        return (e - 1 if mb == 0 else e) - emax_elem
+    mm = np.float64((np.int64(1) << 23) | mb) * (1.0 / 16777216.0)
+    return e - max_exp + (1 if mm > max_mant else 0)
+
+
+@njit(cache=True, inline="always")
+def _mx_block(xs, xb, p, k0, ln, rule, emax_elem, max_mant, max_exp, s_emin, s_emax):
+    # scale exponent of the block xs[k0:k0 + ln], whether it holds NaN/inf, whether it
+    # needs a scale above 2^s_emax; its elements x * 2^-E into p[k0:k0 + ln]
+    ab = _abs_bits(xb, k0, ln)
+    finite = ab < _EXP_ONES
+    if not finite or ab == 0:
+        e = np.int64(s_emin)
+    else:
+        e = _mx_exponent_bits(ab, rule, emax_elem, max_mant, max_exp)
+        e = s_emin if e < s_emin else e
+    over = e > s_emax
+    e = s_emax if over else e
+    f = _pow2_f32(-e)
+    xv = xs[k0:k0 + ln]
+    pv = p[k0:k0 + ln]
+    for k in range(ln):
+        pv[k] = xv[k] * f
+    return e, not finite, over
+
+
+@njit(cache=True, inline="always")
+def _pow2_f32(k):
+    # 2^k as float32 for -127 <= k <= 127, from the exponent field where normal (a libm
+    # ldexp call per block cost as much as the block's element pass)
+    if k >= -126:
+        return np.uint32(np.uint32(k + 127) << np.uint32(23)).view(np.float32)
+    return np.float32(math.ldexp(1.0, int(k)))
+
+
+@njit(cache=True, inline="always")
+def _f32_task_codes(p, out, c, rne):
+    # out[i] = code of the float32 p[i] (finite or not: non-finite ones belong to blocks
+    # the caller overwrites); one flat loop per constant `rne`, as convert.py's
     pb = p.view(np.uint32)
-    out = codes[r, c0:c0 + p.size]
     if rne:
         for i in range(pb.size):
             out[i] = _f32_code(pb[i], c, True)
     else:
         for i in range(pb.size):
             out[i] = _f32_code(pb[i], c, False)
-
-
-@njit(cache=True, inline="always")
-def _block_abs_bits(xb, r, b0, b1):
-    # max of the bits without sign of xb[r, b0:b1] (float32 bits): the amax's bits for
-    # finite blocks, >= 0x7F800000 when the block holds NaN or inf
-    am = np.uint32(0)
-    for cc in range(b0, b1):
-        a = np.uint32(xb[r, cc] & np.uint32(0x7FFFFFFF))
-        am = a if a > am else am
-    return am
 
 
 @njit(cache=True, parallel=True)
@@ -374,41 +428,102 @@ def mx_rows_f32(x, bs, rule, emax_elem, max_mant, max_exp, s_emin, s_emax, satur
     tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS
     c = _f32_consts(fp, mode, ovf, ftz)
     rne = mode == RNE
-    xb = x.view(np.uint32)
+    xball = x.view(np.uint32)
     for task in prange(rows * tpr):
         r = task // tpr
         j0 = (task - r * tpr) * _TASK_BLOCKS
         j1 = min(j0 + _TASK_BLOCKS, nb)
         c0 = j0 * bs
         c1 = min(j1 * bs, n)
+        xs = x[r, c0:c1]
+        xb = xball[r, c0:c1]
         p = np.empty(c1 - c0, np.float32)
         anybad = False
         for j in range(j0, j1):
-            b0 = j * bs
-            b1 = min(b0 + bs, n)
-            abits = _block_abs_bits(xb, r, b0, b1)
-            finite = abits < np.uint32(0x7F800000)
-            amax = np.float64(np.uint32(abits).view(np.float32))
-            if not finite or amax == 0.0:
-                e = s_emin
+            k0 = (j - j0) * bs
+            ln = min(bs, c1 - c0 - k0)
+            if ln == 32:
+                e, nonfinite, over = _mx_block(xs, xb, p, k0, 32, rule, emax_elem, max_mant,
+                                               max_exp, s_emin, s_emax)
             else:
-                e = _mx_exponent(amax, rule, emax_elem, max_mant, max_exp)
-                e = s_emin if e < s_emin else e
-            over = e > s_emax
-            e = s_emax if over else e
-            bad = (not finite) or (over and not saturate)
+                e, nonfinite, over = _mx_block(xs, xb, p, k0, ln, rule, emax_elem, max_mant,
+                                               max_exp, s_emin, s_emax)
+            bad = nonfinite or (over and not saturate)
             exps[r, j] = e
             nan_scale[r, j] = bad
             anybad |= bad
-            f = np.float32(math.ldexp(1.0, int(-e)))  # exact: |E| <= 127
-            for cc in range(b0, b1):
-                p[cc - c0] = x[r, cc] * f
-        _f32_task_codes(p, r, c0, c, rne, codes)
+        out = codes[r, c0:c1]
+        _f32_task_codes(p, out, c, rne)
         if anybad:
             for j in range(j0, j1):
                 if nan_scale[r, j]:
-                    for cc in range(j * bs, min(j * bs + bs, n)):
-                        codes[r, cc] = fill
+                    k0 = (j - j0) * bs
+                    for k in range(k0, min(k0 + bs, c1 - c0)):
+                        out[k] = fill
+
+
+@njit(cache=True, inline="always")
+def _block_abs32(xb, k0, ln):
+    # (float32 amax, NaN/inf flag) of the block xb[k0:k0 + ln] (float32 bits)
+    ab = _abs_bits(xb, k0, ln)
+    bad = ab >= _EXP_ONES
+    return np.uint32(0 if bad else ab).view(np.float32), bad
+
+
+@njit(cache=True, parallel=True)
+def block_amax32_bits(x, bs, amax, bad):
+    """:func:`block_amax32` from the bits: a block's amax is the max of its bits without
+    sign, >= 0x7F800000 for NaN/inf (one integer max per element, vectorised)."""
+    rows, n = x.shape
+    nb = (n + bs - 1) // bs
+    tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS
+    xball = x.view(np.uint32)
+    for task in prange(rows * tpr):
+        r = task // tpr
+        j0 = (task - r * tpr) * _TASK_BLOCKS
+        j1 = min(j0 + _TASK_BLOCKS, nb)
+        c0 = j0 * bs
+        c1 = min(j1 * bs, n)
+        xb = xball[r, c0:c1]
+        for j in range(j0, j1):
+            k0 = (j - j0) * bs
+            ln = min(bs, c1 - c0 - k0)
+            if ln == 16:
+                a, b = _block_abs32(xb, k0, 16)
+            elif ln == 32:
+                a, b = _block_abs32(xb, k0, 32)
+            else:
+                a, b = _block_abs32(xb, k0, ln)
+            amax[r, j] = a
+            bad[r, j] = b
+
+
+@njit(cache=True, inline="always")
+def _scale_bits_round(s, sh, up):
+    # the positive normal float32 s rounded to sh fewer significand bits, nearest-even or
+    # (up) upward, as float32 (a carry moves into the exponent field)
+    b = np.float32(s).view(np.uint32)
+    ones = np.uint32((np.uint32(1) << np.uint32(sh)) - np.uint32(1))
+    if up:
+        add = ones
+    else:
+        add = np.uint32((ones >> np.uint32(1)) + ((b >> np.uint32(sh)) & np.uint32(1)))
+    return np.uint32(np.uint32(b + add) & ~ones).view(np.float32)
+
+
+@njit(cache=True, inline="always")
+def _two_level_block(xs, p, k0, ln, f, d, use_mul, bound):
+    # the block's scaled, clamped float32 values into p (clamped as np.clip: NaN passes)
+    xv = xs[k0:k0 + ln]
+    pv = p[k0:k0 + ln]
+    if use_mul:
+        for k in range(ln):
+            w = xv[k] * f
+            pv[k] = bound if w > bound else (-bound if w < -bound else w)
+    else:
+        for k in range(ln):
+            w = xv[k] / d
+            pv[k] = bound if w > bound else (-bound if w < -bound else w)
 
 
 @njit(cache=True, parallel=True)
@@ -416,7 +531,9 @@ def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, 
                        reciprocal, saturate, efp, mode, ovf, ftz, codes, scales):
     """:func:`two_level_rows` for element formats and modes of the float32 fast pass (see
     the section comment): the same float32 scaled values, rounded from their bits. A block
-    whose multiplier fp32(fp32(1 / G) / s) overflows divides by fp32(G * s) instead."""
+    whose multiplier fp32(fp32(1 / G) / s) overflows divides by fp32(G * s) instead. Block
+    scales (positive normal numbers of the scale format, RNE or RUP) are rounded from the
+    float32 bits when the scale format has fewer significand bits than float32."""
     rows, n = x.shape
     nb = (n + bs - 1) // bs
     tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS
@@ -427,6 +544,9 @@ def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, 
     sm, semin, sbias, smaxcode = sfp[F_MAN], sfp[F_EMIN], sfp[F_BIAS], sfp[F_MAXCODE]
     ssbit, ssubn = sfp[F_SIGNBIT], sfp[F_SUBN]
     skl, skr, skh, supp, supn, szsbit, sovp, sovn = _code_consts(sfp, s_mode, OVF_SATURATE)
+    sbits = sm < 23 and semin >= -126 and (s_mode == RNE or s_mode == RUP)
+    ssh = 23 - sm if sm < 23 else 0
+    sup = s_mode == RUP
     bound = emax32 if saturate else np.float32(np.inf)
     ginv = one / g
     for task in prange(rows * tpr):
@@ -435,34 +555,38 @@ def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, 
         j1 = min(j0 + _TASK_BLOCKS, nb)
         c0 = j0 * bs
         c1 = min(j1 * bs, n)
+        xs = x[r, c0:c1]
         p = np.empty(c1 - c0, np.float32)
         for j in range(j0, j1):
             s = amax[r, j] / emax32
             if has_g:
                 s = s / g
             s = smin32 if s < smin32 else (smax32 if s > smax32 else s)
-            sc = code_fast(np.float64(s), sm, semin, sbias, smaxcode, ssbit, szsbit, ssubn,
-                           False, skl, skr, skh, supp, supn, sovp, sovn, False, 0,
-                           np.uint64(0), 0)
-            if sc < 0 or not sfast:
-                sc = encode_pair_code(np.float64(s), 0.0, sfp, s_mode, OVF_SATURATE, False,
-                                      np.uint64(0), 0, 0)
-            s = np.float32(decode_float_code(sc, sfp))
-            scales[r, j] = s
-            b0 = j * bs
-            b1 = min(b0 + bs, n)
-            f = ginv / s if has_g else one / s
-            if reciprocal and f < np.float32(np.inf):
-                for cc in range(b0, b1):
-                    w = x[r, cc] * f
-                    p[cc - c0] = bound if w > bound else (-bound if w < -bound else w)
+            if sbits:
+                s = _scale_bits_round(s, ssh, sup)
+                s = smax32 if s > smax32 else s
             else:
-                d = g * s if has_g else s
-                for cc in range(b0, b1):
-                    w = x[r, cc] / d
-                    p[cc - c0] = bound if w > bound else (-bound if w < -bound else w)
-        _f32_task_codes(p, r, c0, c, rne, codes)
+                sc = code_fast(np.float64(s), sm, semin, sbias, smaxcode, ssbit, szsbit, ssubn,
+                               False, skl, skr, skh, supp, supn, sovp, sovn, False, 0,
+                               np.uint64(0), 0)
+                if sc < 0 or not sfast:
+                    sc = encode_pair_code(np.float64(s), 0.0, sfp, s_mode, OVF_SATURATE, False,
+                                          np.uint64(0), 0, 0)
+                s = np.float32(decode_float_code(sc, sfp))
+            scales[r, j] = s
+            f = ginv / s if has_g else one / s
+            use_mul = reciprocal and f < np.float32(np.inf)
+            d = g * s if has_g else s
+            k0 = (j - j0) * bs
+            ln = min(bs, c1 - c0 - k0)
+            if ln == 16:
+                _two_level_block(xs, p, k0, 16, f, d, use_mul, bound)
+            else:
+                _two_level_block(xs, p, k0, ln, f, d, use_mul, bound)
+        out = codes[r, c0:c1]
+        _f32_task_codes(p, out, c, rne)
         for j in range(j0, j1):
             if bad[r, j]:
-                for cc in range(j * bs, min(j * bs + bs, n)):
-                    codes[r, cc] = 0
+                k0 = (j - j0) * bs
+                for k in range(k0, min(k0 + bs, c1 - c0)):
+                    out[k] = 0

@@ -113,7 +113,7 @@ class TwoLevelRecipe(ScalingRecipe):
             x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
             amax = np.empty((x2.shape[0], grouping.nblocks), np.float32)
             bad = np.empty(amax.shape, np.bool_)
-            K.block_amax32(x2, grouping.block_size, amax, bad)
+            K.block_amax32_bits(x2, grouping.block_size, amax, bad)
             amax, bad = amax.reshape(-1), bad.reshape(-1)
         else:
             groups = grouping.to_groups(x)
