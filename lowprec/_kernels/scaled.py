@@ -418,11 +418,13 @@ def _f32_task_codes(p, out, c, rne):
 
 @njit(cache=True, parallel=True)
 def mx_rows_f32(x, bs, rule, emax_elem, max_mant, max_exp, s_emin, s_emax, saturate, fill, fp,
-                mode, ovf, ftz, codes, exps, nan_scale):
+                mode, ovf, ftz, codes, scales):
     """:func:`mx_rows` for RNE/RNA/RTZ and element formats of the float32 fast pass (see
-    the section comment), scale formats within [2^-127, 2^127]. Per task: each block's
-    amax as the max of its bits without sign (>= 0x7F800000 for NaN/inf), its scale, its
-    elements x * 2^-E (float32) into a buffer; then one flat rounding loop."""
+    the section comment), scale formats within [2^-127, 2^127]. Writes ``scales[r, j]``,
+    the block's scale 2^E as float64 (NaN for the blocks :func:`mx_rows` flags in
+    ``nan_scale``). Per task: each block's amax as the
+    max of its bits without sign (>= 0x7F800000 for NaN/inf), its scale, its elements
+    x * 2^-E (float32) into a buffer; then one flat rounding loop."""
     rows, n = x.shape
     nb = (n + bs - 1) // bs
     tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS
@@ -438,7 +440,7 @@ def mx_rows_f32(x, bs, rule, emax_elem, max_mant, max_exp, s_emin, s_emax, satur
         xs = x[r, c0:c1]
         xb = xball[r, c0:c1]
         p = np.empty(c1 - c0, np.float32)
-        anybad = False
+        tbad = False
         for j in range(j0, j1):
             k0 = (j - j0) * bs
             ln = min(bs, c1 - c0 - k0)
@@ -449,14 +451,15 @@ def mx_rows_f32(x, bs, rule, emax_elem, max_mant, max_exp, s_emin, s_emax, satur
                 e, nonfinite, over = _mx_block(xs, xb, p, k0, ln, rule, emax_elem, max_mant,
                                                max_exp, s_emin, s_emax)
             bad = nonfinite or (over and not saturate)
-            exps[r, j] = e
-            nan_scale[r, j] = bad
-            anybad |= bad
+            # 2^E from float64's exponent field (|E| <= 127: normal)
+            sv = np.int64(np.int64(e + 1023) << 52).view(np.float64)
+            scales[r, j] = np.nan if bad else sv
+            tbad |= bad
         out = codes[r, c0:c1]
         _f32_task_codes(p, out, c, rne)
-        if anybad:
+        if tbad:
             for j in range(j0, j1):
-                if nan_scale[r, j]:
+                if np.isnan(scales[r, j]):
                     k0 = (j - j0) * bs
                     for k in range(k0, min(k0 + bs, c1 - c0)):
                         out[k] = fill
