@@ -515,18 +515,27 @@ def _scale_bits_round(s, sh, up):
 
 
 @njit(cache=True, inline="always")
-def _two_level_block(xs, p, k0, ln, f, d, use_mul, bound):
-    # the block's scaled, clamped float32 values into p (clamped as np.clip: NaN passes)
-    xv = xs[k0:k0 + ln]
-    pv = p[k0:k0 + ln]
-    if use_mul:
-        for k in range(ln):
-            w = xv[k] * f
-            pv[k] = bound if w > bound else (-bound if w < -bound else w)
-    else:
-        for k in range(ln):
-            w = xv[k] / d
-            pv[k] = bound if w > bound else (-bound if w < -bound else w)
+def _clamp_mul(xv, pv, ln, f, bound):
+    # pv[k] = xv[k] * f clamped to +-bound as np.clip (NaN passes)
+    for k in range(ln):
+        w = xv[k] * f
+        pv[k] = bound if w > bound else (-bound if w < -bound else w)
+
+
+@njit(cache=True, inline="always")
+def _clamp_mul2(xv, pv, f0, f1, bound):
+    # _clamp_mul of two 16-element blocks in one 32-element loop (a loop of 16 is too short
+    # for LLVM's vector body: it ran scalar, 5x slower)
+    for k in range(32):
+        w = xv[k] * (f0 if k < 16 else f1)
+        pv[k] = bound if w > bound else (-bound if w < -bound else w)
+
+
+@njit(cache=True, inline="always")
+def _clamp_div(xv, pv, ln, d, bound):
+    for k in range(ln):
+        w = xv[k] / d
+        pv[k] = bound if w > bound else (-bound if w < -bound else w)
 
 
 @njit(cache=True, parallel=True)
@@ -536,7 +545,8 @@ def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, 
     the section comment): the same float32 scaled values, rounded from their bits. A block
     whose multiplier fp32(fp32(1 / G) / s) overflows divides by fp32(G * s) instead. Block
     scales (positive normal numbers of the scale format, RNE or RUP) are rounded from the
-    float32 bits when the scale format has fewer significand bits than float32."""
+    float32 bits when the scale format has fewer significand bits than float32, in one loop
+    over a task's blocks (vectorised divisions)."""
     rows, n = x.shape
     nb = (n + bs - 1) // bs
     tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS
@@ -551,7 +561,9 @@ def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, 
     ssh = 23 - sm if sm < 23 else 0
     sup = s_mode == RUP
     bound = emax32 if saturate else np.float32(np.inf)
-    ginv = one / g
+    ginv = one / g if has_g else one
+    gg = g if has_g else one  # s / 1 and 1 * s are exact: one loop body with or without G
+    inf32 = np.float32(np.inf)
     for task in prange(rows * tpr):
         r = task // tpr
         j0 = (task - r * tpr) * _TASK_BLOCKS
@@ -560,15 +572,21 @@ def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, 
         c1 = min(j1 * bs, n)
         xs = x[r, c0:c1]
         p = np.empty(c1 - c0, np.float32)
-        for j in range(j0, j1):
-            s = amax[r, j] / emax32
-            if has_g:
-                s = s / g
-            s = smin32 if s < smin32 else (smax32 if s > smax32 else s)
-            if sbits:
+        am = amax[r, j0:j1]
+        sv = scales[r, j0:j1]
+        fs = np.empty(j1 - j0, np.float32)
+        if sbits:
+            for j in range(j1 - j0):
+                s = (am[j] / emax32) / gg
+                s = smin32 if s < smin32 else (smax32 if s > smax32 else s)
                 s = _scale_bits_round(s, ssh, sup)
                 s = smax32 if s > smax32 else s
-            else:
+                sv[j] = s
+                fs[j] = ginv / s
+        else:
+            for j in range(j1 - j0):
+                s = (am[j] / emax32) / gg
+                s = smin32 if s < smin32 else (smax32 if s > smax32 else s)
                 sc = code_fast(np.float64(s), sm, semin, sbias, smaxcode, ssbit, szsbit, ssubn,
                                False, skl, skr, skh, supp, supn, sovp, sovn, False, 0,
                                np.uint64(0), 0)
@@ -576,16 +594,27 @@ def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, 
                     sc = encode_pair_code(np.float64(s), 0.0, sfp, s_mode, OVF_SATURATE, False,
                                           np.uint64(0), 0, 0)
                 s = np.float32(decode_float_code(sc, sfp))
-            scales[r, j] = s
-            f = ginv / s if has_g else one / s
-            use_mul = reciprocal and f < np.float32(np.inf)
-            d = g * s if has_g else s
-            k0 = (j - j0) * bs
+                sv[j] = s
+                fs[j] = ginv / s
+        nt = j1 - j0
+        j = 0
+        while j < nt:
+            k0 = j * bs
             ln = min(bs, c1 - c0 - k0)
-            if ln == 16:
-                _two_level_block(xs, p, k0, 16, f, d, use_mul, bound)
+            f = fs[j]
+            if (bs == 16 and j + 1 < nt and c1 - c0 - k0 >= 32 and reciprocal and f < inf32
+                    and fs[j + 1] < inf32):
+                _clamp_mul2(xs[k0:k0 + 32], p[k0:k0 + 32], f, fs[j + 1], bound)
+                j += 2
+                continue
+            if reciprocal and f < inf32:
+                if ln == 32:
+                    _clamp_mul(xs[k0:k0 + 32], p[k0:k0 + 32], 32, f, bound)
+                else:
+                    _clamp_mul(xs[k0:k0 + ln], p[k0:k0 + ln], ln, f, bound)
             else:
-                _two_level_block(xs, p, k0, ln, f, d, use_mul, bound)
+                _clamp_div(xs[k0:k0 + ln], p[k0:k0 + ln], ln, gg * sv[j], bound)
+            j += 1
         out = codes[r, c0:c1]
         _f32_task_codes(p, out, c, rne)
         for j in range(j0, j1):
