@@ -543,7 +543,8 @@ def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, 
                        reciprocal, saturate, efp, mode, ovf, ftz, codes, scales):
     """:func:`two_level_rows` for element formats and modes of the float32 fast pass (see
     the section comment): the same float32 scaled values, rounded from their bits. A block
-    whose multiplier fp32(fp32(1 / G) / s) overflows divides by fp32(G * s) instead. Block
+    whose multiplier fp32(fp32(1 / G) / s) overflows divides by fp32(G * s) instead; NaN/inf
+    blocks get scale NaN (and codes 0). Block
     scales (positive normal numbers of the scale format, RNE or RUP) are rounded from the
     float32 bits when the scale format has fewer significand bits than float32, in one loop
     over a task's blocks (vectorised divisions)."""
@@ -619,6 +620,7 @@ def two_level_rows_f32(x, bs, amax, bad, emax32, g, has_g, smin32, smax32, sfp, 
         _f32_task_codes(p, out, c, rne)
         for j in range(j0, j1):
             if bad[r, j]:
+                sv[j - j0] = np.nan
                 k0 = (j - j0) * bs
                 for k in range(k0, min(k0 + bs, c1 - c0)):
                     out[k] = 0

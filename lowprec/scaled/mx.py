@@ -170,7 +170,11 @@ class MXRecipe(ScalingRecipe):
                 fill, fp, opts.rounding.id, opts.overflow.id, opts.ftz)
         if _f32_elements(efmt, sfmt, opts.rounding):
             scales = np.empty((x2.shape[0], nb), np.float64)
-            K.mx_rows_f32(*args, codes, scales)
+            # full blocks only: the rows make one (tasks of 64 blocks span rows; no
+            # element index matters without SR)
+            one = (1, -1) if n % bs == 0 else x2.shape
+            K.mx_rows_f32(x2.reshape(one), *args[1:], codes.reshape(one),
+                          scales.reshape(one[0], -1))
             scales_g = scales.reshape(-1)
             any_nan = not sfmt.has_nan and np.isnan(scales_g).any()
         else:
