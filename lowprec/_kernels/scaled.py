@@ -8,6 +8,11 @@ Element codes come from a branch-free rounding of the float64 bits of the scaled
 :func:`.convert.encode_pair_code` as the exact fallback for the rare rest, so the codes
 equal :func:`lowprec.encode` of the scaled values. The stochastic stream of an element is
 (key, its flat index in the input), as for :func:`lowprec.encode` of the whole array.
+
+The ``*_f32`` kernels (section "float32 element pass") serve the common modes: the scaled
+values are float32 and the conversion kernels' float32 pass (:mod:`.convert`, ``_f32_code``)
+rounds them in 32-bit lanes; they are the fast path of MX RNE/RNA/RTZ and of two-level
+scaling in every mode but SR and RTO (which keep the kernels above).
 """
 
 import math
@@ -221,27 +226,6 @@ def mx_rows(x, bs, rule, emax_elem, max_mant, max_exp, s_emin, s_emax, saturate,
                 if nan_scale[r, j]:
                     for c in range(j * bs, min(j * bs + bs, n)):
                         codes[r, c] = fill
-
-
-@njit(cache=True, parallel=True)
-def block_amax32(x, bs, amax, bad):
-    """float32 amax of every block of the rows of ``x`` (float32, 2-D) and whether the
-    block holds NaN/inf (its amax is then 0)."""
-    rows, n = x.shape
-    nb = (n + bs - 1) // bs
-    for blk in prange(rows * nb):
-        r = blk // nb
-        j = blk - r * nb
-        c0 = j * bs
-        c1 = min(c0 + bs, n)
-        am = np.float32(0)
-        finite = True
-        for c in range(c0, c1):
-            a = abs(x[r, c])
-            finite &= a < np.float32(np.inf)
-            am = a if a > am else am
-        amax[r, j] = am if finite else np.float32(0)
-        bad[r, j] = not finite
 
 
 @njit(cache=True, parallel=True)
@@ -474,9 +458,11 @@ def _block_abs32(xb, k0, ln):
 
 
 @njit(cache=True, parallel=True)
-def block_amax32_bits(x, bs, amax, bad):
-    """:func:`block_amax32` from the bits: a block's amax is the max of its bits without
-    sign, >= 0x7F800000 for NaN/inf (one integer max per element, vectorised)."""
+def block_amax32(x, bs, amax, bad):
+    """float32 amax of every block of the rows of ``x`` (float32, 2-D) and whether the
+    block holds NaN/inf (its amax is then 0), from the bits: a block's amax is the max of
+    its bits without sign, >= 0x7F800000 for NaN/inf (one integer max per element,
+    vectorised; tasks of up to _TASK_BLOCKS blocks of one row)."""
     rows, n = x.shape
     nb = (n + bs - 1) // bs
     tpr = (nb + _TASK_BLOCKS - 1) // _TASK_BLOCKS

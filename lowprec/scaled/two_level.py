@@ -134,7 +134,7 @@ class TwoLevelRecipe(ScalingRecipe):
             amax = np.empty((x2.shape[0], grouping.nblocks), np.float32)
             bad = np.empty(amax.shape, np.bool_)
             one = _one_row(x2, grouping.block_size)
-            K.block_amax32_bits(x2.reshape(one), grouping.block_size,
+            K.block_amax32(x2.reshape(one), grouping.block_size,
                                 amax.reshape(one[0], -1), bad.reshape(one[0], -1))
             amax, bad = amax.reshape(-1), bad.reshape(-1)
         else:
