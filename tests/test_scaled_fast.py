@@ -124,8 +124,9 @@ def test_sr_independent_of_threads():
     try:
         for th in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(th)
-            res.append([quantize_scaled(x, s, rounding="sr", seed=21).codes
-                        for s in ("mxfp8_e4m3", "mxfp4_e2m1", "nvfp4")])
+            # SR (the float64 kernels) and RNE (the float32 ones, whose tasks span rows)
+            res.append([quantize_scaled(x, s, rounding=m, seed=21).codes
+                        for s in ("mxfp8_e4m3", "mxfp4_e2m1", "nvfp4") for m in ("sr", "rne")])
     finally:
         numba.set_num_threads(old)
     for a, b in zip(*res):
