@@ -124,8 +124,9 @@ def test_sr_independent_of_threads():
     try:
         for th in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(th)
-            res.append([quantize_scaled(x, s, rounding="sr", seed=21).codes
-                        for s in ("mxfp8_e4m3", "mxfp4_e2m1", "nvfp4")])
+            # SR (the float64 kernels) and RNE (the float32 ones, whose tasks span rows)
+            res.append([quantize_scaled(x, s, rounding=m, seed=21).codes
+                        for s in ("mxfp8_e4m3", "mxfp4_e2m1", "nvfp4") for m in ("sr", "rne")])
     finally:
         numba.set_num_threads(old)
     for a, b in zip(*res):
@@ -137,3 +138,67 @@ def test_sr_independent_of_threads():
     want = lp.encode(v.astype(np.float64), "e5m2", rounding="sr", seed=21, nan="zero",
                      overflow="saturate")
     assert np.array_equal(t.codes[finite_rows], want[finite_rows])
+
+
+def _overflow_case():
+    """Rows of 16-element NVFP4 blocks under a calibrated G = 1e-37 (fp32(1 / G) ~ 2^123,
+    finite): tiny blocks and all-zero blocks get s near its minimum 2^-6, so that
+    fp32(fp32(1 / G) / s) overflows; ordinary blocks beside them do not."""
+    rng = np.random.default_rng(12)
+    x = np.zeros((6, 64), np.float32)
+    x[:, 0:16] = rng.standard_normal((6, 16)) * 2e-39  # tiny (subnormal): multiplier inf
+    x[:, 16:32] = 0.0  # zero block: s = 2^-6, multiplier inf
+    x[:, 32:48] = rng.standard_normal((6, 16)) * 1e-36  # s around 1: no overflow
+    x[:, 48:64] = rng.standard_normal((6, 16)) * 3e-38  # s near 2^-5: no overflow
+    x[0, 20] = -0.0
+    return x, np.float32(1e-37)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_level_reciprocal_overflow_divides(mode, monkeypatch):
+    """A block whose fp32(fp32(1 / G) / s) overflows is divided by fp32(G * s), in the fused
+    kernels (float32 pass and SR/RTO pass) and the numpy path alike; zeros stay zeros
+    (x * inf would make them NaN, which e2m1 cannot hold), -0 included."""
+    x, g = _overflow_case()
+    f = lambda rec: quantize_scaled(x, "nvfp4", global_scale=g, reciprocal=rec,  # noqa: E731
+                                    rounding=mode, seed=5)
+    t1, t2 = _both(monkeypatch, tl_mod, lambda: f(True))
+    _check(t1, t2, f"nvfp4 {mode} overflowing multiplier")
+    s = t1.scales.astype(np.float32)
+    with np.errstate(over="ignore"):
+        mult = (np.float32(1) / g) / s
+    over = ~np.isfinite(mult)
+    assert over[:, :2].all() and not over[:, 2:].any(), \
+        "the case must overflow in the tiny and zero blocks only"
+    div = f(False)
+    assert np.array_equal(div.scales, t1.scales)
+    cols = np.repeat(over, 16, axis=1)
+    assert np.array_equal(t1.codes[cols], div.codes[cols])
+    assert np.array_equal(t1.codes[:, 16:32], np.where(np.signbit(x[:, 16:32]), 8, 0)), \
+        "zeros must stay signed zeros"
+    # the division really is the elements' quotient rounded once to float32 and clamped
+    want = lp.encode(np.clip(x / (g * s).repeat(16, axis=1), -6, 6).astype(np.float64),
+                     "e2m1", rounding=mode, seed=5, overflow="saturate")
+    if mode != "sr":  # SR's stream belongs to the flat index either way; checked above
+        assert np.array_equal(t1.codes[cols], want[cols])
+
+
+def test_two_level_overflow_against_torchao():
+    """torchao 0.18 multiplies by fp32(fp32(1 / G) / s) even when it overflows: the blocks
+    that do not overflow match it bit for bit, in the overflowing ones its non-zero
+    elements become +-6 (x * inf, clamped) and its zeros NaN (undefined fp4 codes), where
+    lowprec divides (see lowprec.scaled.two_level)."""
+    torch = pytest.importorskip("torch")
+    nv = pytest.importorskip("torchao.prototype.mx_formats.nvfp4_tensor")
+    x, g = _overflow_case()
+    t = quantize_scaled(x, "nvfp4", global_scale=g)
+    ts, tq = nv.nvfp4_quantize(torch.from_numpy(x), 16, torch.tensor(g))
+    tq = tq.numpy()
+    tcodes = np.empty(x.shape, np.uint8)
+    tcodes[:, 0::2] = tq & 0xF
+    tcodes[:, 1::2] = tq >> 4
+    assert np.array_equal(ts.float().numpy().reshape(t.scales.shape), t.scales)
+    assert np.array_equal(tcodes[:, 32:], t.codes[:, 32:])
+    nz = x[:, :16] != 0
+    assert np.all((tcodes[:, :16][nz] & 7) == 7)  # torchao: |x * inf| clamped to 6
+    assert not np.all((t.codes[:, :16][nz] & 7) == 7)  # lowprec: the quotients

@@ -8,12 +8,15 @@ whose exponent range bounds E.
 
 from __future__ import annotations
 
+import functools
+
 from typing import Optional
 
 import numpy as np
 
 from ..formats import FloatFormat, Format
-from ..quantize import encode, format_tuple, resolve_options
+from ..quantize import encode, f32_fast_applies, format_tuple, resolve_options
+from ..rounding import Rounding
 from .base import Quantized, ScalingRecipe, power_of_two
 from .grouping import Grouping, group_amax
 
@@ -62,6 +65,29 @@ def _fused_applies(a: np.ndarray, efmt: Format, grouping: Grouping) -> bool:
     return (a.dtype in (np.float32, np.float16) and isinstance(efmt, FloatFormat)
             and grouping.granularity == "block" and a.ndim >= 1 and a.size > 0
             and grouping.axis == a.ndim - 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _element_consts(efmt: FloatFormat) -> tuple:
+    """What the fused kernels need of an element format, once per format (Python-side
+    work per call costs as much as the kernel on small inputs): emax_elem, frexp of its max
+    (for "rceil"), the fill code of NaN blocks, its parameter vector (NaN policy "zero")."""
+    mm, em = np.frexp(float(efmt.max))
+    fill = int(encode(np.nan, efmt)) if efmt.has_nan else 0
+    fp = format_tuple(efmt, resolve_options(efmt, nan="zero").nan)
+    return emax_elem(efmt), float(mm), int(em), fill, fp
+
+
+def _f32_elements(efmt: FloatFormat, sfmt: Format, rounding: Rounding) -> bool:
+    """Whether :func:`lowprec._kernels.scaled.mx_rows_f32` serves the fused path: elements
+    x * 2^-E in float32 (2^-E a float32: scale exponents within [-127, 127]) rounded by the
+    conversion kernels' float32 pass, in modes where a float32-subnormal product (rounded)
+    and the exact quotient give the same code: both lie below half the smallest element
+    subnormal (> 2^-126), so RNE/RNA/RTZ give the signed zero of either."""
+    return (f32_fast_applies(efmt, rounding)
+            and rounding in (Rounding.RNE, Rounding.RNA, Rounding.RTZ)
+            and efmt.emin - efmt.man_bits > -125
+            and -127 <= sfmt.emin and sfmt.emax <= 127)
 
 
 class MXRecipe(ScalingRecipe):
@@ -139,18 +165,27 @@ class MXRecipe(ScalingRecipe):
         opts = resolve_options(efmt, rounding, "saturate" if saturate else None, True, None,
                                seed, "zero")
         codes = np.empty(x2.shape, efmt.code_dtype)
-        exps = np.empty((x2.shape[0], nb), np.int64)
-        nan_scale = np.empty((x2.shape[0], nb), np.bool_)
-        mm, em = np.frexp(float(efmt.max))
-        fill = int(encode(np.nan, efmt)) if efmt.has_nan else 0
-        K.mx_rows(x2, bs, _RULE_IDS[scale_rule], emax_elem(efmt), float(mm), int(em),
-                  sfmt.emin, sfmt.emax, bool(saturate), fill, format_tuple(efmt, opts.nan),
-                  opts.rounding.id, opts.overflow.id, opts.ftz, opts.key, opts.sr_bits, codes,
-                  exps, nan_scale)
-        if not sfmt.has_nan and nan_scale.any():
+        ee, mm, em, fill, fp = _element_consts(efmt)
+        args = (x2, bs, _RULE_IDS[scale_rule], ee, mm, em, sfmt.emin, sfmt.emax, bool(saturate),
+                fill, fp, opts.rounding.id, opts.overflow.id, opts.ftz)
+        if _f32_elements(efmt, sfmt, opts.rounding):
+            scales = np.empty((x2.shape[0], nb), np.float64)
+            # full blocks only: the rows make one (tasks of 64 blocks span rows; no
+            # element index matters without SR)
+            one = (1, -1) if n % bs == 0 else x2.shape
+            K.mx_rows_f32(x2.reshape(one), *args[1:], codes.reshape(one),
+                          scales.reshape(one[0], -1))
+            scales_g = scales.reshape(-1)
+            any_nan = not sfmt.has_nan and np.isnan(scales_g).any()
+        else:
+            exps = np.empty((x2.shape[0], nb), np.int64)
+            nan_scale = np.empty((x2.shape[0], nb), np.bool_)
+            K.mx_rows(*args, opts.key, opts.sr_bits, codes, exps, nan_scale)
+            any_nan = nan_scale.any()
+            scales_g = np.where(nan_scale, np.nan, np.ldexp(1.0, exps)).reshape(-1)
+        if not sfmt.has_nan and any_nan:
             raise ValueError(f"a block holds NaN or inf or needs a scale above "
                              f"{sfmt.max:g}, but scale format {sfmt.name} has no NaN to mark it")
-        scales_g = np.where(nan_scale, np.nan, np.ldexp(1.0, exps)).reshape(-1)
         return Quantized(codes.reshape(a.shape), grouping.scales_from_groups(scales_g))
 
     def dequantize(self, values: np.ndarray, scales: np.ndarray, *,

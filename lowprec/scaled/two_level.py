@@ -11,17 +11,24 @@ clamped to [-E_max, E_max], then cast. G = "auto" is fp32(tensor_amax / fp32(S_m
 Deviations, where torchao has no defined answer: a tensor whose finite amax is 0 gets G = 1
 (torchao divides 0/0); an automatic G below 2^-126 is raised to 2^-126 (torchao's
 fp32(1 / G) would overflow and turn zeros into NaN); blocks holding NaN/inf get the NaN
-scale code and element code 0, and are left out of the tensor amax.
+scale code and element code 0, and are left out of the tensor amax. A block whose
+multiplier fp32(fp32(1 / G) / s) overflows (G and s both tiny: 1 / G > 2^128 * s, e.g. an
+all-zero block, s at its minimum, under G near 2^-126) has its elements divided by
+fp32(G * s) instead: torchao multiplies by inf there, which gives +-E_max for non-zero
+elements and NaN for zeros (undefined fp4 codes).
 """
 
 from __future__ import annotations
+
+import functools
 
 from typing import Any, Optional
 
 import numpy as np
 
 from ..formats import FloatFormat, Format, float32
-from ..quantize import decode, encode, format_tuple, resolve_options
+from ..quantize import decode, encode, f32_fast_applies, format_tuple, resolve_options
+from ..rounding import Rounding
 from .base import Quantized, ScalingRecipe, power_of_two
 from .grouping import Grouping, group_amax
 
@@ -35,6 +42,23 @@ def _fused_applies(x: np.ndarray, grouping: Grouping) -> bool:
     axis of a non-empty array."""
     return (grouping.granularity == "block" and x.ndim >= 1 and x.size > 0
             and grouping.axis == x.ndim - 1)
+
+
+def _one_row(x2: np.ndarray, bs: int) -> tuple:
+    """The shape the kernels see the (rows, n) input as: one row when every block is full
+    (their tasks of 64 blocks then span rows: fewer, larger tasks; element indices only
+    matter for SR, which these kernels do not serve), else as it is."""
+    return (1, x2.size) if x2.shape[1] % bs == 0 else x2.shape
+
+
+@functools.lru_cache(maxsize=64)
+def _consts(efmt: FloatFormat, sfmt: FloatFormat) -> tuple:
+    """Per-format constants, once per format pair (each ``.max`` is an exact-fraction
+    computation; per call they cost as much as the kernels on small inputs): E_max, S_max,
+    the scale format's smallest normal (float32), fp32(S_max * E_max), the scale and
+    element parameter tuples."""
+    return (np.float32(efmt.max), np.float32(sfmt.max), np.float32(sfmt.min_normal),
+            np.float32(sfmt.max * efmt.max), format_tuple(sfmt), format_tuple(efmt))
 
 
 class TwoLevelRecipe(ScalingRecipe):
@@ -101,7 +125,7 @@ class TwoLevelRecipe(ScalingRecipe):
                  rounding, seed, global_scale="auto", reciprocal: bool = True) -> Quantized:
         """See :meth:`ScalingRecipe.quantize` and the module docstring."""
         efmt, sfmt = self.element, self.scale
-        x = a.astype(np.float32)
+        x = np.asarray(a, np.float32)  # no copy of float32 input: nothing writes to x
         fused = _fused_applies(x, grouping)
         if fused:  # block amaxes in one pass over contiguous rows
             from .._kernels import scaled as K
@@ -109,7 +133,9 @@ class TwoLevelRecipe(ScalingRecipe):
             x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
             amax = np.empty((x2.shape[0], grouping.nblocks), np.float32)
             bad = np.empty(amax.shape, np.bool_)
-            K.block_amax32(x2, grouping.block_size, amax, bad)
+            one = _one_row(x2, grouping.block_size)
+            K.block_amax32(x2.reshape(one), grouping.block_size,
+                                amax.reshape(one[0], -1), bad.reshape(one[0], -1))
             amax, bad = amax.reshape(-1), bad.reshape(-1)
         else:
             groups = grouping.to_groups(x)
@@ -118,11 +144,14 @@ class TwoLevelRecipe(ScalingRecipe):
         if bad.any() and not sfmt.has_nan:
             raise ValueError(f"input holds NaN or inf, but scale format {sfmt.name} has no NaN "
                              f"to mark those blocks")
-        emax = np.float32(efmt.max)
+        emax, smax, smin, denom, _, _ = _consts(efmt, sfmt)
         if isinstance(global_scale, str):  # "auto"
-            finite = amax[~bad]
-            tmax = np.float32(finite.max()) if finite.size else np.float32(0)
-            g = np.float32(tmax / np.float32(sfmt.max * efmt.max)) if tmax > 0 else np.float32(1)
+            if fused:  # the kernel's amax of a NaN/inf block is 0
+                tmax = np.float32(amax.max())
+            else:
+                finite = amax[~bad]
+                tmax = np.float32(finite.max()) if finite.size else np.float32(0)
+            g = np.float32(tmax / denom) if tmax > 0 else np.float32(1)
             if not (np.isfinite(g) and g >= np.float32(_TINY32)):
                 g = np.float32(_TINY32)
         else:
@@ -134,16 +163,20 @@ class TwoLevelRecipe(ScalingRecipe):
             bs = np.where(bad, np.float32(0), amax) / emax
             if g is not None:
                 bs = bs / g
-            bs = np.clip(bs, np.float32(sfmt.min_normal), np.float32(sfmt.max)).astype(np.float32)
+            bs = np.clip(bs, smin, smax).astype(np.float32)
         s_codes = encode(bs, sfmt, rounding="rup" if scale_rule == "rceil" else "rne",
                          overflow="saturate")
         s = decode(s_codes, sfmt, dtype=np.float32)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            total = s if g is None else (g * s).astype(np.float32)
             if reciprocal:
-                inv = np.float32(1) / s if g is None else (np.float32(1) / g) / s
-                v = x * grouping.expand(inv.astype(np.float32))
+                inv = (np.float32(1) / s if g is None else (np.float32(1) / g) / s).astype(
+                    np.float32)
+                v = x * grouping.expand(inv)
+                ovf = ~np.isfinite(inv)  # tiny G and s: the division instead (module doc)
+                if ovf.any():
+                    v = np.where(grouping.expand(ovf), x / grouping.expand(total), v)
             else:
-                total = s if g is None else (g * s).astype(np.float32)
                 v = x / grouping.expand(total)
         if saturate:
             v = np.clip(v, -emax, emax)
@@ -164,18 +197,24 @@ class TwoLevelRecipe(ScalingRecipe):
         efmt, sfmt = self.element, self.scale
         opts = resolve_options(efmt, rounding, "saturate" if saturate else None, True, None,
                                seed, "raise")
-        s_mode = resolve_options(sfmt, "rup" if scale_rule == "rceil" else "rne",
-                                 "saturate").rounding.id
+        s_mode = (Rounding.RUP if scale_rule == "rceil" else Rounding.RNE).id
         codes = np.empty(x2.shape, efmt.code_dtype)
         scales = np.empty((x2.shape[0], grouping.nblocks), np.float32)
-        K.two_level_rows(x2, grouping.block_size, amax.reshape(scales.shape),
-                         bad.reshape(scales.shape), np.float32(efmt.max),
-                         np.float32(1 if g is None else g), g is not None,
-                         np.float32(sfmt.min_normal), np.float32(sfmt.max), format_tuple(sfmt),
-                         s_mode, bool(reciprocal), bool(saturate), format_tuple(efmt),
-                         opts.rounding.id, opts.overflow.id, opts.ftz, opts.key,
-                         opts.sr_bits, codes, scales)
-        scales_g = np.where(bad, np.nan, scales.reshape(-1).astype(np.float64))
+        emax, smax, smin, _, sfp, efp = _consts(efmt, sfmt)
+        args = (x2, grouping.block_size, amax.reshape(scales.shape), bad.reshape(scales.shape),
+                emax, np.float32(1 if g is None else g), g is not None, smin, smax, sfp, s_mode,
+                bool(reciprocal), bool(saturate), efp, opts.rounding.id, opts.overflow.id,
+                opts.ftz)
+        if f32_fast_applies(efmt, opts.rounding):
+            one = _one_row(x2, grouping.block_size)
+            r1 = (one[0], -1)
+            K.two_level_rows_f32(x2.reshape(one), *args[1:2], args[2].reshape(r1),
+                                 args[3].reshape(r1), *args[4:], codes.reshape(one),
+                                 scales.reshape(r1))  # NaN/inf blocks: scale NaN
+            scales_g = scales.reshape(-1).astype(np.float64)
+        else:
+            K.two_level_rows(*args, opts.key, opts.sr_bits, codes, scales)
+            scales_g = np.where(bad, np.nan, scales.reshape(-1).astype(np.float64))
         return Quantized(codes.reshape(shape), grouping.scales_from_groups(scales_g),
                          global_scale=None if g is None else float(g))
 
