@@ -16,10 +16,13 @@ factors cannot change a bit). The kernel vectorises along its output's columns, 
 skinny output (N = 10 logits) runs much faster transposed; :func:`matmul_f32` picks the
 orientation with the smaller estimated cost, counting the copies a strided operand needs.
 
-Layouts and threads (none of which changes a bit): the kernel's left operand may be a
-transposed view (it is read one element at a time), the right one is copied to rows,
-in strips where numpy's transposed copy would thrash the cache; products smaller than
-:data:`SMALL` multiply-adds run on one numba thread.
+Layouts and threads (none of which changes a bit): both kernel operands are
+C-contiguous stacks, transposed views copied to rows (in strips where numpy's transposed
+copy would thrash the cache), so that one compiled specialisation serves every call (a
+transposed left operand used to compile the kernel a second time, for seconds on a cold
+cache, to save a copy of microseconds); products smaller than :data:`SMALL`
+multiply-adds run the kernel's serial twin
+(:data:`lowprec._kernels.gemm_serial.gemm_f32_serial`: cheaper to compile and to call).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ _PLANS: dict = {}   # operand layouts -> (flip, batch size, m, n, result shape)
 _ZEROS: dict = {}   # shape -> zero addend
 
 
-#: Products with fewer multiply-adds than this run on one numba thread: waking the other
+#: Products with fewer multiply-adds than this run the serial kernel: waking the other
 #: threads costs more than they save (the study trains on one thread for the same reason).
 #: The results do not depend on it (threads split independent outputs).
 SMALL = 1 << 20
@@ -48,33 +51,31 @@ def _kernel():
         from numba.np.ufunc import parallel
 
         from ._kernels.gemm import gemm_f32
+        from ._kernels.gemm_serial import gemm_f32_serial
 
         numba.get_num_threads()  # starts the threading layer once
-        # numba's public getter and setter take a lock to check that the threading layer
-        # has started (some microseconds, as much as a small GEMM); once it has, the
-        # layer's own entry points are plain C calls. The public ones are the fallback.
-        get, put = (getattr(parallel, "_get_num_threads", None),
-                    getattr(parallel, "_set_num_threads", None))
+        # numba's public getter takes a lock to check that the threading layer has started
+        # (some microseconds, as much as a small GEMM); once it has, the layer's own entry
+        # point is a plain C call. The public one is the fallback.
+        get = getattr(parallel, "_get_num_threads", None)
         try:
-            ok = callable(get) and callable(put) and get() == numba.get_num_threads()
+            ok = callable(get) and get() == numba.get_num_threads()
         except Exception:  # noqa: BLE001 - any trouble: the public API
             ok = False
         if not ok:
-            get, put = numba.get_num_threads, numba.set_num_threads
-        _KERNEL.extend((gemm_f32, get, put))
+            get = numba.get_num_threads
+        _KERNEL.extend((gemm_f32, get, gemm_f32_serial))
     return _KERNEL[0]
 
 
 def _run(a, b, c, fused, out) -> None:
-    """gemm_f32(a, b, c, fused, out), on one thread when the product is small."""
-    gemm_f32, get_threads, set_threads = _KERNEL
-    nt = get_threads()
-    if nt > 1 and a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SMALL:
-        set_threads(1)
-        try:
-            gemm_f32(a, b, c, fused, out)
-        finally:
-            set_threads(nt)
+    """gemm_f32(a, b, c, fused, out): the serial twin when the product is small."""
+    if a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SMALL:
+        _KERNEL[2](a, b, c, fused, out)
+        return
+    gemm_f32, get_threads, serial = _KERNEL
+    if get_threads() == 1:
+        serial(a, b, c, fused, out)
     else:
         gemm_f32(a, b, c, fused, out)
 
@@ -110,18 +111,6 @@ def _c3(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _ca(x: np.ndarray) -> np.ndarray:
-    """The kernel's left operand: x itself when it is C-contiguous or the transpose of a
-    C-contiguous stack (the kernel reads the left operand one element at a time, and four
-    rows of a transposed matrix at one k are adjacent in memory: no copy is cheaper),
-    otherwise a C-contiguous copy."""
-    if x.flags.c_contiguous:
-        return x
-    if x.strides[1] == x.itemsize and np.swapaxes(x, 1, 2).flags.c_contiguous:
-        return x
-    return _c3(x)
-
-
 def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
                fused: bool = True) -> np.ndarray:
     """``c + a @ b`` accumulated in float32, sequential in k, as :func:`lowprec.matmul`.
@@ -155,10 +144,10 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
             if flip:
                 ta, tb = _swap3(b, nb), _swap3(a, nb)
                 out = np.empty((nb, n, m), _F32)
-                _run(_ca(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
+                _run(_c3(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
                 return _c3(np.swapaxes(out, 1, 2)).reshape(full)
             out = np.empty((nb, m, n), _F32)
-            _run(_ca(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
+            _run(_c3(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
                  _zeros((nb, m, n)), bool(fused), out)
             return out.reshape(full)
     return _matmul_f32(a, b, c, fused)
@@ -225,10 +214,10 @@ def _matmul_f32(a, b, c, fused):
     sa, sb = a3.strides, b3.strides
     a_rows, b_rows = sa[2] == 4 and sa[1] == 4 * k, sb[2] == 4 and sb[1] == 4 * n
     a_cols, b_cols = sa[1] == 4 and sa[2] == 4 * m, sb[1] == 4 and sb[2] == 4 * k
-    # (the kernel reads its left operand in either layout; see _ca)
-    direct = (_cost(m, k, n) * nb + (0 if a_rows or a_cols else a3.size // 8)
+    # (both kernel operands are rows: one compiled layout, see the module docstring)
+    direct = (_cost(m, k, n) * nb + (0 if a_rows else a3.size // 8)
               + (0 if b_rows else b3.size // 8))
-    flipped = (_cost(n, k, m) * nb + (0 if b_cols or b_rows else b3.size // 8)
+    flipped = (_cost(n, k, m) * nb + (0 if b_cols else b3.size // 8)
                + (0 if a_cols else a3.size // 8) + (m * n * nb) // 8)
     flip = flipped < direct
     if c is None and (a.shape[:-2] == b.shape[:-2]) and type(a) is np.ndarray \
@@ -242,9 +231,9 @@ def _matmul_f32(a, b, c, fused):
         at, bt = np.swapaxes(b3, 1, 2), np.swapaxes(a3, 1, 2)
         ct = _zeros((nb, n, m)) if c is None else _c3(np.swapaxes(c, 1, 2))
         out = np.empty((nb, n, m), _F32)
-        _run(_ca(at), _c3(bt), ct, bool(fused), out)
+        _run(_c3(at), _c3(bt), ct, bool(fused), out)
         return _c3(np.swapaxes(out, 1, 2)).reshape(full)
     out = np.empty((nb, m, n), _F32)
     cc = _zeros((nb, m, n)) if c is None else _c3(c)
-    _run(_ca(a3), _c3(b3), cc, bool(fused), out)
+    _run(_c3(a3), _c3(b3), cc, bool(fused), out)
     return out.reshape(full)
