@@ -51,7 +51,7 @@ def _kernel():
         from numba.np.ufunc import parallel
 
         from ._kernels.gemm import gemm_f32
-        from ._kernels.gemm_serial import gemm_f32_serial
+        from ._kernels.gemm_serial import serial_entry
 
         numba.get_num_threads()  # starts the threading layer once
         # numba's public getter takes a lock to check that the threading layer has started
@@ -64,12 +64,14 @@ def _kernel():
             ok = False
         if not ok:
             get = numba.get_num_threads
-        _KERNEL.extend((gemm_f32, get, gemm_f32_serial))
+        _KERNEL.extend((gemm_f32, get, serial_entry()))
     return _KERNEL[0]
 
 
 def _run(a, b, c, fused, out) -> None:
-    """gemm_f32(a, b, c, fused, out): the serial twin when the product is small."""
+    """gemm_f32(a, b, c, fused, out) for a left operand ``a`` of any strides: the serial
+    twin's entry point when the product is small (or numba runs one thread), which reads
+    ``a`` as it is; otherwise the threaded kernel, on a C-contiguous copy of ``a``."""
     if a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SMALL:
         _KERNEL[2](a, b, c, fused, out)
         return
@@ -77,7 +79,7 @@ def _run(a, b, c, fused, out) -> None:
     if get_threads() == 1:
         serial(a, b, c, fused, out)
     else:
-        gemm_f32(a, b, c, fused, out)
+        gemm_f32(_c3(a), b, c, fused, out)
 
 
 def _cost(m: int, k: int, n: int) -> int:
@@ -135,6 +137,8 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
     """
     if not _KERNEL:
         _kernel()
+    if fused is not True:
+        fused = bool(fused)  # the kernel's entry point takes a bool as it is
     if c is None and type(a) is np.ndarray and type(b) is np.ndarray:
         # the common case (training steps repeat the same shapes): plan once per layout
         key = (a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides)
@@ -144,18 +148,18 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
             if flip:
                 ta, tb = _swap3(b, nb), _swap3(a, nb)
                 out = np.empty((nb, n, m), _F32)
-                _run(_c3(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
-                return _c3(np.swapaxes(out, 1, 2)).reshape(full)
+                _run(ta, _c3(tb), _zeros((nb, n, m)), fused, out)
+                return _c3(out.swapaxes(1, 2)).reshape(full)
             out = np.empty((nb, m, n), _F32)
-            _run(_c3(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
-                 _zeros((nb, m, n)), bool(fused), out)
+            _run(a.reshape(nb, m, a.shape[-1]), _c3(b.reshape(nb, b.shape[-2], n)),
+                 _zeros((nb, m, n)), fused, out)
             return out.reshape(full)
     return _matmul_f32(a, b, c, fused)
 
 
 def _swap3(x: np.ndarray, nb: int) -> np.ndarray:
     """(nb, cols, rows) view of the matrices of x (..., rows, cols) transposed."""
-    return np.swapaxes(x.reshape(nb, x.shape[-2], x.shape[-1]), 1, 2)
+    return x.reshape(nb, x.shape[-2], x.shape[-1]).swapaxes(1, 2)
 
 
 def _zeros(shape: tuple) -> np.ndarray:
@@ -214,10 +218,10 @@ def _matmul_f32(a, b, c, fused):
     sa, sb = a3.strides, b3.strides
     a_rows, b_rows = sa[2] == 4 and sa[1] == 4 * k, sb[2] == 4 and sb[1] == 4 * n
     a_cols, b_cols = sa[1] == 4 and sa[2] == 4 * m, sb[1] == 4 and sb[2] == 4 * k
-    # (both kernel operands are rows: one compiled layout, see the module docstring)
-    direct = (_cost(m, k, n) * nb + (0 if a_rows else a3.size // 8)
+    # (the kernel reads its left operand in any layout; see _run)
+    direct = (_cost(m, k, n) * nb + (0 if a_rows or a_cols else a3.size // 8)
               + (0 if b_rows else b3.size // 8))
-    flipped = (_cost(n, k, m) * nb + (0 if b_cols else b3.size // 8)
+    flipped = (_cost(n, k, m) * nb + (0 if b_cols or b_rows else b3.size // 8)
                + (0 if a_cols else a3.size // 8) + (m * n * nb) // 8)
     flip = flipped < direct
     if c is None and (a.shape[:-2] == b.shape[:-2]) and type(a) is np.ndarray \
@@ -231,9 +235,9 @@ def _matmul_f32(a, b, c, fused):
         at, bt = np.swapaxes(b3, 1, 2), np.swapaxes(a3, 1, 2)
         ct = _zeros((nb, n, m)) if c is None else _c3(np.swapaxes(c, 1, 2))
         out = np.empty((nb, n, m), _F32)
-        _run(_c3(at), _c3(bt), ct, bool(fused), out)
-        return _c3(np.swapaxes(out, 1, 2)).reshape(full)
+        _run(at, _c3(bt), ct, fused, out)
+        return _c3(out.swapaxes(1, 2)).reshape(full)
     out = np.empty((nb, m, n), _F32)
     cc = _zeros((nb, m, n)) if c is None else _c3(c)
-    _run(_c3(a3), _c3(b3), cc, bool(fused), out)
+    _run(a3, _c3(b3), cc, fused, out)
     return out.reshape(full)

@@ -20,15 +20,23 @@ import types
 
 import numba
 from numba import njit
+from numba.core import types as nbt
 
 from .gemm import gemm_f32
 
-__all__ = ["gemm_f32_serial", "gemm_f32_auto", "SERIAL_BELOW"]
+__all__ = ["gemm_f32_serial", "gemm_f32_auto", "serial_entry", "SERIAL_BELOW", "SIGNATURE"]
 
 #: Products with fewer multiply-adds than this run serially: waking numba's other threads
 #: costs more than they save. Threads split independent output rows, so the choice never
 #: changes a bit.
 SERIAL_BELOW = 1 << 20
+
+_F32_A3 = nbt.Array(nbt.float32, 3, "A")
+_F32_C3 = nbt.Array(nbt.float32, 3, "C")
+#: The one specialisation of the serial twin that callers use: a left operand of any
+#: strides (the kernel reads it one element at a time, so a transposed view costs nothing),
+#: C-contiguous right operand, addend and output (read and written in vectors).
+SIGNATURE = (_F32_A3, _F32_C3, _F32_C3, nbt.boolean, _F32_C3)
 
 
 def _serial_twin(kernel, name: str):
@@ -42,13 +50,37 @@ def _serial_twin(kernel, name: str):
 
 
 gemm_f32_serial = _serial_twin(gemm_f32, "gemm_f32_serial")
+_ENTRY: list = []
+
+
+def serial_entry():
+    """The serial twin compiled for :data:`SIGNATURE`, as its compiled entry point.
+
+    numba's dispatcher compiles one specialisation per array layout and writeability
+    (C, F and A left operands, read-only inputs: seconds each on a cold cache); the entry
+    point takes arrays as they are, without the dispatcher's type matching (which also
+    costs a few microseconds a call). The caller guarantees the types: float32 arrays of
+    three axes, ``b``, ``c`` and ``out`` C-contiguous (any writeability: the kernel writes
+    ``out`` only).
+    """
+    if not _ENTRY:
+        if hasattr(gemm_f32_serial, "overloads"):
+            gemm_f32_serial.compile(SIGNATURE)  # from the on-disk cache when it is there
+            _ENTRY.append(gemm_f32_serial.overloads[SIGNATURE].entry_point)
+        else:  # NUMBA_DISABLE_JIT: the Python function
+            _ENTRY.append(gemm_f32_serial)
+    return _ENTRY[0]
 
 
 def gemm_f32_auto(a, b, c, fused, out) -> None:
     """``gemm_f32(a, b, c, fused, out)``, serially for products below
-    :data:`SERIAL_BELOW` multiply-adds or when numba runs one thread (same bits)."""
+    :data:`SERIAL_BELOW` multiply-adds or when numba runs one thread (same bits).
+
+    a: (batch, M, K), b: (batch, K, N), c and out: (batch, M, N), all float32 and
+    C-contiguous; ``fused`` a bool.
+    """
     if a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SERIAL_BELOW \
             or numba.get_num_threads() == 1:
-        gemm_f32_serial(a, b, c, fused, out)
+        (_ENTRY[0] if _ENTRY else serial_entry())(a, b, c, bool(fused), out)
     else:
         gemm_f32(a, b, c, fused, out)
