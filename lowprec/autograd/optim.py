@@ -196,16 +196,19 @@ class SGD(Optimizer):
         group["nesterov"] = bool(group["nesterov"])
 
     def step(self) -> None:
+        plain = self.update is None and self.tracker is None
         for i, p in enumerate(self.params):
-            if p.grad is None:
+            g = p.grad
+            if g is None:
                 continue
             hp = self._group_of[i]
             dt = p.data.dtype.type
-            g = p.grad
             if hp["weight_decay"]:
                 g = g + dt(hp["weight_decay"]) * p.data
             if hp["momentum"]:
-                st = self.state.setdefault(i, {})
+                st = self.state.get(i)
+                if st is None:
+                    st = self.state[i] = {}
                 buf = st.get("momentum_buffer")
                 if buf is None:
                     buf = g.copy()
@@ -220,7 +223,11 @@ class SGD(Optimizer):
                         buf = dt(hp["momentum"]) * buf + gd
                 st["momentum_buffer"] = buf
                 g = g + dt(hp["momentum"]) * buf if hp["nesterov"] else buf
-            self._apply(i, p, -dt(hp["lr"]) * g)
+            delta = -dt(hp["lr"]) * g
+            if plain and delta.dtype == p.data.dtype:  # what _apply does, without the call
+                p.data = p.data + delta
+            else:
+                self._apply(i, p, delta)
 
 
 class Adam(Optimizer):
