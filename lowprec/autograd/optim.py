@@ -224,8 +224,11 @@ class SGD(Optimizer):
                 st["momentum_buffer"] = buf
                 g = g + dt(hp["momentum"]) * buf if hp["nesterov"] else buf
             delta = -dt(hp["lr"]) * g
-            if plain and delta.dtype == p.data.dtype:  # what _apply does, without the call
-                p.data = p.data + delta
+            old = p.data
+            if plain and delta.dtype == old.dtype and delta.shape == old.shape:
+                # what _apply does, without the call and into delta's own (new) array: the
+                # parameter gets a new array (references to the old one keep its values)
+                p.data = np.add(old, delta, out=delta)
             else:
                 self._apply(i, p, delta)
 
