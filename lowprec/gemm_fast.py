@@ -16,13 +16,14 @@ factors cannot change a bit). The kernel vectorises along its output's columns, 
 skinny output (N = 10 logits) runs much faster transposed; :func:`matmul_f32` picks the
 orientation with the smaller estimated cost, counting the copies a strided operand needs.
 
-Layouts and threads (none of which changes a bit): both kernel operands are
-C-contiguous stacks, transposed views copied to rows (in strips where numpy's transposed
-copy would thrash the cache), so that one compiled specialisation serves every call (a
-transposed left operand used to compile the kernel a second time, for seconds on a cold
-cache, to save a copy of microseconds); products smaller than :data:`SMALL`
-multiply-adds run the kernel's serial twin
-(:data:`lowprec._kernels.gemm_serial.gemm_f32_serial`: cheaper to compile and to call).
+Layouts and threads (none of which changes a bit): products smaller than :data:`SMALL`
+multiply-adds run the kernel's serial twin through one compiled entry point
+(:func:`lowprec._kernels.gemm_serial.serial_entry`: cheaper to compile than the threaded
+kernel, and one specialisation for every layout, so a first use compiles it once); its
+left operand may be any strided view (it is read one element at a time: a transposed
+activation costs no copy). The right operand, read in vectors, is copied to rows, in
+strips where numpy's transposed copy would thrash the cache. Bigger products run the
+threaded kernel on C-contiguous operands.
 """
 
 from __future__ import annotations
