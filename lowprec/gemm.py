@@ -278,7 +278,8 @@ def _products_exact_f32(av: np.ndarray, bv: np.ndarray, fa: FloatFormat,
 
 
 def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, chunk, seed):
-    from ._kernels.gemm import gemm_acc, gemm_f32
+    from ._kernels.gemm import gemm_acc
+    from ._kernels.gemm_serial import gemm_f32_auto as gemm_f32  # serial when small
 
     rne = rnd is Rounding.RNE
     if accf == _F32 and rne and not chunk:
@@ -315,7 +316,7 @@ def _run_lanes(av, bv, cv, fa, fb, lanes: int, fma: bool) -> np.ndarray:
     on the strided slices); accumulator 0 starts at c, the others at +0, and the lane sums
     are added in lane order, fp32 RNE.
     """
-    from ._kernels.gemm import gemm_f32
+    from ._kernels.gemm_serial import gemm_f32_auto as gemm_f32  # serial when small
 
     fused = bool(fma) and not _products_exact_f32(av, bv, fa, fb)
     f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731

@@ -16,10 +16,14 @@ factors cannot change a bit). The kernel vectorises along its output's columns, 
 skinny output (N = 10 logits) runs much faster transposed; :func:`matmul_f32` picks the
 orientation with the smaller estimated cost, counting the copies a strided operand needs.
 
-Layouts and threads (none of which changes a bit): the kernel's left operand may be a
-transposed view (it is read one element at a time), the right one is copied to rows,
-in strips where numpy's transposed copy would thrash the cache; products smaller than
-:data:`SMALL` multiply-adds run on one numba thread.
+Layouts and threads (none of which changes a bit): products smaller than :data:`SMALL`
+multiply-adds run the kernel's serial twin through one compiled entry point
+(:func:`lowprec._kernels.gemm_serial.serial_entry`: cheaper to compile than the threaded
+kernel, and one specialisation for every layout, so a first use compiles it once); its
+left operand may be any strided view (it is read one element at a time: a transposed
+activation costs no copy). The right operand, read in vectors, is copied to rows, in
+strips where numpy's transposed copy would thrash the cache. Bigger products run the
+threaded kernel on C-contiguous operands.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ _PLANS: dict = {}   # operand layouts -> (flip, batch size, m, n, result shape)
 _ZEROS: dict = {}   # shape -> zero addend
 
 
-#: Products with fewer multiply-adds than this run on one numba thread: waking the other
+#: Products with fewer multiply-adds than this run the serial kernel: waking the other
 #: threads costs more than they save (the study trains on one thread for the same reason).
 #: The results do not depend on it (threads split independent outputs).
 SMALL = 1 << 20
@@ -48,35 +52,35 @@ def _kernel():
         from numba.np.ufunc import parallel
 
         from ._kernels.gemm import gemm_f32
+        from ._kernels.gemm_serial import serial_entry
 
         numba.get_num_threads()  # starts the threading layer once
-        # numba's public getter and setter take a lock to check that the threading layer
-        # has started (some microseconds, as much as a small GEMM); once it has, the
-        # layer's own entry points are plain C calls. The public ones are the fallback.
-        get, put = (getattr(parallel, "_get_num_threads", None),
-                    getattr(parallel, "_set_num_threads", None))
+        # numba's public getter takes a lock to check that the threading layer has started
+        # (some microseconds, as much as a small GEMM); once it has, the layer's own entry
+        # point is a plain C call. The public one is the fallback.
+        get = getattr(parallel, "_get_num_threads", None)
         try:
-            ok = callable(get) and callable(put) and get() == numba.get_num_threads()
+            ok = callable(get) and get() == numba.get_num_threads()
         except Exception:  # noqa: BLE001 - any trouble: the public API
             ok = False
         if not ok:
-            get, put = numba.get_num_threads, numba.set_num_threads
-        _KERNEL.extend((gemm_f32, get, put))
+            get = numba.get_num_threads
+        _KERNEL.extend((gemm_f32, get, serial_entry()))
     return _KERNEL[0]
 
 
 def _run(a, b, c, fused, out) -> None:
-    """gemm_f32(a, b, c, fused, out), on one thread when the product is small."""
-    gemm_f32, get_threads, set_threads = _KERNEL
-    nt = get_threads()
-    if nt > 1 and a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SMALL:
-        set_threads(1)
-        try:
-            gemm_f32(a, b, c, fused, out)
-        finally:
-            set_threads(nt)
+    """gemm_f32(a, b, c, fused, out) for a left operand ``a`` of any strides: the serial
+    twin's entry point when the product is small (or numba runs one thread), which reads
+    ``a`` as it is; otherwise the threaded kernel, on a C-contiguous copy of ``a``."""
+    if a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SMALL:
+        _KERNEL[2](a, b, c, fused, out)
+        return
+    gemm_f32, get_threads, serial = _KERNEL
+    if get_threads() == 1:
+        serial(a, b, c, fused, out)
     else:
-        gemm_f32(a, b, c, fused, out)
+        gemm_f32(_c3(a), b, c, fused, out)
 
 
 def _cost(m: int, k: int, n: int) -> int:
@@ -110,18 +114,6 @@ def _c3(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _ca(x: np.ndarray) -> np.ndarray:
-    """The kernel's left operand: x itself when it is C-contiguous or the transpose of a
-    C-contiguous stack (the kernel reads the left operand one element at a time, and four
-    rows of a transposed matrix at one k are adjacent in memory: no copy is cheaper),
-    otherwise a C-contiguous copy."""
-    if x.flags.c_contiguous:
-        return x
-    if x.strides[1] == x.itemsize and np.swapaxes(x, 1, 2).flags.c_contiguous:
-        return x
-    return _c3(x)
-
-
 def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
                fused: bool = True) -> np.ndarray:
     """``c + a @ b`` accumulated in float32, sequential in k, as :func:`lowprec.matmul`.
@@ -146,6 +138,8 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
     """
     if not _KERNEL:
         _kernel()
+    if fused is not True:
+        fused = bool(fused)  # the kernel's entry point takes a bool as it is
     if c is None and type(a) is np.ndarray and type(b) is np.ndarray:
         # the common case (training steps repeat the same shapes): plan once per layout
         key = (a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides)
@@ -155,18 +149,18 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
             if flip:
                 ta, tb = _swap3(b, nb), _swap3(a, nb)
                 out = np.empty((nb, n, m), _F32)
-                _run(_ca(ta), _c3(tb), _zeros((nb, n, m)), bool(fused), out)
-                return _c3(np.swapaxes(out, 1, 2)).reshape(full)
+                _run(ta, _c3(tb), _zeros((nb, n, m)), fused, out)
+                return _c3(out.swapaxes(1, 2)).reshape(full)
             out = np.empty((nb, m, n), _F32)
-            _run(_ca(a.reshape(nb, m, a.shape[-1])), _c3(b.reshape(nb, b.shape[-2], n)),
-                 _zeros((nb, m, n)), bool(fused), out)
+            _run(a.reshape(nb, m, a.shape[-1]), _c3(b.reshape(nb, b.shape[-2], n)),
+                 _zeros((nb, m, n)), fused, out)
             return out.reshape(full)
     return _matmul_f32(a, b, c, fused)
 
 
 def _swap3(x: np.ndarray, nb: int) -> np.ndarray:
     """(nb, cols, rows) view of the matrices of x (..., rows, cols) transposed."""
-    return np.swapaxes(x.reshape(nb, x.shape[-2], x.shape[-1]), 1, 2)
+    return x.reshape(nb, x.shape[-2], x.shape[-1]).swapaxes(1, 2)
 
 
 def _zeros(shape: tuple) -> np.ndarray:
@@ -225,7 +219,7 @@ def _matmul_f32(a, b, c, fused):
     sa, sb = a3.strides, b3.strides
     a_rows, b_rows = sa[2] == 4 and sa[1] == 4 * k, sb[2] == 4 and sb[1] == 4 * n
     a_cols, b_cols = sa[1] == 4 and sa[2] == 4 * m, sb[1] == 4 and sb[2] == 4 * k
-    # (the kernel reads its left operand in either layout; see _ca)
+    # (the kernel reads its left operand in any layout; see _run)
     direct = (_cost(m, k, n) * nb + (0 if a_rows or a_cols else a3.size // 8)
               + (0 if b_rows else b3.size // 8))
     flipped = (_cost(n, k, m) * nb + (0 if b_cols or b_rows else b3.size // 8)
@@ -242,9 +236,9 @@ def _matmul_f32(a, b, c, fused):
         at, bt = np.swapaxes(b3, 1, 2), np.swapaxes(a3, 1, 2)
         ct = _zeros((nb, n, m)) if c is None else _c3(np.swapaxes(c, 1, 2))
         out = np.empty((nb, n, m), _F32)
-        _run(_ca(at), _c3(bt), ct, bool(fused), out)
-        return _c3(np.swapaxes(out, 1, 2)).reshape(full)
+        _run(at, _c3(bt), ct, fused, out)
+        return _c3(out.swapaxes(1, 2)).reshape(full)
     out = np.empty((nb, m, n), _F32)
     cc = _zeros((nb, m, n)) if c is None else _c3(c)
-    _run(_ca(a3), _c3(b3), cc, bool(fused), out)
+    _run(a3, _c3(b3), cc, fused, out)
     return out.reshape(full)

@@ -290,8 +290,24 @@ def _as_float_array(x) -> np.ndarray:
 # costs little more than numpy's own overhead.
 
 _F32 = np.dtype(np.float32)
-# C-contiguous, aligned, writeable: the array type the cached entry points were compiled for
-_FLAGS_OK = 0x1 | 0x100 | 0x400
+# C-contiguous and aligned: the input arrays the cached entry points were compiled for
+# (read-only ones, see _ro: a writeable array is passed to them as it is, since the
+# kernels never write their input)
+_FLAGS_OK = 0x1 | 0x100
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    """``a`` as a read-only view (no copy) for a kernel that only reads it.
+
+    numba compiles a separate specialisation of a kernel, and of every kernel it calls
+    with that array, for read-only and writeable arrays of the same dtype and layout
+    (seconds each on a cold cache); inputs arrive both ways (``np.broadcast_to`` views,
+    decode tables, a user's frozen arrays), so every input is passed read-only.
+    """
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
 # Below this many elements the serial fast kernels win: waking numba's threads costs more.
 F32_PARALLEL_THRESHOLD = 1 << 17
 
@@ -375,7 +391,7 @@ def _run_f32(plan: _Plan, name: str, x: np.ndarray, out: np.ndarray) -> None:
     """Run the fast kernel ``name`` ("encode_f32" / "quantize_f32") on float32 ``x`` of
     any layout, writing ``out`` (a new C-contiguous array of x's shape)."""
     K = _kernels()
-    x = np.ascontiguousarray(x).reshape(-1)
+    x = _ro(np.ascontiguousarray(x).reshape(-1))
     args = (x, plan.fp, plan.mode, plan.ovf, plan.ftz, out.reshape(-1))
     if x.size >= F32_PARALLEL_THRESHOLD:
         n = getattr(K, name + "_parallel")(*args)
@@ -471,8 +487,9 @@ def _encode(inp: "_Input | np.ndarray", f: Format, opts: ConversionOptions) -> n
     out = np.empty(a.size, f.code_dtype)
     exact = dict(inp.big or {})
     if inp.lo is not None and isinstance(f, FloatFormat):
-        K.encode_pair_array(np.ascontiguousarray(a, np.float64).reshape(-1),
-                            np.ascontiguousarray(inp.lo).reshape(-1), format_params(f, opts.nan),
+        K.encode_pair_array(_ro(np.ascontiguousarray(a, np.float64).reshape(-1)),
+                            _ro(np.ascontiguousarray(inp.lo).reshape(-1)),
+                            format_params(f, opts.nan),
                             opts.rounding.id, opts.overflow.id, opts.ftz, opts.key,
                             opts.sr_bits, out)
     else:
@@ -497,7 +514,7 @@ def _encode_plain(a: np.ndarray, f: Format, opts: ConversionOptions, out: np.nda
         _run_f32(_Plan(f, f, opts), "encode_f32", a, out)
         return
     in_m, in_e, in_bias, view = _INPUT_LAYOUT[a.dtype]
-    bits = np.ascontiguousarray(a).reshape(-1).view(view)
+    bits = _ro(np.ascontiguousarray(a).reshape(-1).view(view))
     fp = format_params(f, opts.nan)
     big = bits.size >= PARALLEL_THRESHOLD
     if isinstance(f, FloatFormat):
@@ -522,7 +539,7 @@ def _value_table(fmt: Format, dtype: np.dtype) -> np.ndarray:
 def _decode_kernel(codes: np.ndarray, fmt: Format) -> np.ndarray:
     from ._kernels import convert as K
 
-    flat = np.ascontiguousarray(codes).reshape(-1)
+    flat = _ro(np.ascontiguousarray(codes).reshape(-1))
     out = np.empty(flat.size, np.float64)
     if isinstance(fmt, FloatFormat):
         kern = K.decode_float_array if flat.size >= PARALLEL_THRESHOLD else K.decode_float_serial

@@ -466,3 +466,25 @@ def test_integer_operand_formats_keep_matmul(monkeypatch):
         except (ValueError, TypeError):
             pass  # whatever lowprec.matmul says about it, it is lowprec.matmul that says it
     assert not calls
+
+
+def test_serial_twin_matches_parallel_kernel():
+    # the serial twin is the parallel kernel's own code compiled without threads: same bits,
+    # specials and both step kinds included, and through lowprec.matmul's selector
+    from lowprec._kernels.gemm import gemm_f32
+    from lowprec._kernels.gemm_serial import gemm_f32_auto, gemm_f32_serial
+
+    rng = np.random.default_rng(14)
+    for shape in [(1, 5, 7, 3), (2, 9, 33, 17), (1, 4, 8, 520)]:
+        nb, m, k, n = shape
+        a = _operand(rng, (nb, m, k), True)
+        b = _operand(rng, (nb, k, n), True)
+        a.flat[rng.integers(0, a.size, 3)] = [np.inf, np.nan, -0.0]
+        c = _operand(rng, (nb, m, n), True)
+        for fused in (True, False):
+            want = np.empty((nb, m, n), np.float32)
+            gemm_f32(a, b, c, fused, want)
+            for kern in (gemm_f32_serial, gemm_f32_auto):
+                got = np.empty_like(want)
+                kern(a, b, c, fused, got)
+                _assert_bits(got, want)

@@ -540,7 +540,7 @@ def _is_special(b):
     return _U(_U(b & _U(0x7F800000)) == _U(0x7F800000))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _f32_special_code(b, fp, ovf):
     neg = b > 0x7FFFFFFF
     if (b & 0x7FFFFF) != 0:

@@ -38,7 +38,7 @@ _F32 = np.dtype(np.float32)
 
 
 def _swap(x: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    return None if x is None else np.swapaxes(x, -1, -2)
+    return None if x is None else x.swapaxes(-1, -2)
 
 
 class QTensor(NamedTuple):
@@ -419,8 +419,9 @@ class Autocast(Precision):
             if self.tracker is not None:
                 self.tracker.record(f"{key}/gradient", "gradient", None, g, g)
             fused = self.policy.fma
-            ga = matmul_f32(g, np.swapaxes(b, -1, -2), fused=fused) if need_a else None
-            gb = matmul_f32(np.swapaxes(a, -1, -2), g, fused=fused) if need_b else None
+            # (ndarray.swapaxes: numpy's function form costs a dispatch layer more)
+            ga = matmul_f32(g, b.swapaxes(-1, -2), None, fused) if need_a else None
+            gb = matmul_f32(a.swapaxes(-1, -2), g, None, fused) if need_b else None
             if self.events is not None:
                 if need_a:
                     self.note("matmul.dgrad", "gradient", None)

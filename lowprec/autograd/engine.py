@@ -32,6 +32,7 @@ __all__ = ["Tensor", "no_grad", "is_grad_enabled", "tensor", "Precision", "get_p
 
 _GRAD_ENABLED = contextvars.ContextVar("lowprec_grad_enabled", default=True)
 _F32 = np.dtype(np.float32)
+_UINT = {n: np.dtype(f"u{n}") for n in (2, 4, 8)}  # float itemsize -> unsigned of that width
 
 
 class Precision:
@@ -156,7 +157,7 @@ def _freed_backward() -> None:
 
 def _mT(x: np.ndarray) -> np.ndarray:
     """``x`` with its last two axes swapped (the matrix transpose of each batch entry)."""
-    return np.swapaxes(x, -1, -2)
+    return x.swapaxes(-1, -2)
 
 
 def _unbroadcast(g: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
@@ -304,19 +305,25 @@ class Tensor:
             else:
                 stack.pop()
                 topo.append(v)
-        inner = [v for v in topo if v._prev]  # non-leaf tensors
-        for v in inner:
-            if v._backward is _freed_backward:
-                raise RuntimeError("Trying to backward through the graph a second time: its "
-                                   "intermediate results were freed by the first backward(); "
-                                   "pass retain_graph=True to the first call to keep them")
-        g = np.ones_like(self.data) if grad is None else np.asarray(grad, self.data.dtype)
-        if g.shape != self.data.shape:
-            raise ValueError(f"grad has shape {g.shape}, tensor has {self.data.shape}")
+        inner = []  # non-leaf tensors
+        for v in topo:
+            if v._prev:
+                if v._backward is _freed_backward:
+                    raise RuntimeError("Trying to backward through the graph a second time: "
+                                       "its intermediate results were freed by the first "
+                                       "backward(); pass retain_graph=True to the first call "
+                                       "to keep them")
+                inner.append(v)
+        d = self.data
+        g = np.ones(d.shape, d.dtype) if grad is None else np.asarray(grad, d.dtype)
+        if g.shape != d.shape:
+            raise ValueError(f"grad has shape {g.shape}, tensor has {d.shape}")
         # Non-leaf tensors hold their incoming gradient in .grad only while the pass runs
         # (it starts empty: an earlier pass must not be counted again).
-        kept = {id(v): v.grad for v in inner if v._retain}
+        kept = {}
         for v in inner:
+            if v._retain:
+                kept[id(v)] = v.grad
             v.grad = None
         self._accumulate(g)
         for v in reversed(inner):
@@ -572,11 +579,12 @@ class Tensor:
         x = self.data
         # The selects below are where(x > 0, v, +0) done as a bitwise and with a mask of
         # all ones or all zeros (the same bits, several times faster than np.where).
-        bits = np.dtype(f"u{x.dtype.itemsize}")
+        bits = _UINT.get(x.dtype.itemsize) or np.dtype(f"u{x.dtype.itemsize}")
         mask = (x > 0).astype(bits)
         np.negative(mask, out=mask)  # 1 -> all ones (unsigned wrap-around)
         y = np.bitwise_and(x.view(bits), mask).view(x.dtype)
-        out = self._unary(y, lambda: (x > 0).astype(x.dtype), "relu", True, exact=True)
+        # (what _unary does, without the derivative closure that _backward below replaces)
+        out = self._make(get_precision().activation(y, "relu", True), (self,), "relu")
 
         def _backward():  # a select, as torch's threshold_backward: masked gradients are +0
             g = out.grad

@@ -196,16 +196,19 @@ class SGD(Optimizer):
         group["nesterov"] = bool(group["nesterov"])
 
     def step(self) -> None:
+        plain = self.update is None and self.tracker is None
         for i, p in enumerate(self.params):
-            if p.grad is None:
+            g = p.grad
+            if g is None:
                 continue
             hp = self._group_of[i]
             dt = p.data.dtype.type
-            g = p.grad
             if hp["weight_decay"]:
                 g = g + dt(hp["weight_decay"]) * p.data
             if hp["momentum"]:
-                st = self.state.setdefault(i, {})
+                st = self.state.get(i)
+                if st is None:
+                    st = self.state[i] = {}
                 buf = st.get("momentum_buffer")
                 if buf is None:
                     buf = g.copy()
@@ -220,7 +223,14 @@ class SGD(Optimizer):
                         buf = dt(hp["momentum"]) * buf + gd
                 st["momentum_buffer"] = buf
                 g = g + dt(hp["momentum"]) * buf if hp["nesterov"] else buf
-            self._apply(i, p, -dt(hp["lr"]) * g)
+            delta = -dt(hp["lr"]) * g
+            old = p.data
+            if plain and delta.dtype == old.dtype and delta.shape == old.shape:
+                # what _apply does, without the call and into delta's own (new) array: the
+                # parameter gets a new array (references to the old one keep its values)
+                p.data = np.add(old, delta, out=delta)
+            else:
+                self._apply(i, p, delta)
 
 
 class Adam(Optimizer):
