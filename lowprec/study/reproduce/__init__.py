@@ -44,7 +44,7 @@ def reproduce(name: str, seeds: Optional[int] = None, *, workers: int = 0,
 
     Args:
         name: see :func:`list_reproductions`.
-        seeds: runs per variant (default: the reproduction's own, 8).
+        seeds: runs per variant (default: the reproduction's own: 8, deepseek2024 3).
         workers, scheduler: as :func:`lowprec.study.run_study` (Dask).
         progress: progress bars.
         quick: a much shorter run (for tests and a first look; intervals are wider).

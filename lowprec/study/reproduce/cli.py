@@ -22,7 +22,7 @@ def register(sub, name: str, help: str) -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="the reproduction to run (see --list)")
     p.add_argument("--list", action="store_true", help="list the reproductions and exit")
     p.add_argument("--seeds", type=int, default=None,
-                   help="runs per variant (default: the reproduction's own, 8)")
+                   help="runs per variant (default: the reproduction's own: 8, deepseek2024 3)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local Dask worker processes (default: one per core; 0: serial)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
