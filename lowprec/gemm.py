@@ -213,14 +213,18 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
             parse_rounding(blk.rounding).id, C_MODES.index(blk.c_mode), blk.promote_every or 0,
             out)
     # the fast kernel claims only models whose every field it implements (handles_model)
-    sub = tc_fast.plan(blk, fa.precision, fb.precision, av, pa, bv, pb) if _TC_FAST else None
+    # (normalised products align by floor(log2 |a b|): the fast kernel's max of the
+    # products of powers gives that exponent from |a| |b| directly)
+    fpa, fpb = (np.abs(av), np.abs(bv)) if blk.normalise_products else (pa, pb)
+    sub = tc_fast.plan(blk, fa.precision, fb.precision, av, fpa, bv, fpb) if _TC_FAST else None
+    c_stage = (blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id)
     if sub is not None:  # same bits as tc_gemm, float32 lanes (see its module docstring)
         f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
-        tc_fast.tc_gemm_fast(f32(av), f32(pa), tc_fast.pack_panels(bv), tc_fast.pack_panels(pb),
-                             cv, *args, sub, blk.frac_bits, *tail)
+        tc_fast.tc_gemm_fast(f32(av), f32(fpa), tc_fast.pack_panels(bv),
+                             tc_fast.pack_panels(fpb), cv, *args, sub, blk.frac_bits, *tail,
+                             *c_stage)
     else:
-        tc_gemm(av, pa, bv, pb, cv, *args, blk.frac_bits, *tail,
-                blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id,
+        tc_gemm(av, pa, bv, pb, cv, *args, blk.frac_bits, *tail, *c_stage,
                 blk.normalise_products)
     if special is not None:
         res, mask = special

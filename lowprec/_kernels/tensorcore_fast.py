@@ -209,6 +209,50 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
                 curi[jj] = (r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP
 
 
+@njit(cache=True, inline="always")
+def _add_late(cur, curi, part, sums, errs, rare, p_out, emin_out, emax_out, mode):
+    """cur <- round(cur + part) (the c-addition stage of c_mode "late"), _JT columns.
+
+    The sum is formed in float64 with its error (two-sum). Where it is exact (error 0), a
+    normal float64 and below the output's top binade, it is rounded from its bits in one
+    branch-free pass, as in :func:`_block_fast`; the other columns (inexact or zero sum,
+    output subnormal, possible overflow, non-finite) are flagged and rounded in a second
+    pass by :func:`tensorcore.round_pair`, as the reference kernel does every column.
+    """
+    sh = np.int64(53 - p_out)
+    low = (np.int64(1) << sh) - 1
+    half = np.int64(1) << (sh - 1)
+    nrare = 0
+    for jj in range(_JT):
+        x = cur[jj]
+        y = part[jj]
+        sm = x + y
+        bb = sm - x
+        err = (x - (sm - bb)) + (y - bb)  # NaN for a non-finite sum: flagged below
+        bits = _f64_bits(sm)
+        e = ((bits & _F64_EXP) >> 52) - 1023
+        if mode == RNE:
+            add = (half - 1) + ((bits >> sh) & 1)
+        elif mode == RTZ:
+            add = np.int64(0)
+        else:
+            add = low if (mode == RUP) != (bits < 0) else np.int64(0)
+        fl = np.int32(err != 0.0) | np.int32(e < emin_out) | np.int32(e >= emax_out)
+        nrare += fl
+        rare[jj] = fl
+        sums[jj] = sm
+        errs[jj] = err
+        curi[jj] = (bits + add) & ~low
+    if nrare > 0:
+        for jj in range(_JT):
+            if rare[jj] != 0:
+                sm = sums[jj]
+                if math.isfinite(sm):
+                    cur[jj] = round_pair(sm, errs[jj], p_out, emin_out, emax_out, mode, True)
+                else:
+                    cur[jj] = sm
+
+
 @intrinsic
 def _f32_bits(typingctx, x):
     """The bits of a float32 as an int32."""
@@ -243,7 +287,7 @@ def _bits_f64(typingctx, x):
 
 @njit(cache=True, parallel=True)
 def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emin_out,
-                 emax_out, mode, c_mode, promote, out):
+                 emax_out, mode, c_mode, promote, out, c_p_out, c_round):
     """Tensor-core GEMM model on float32 operands (see the module docstring).
 
     Args:
@@ -256,7 +300,11 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
         frac_bits: fraction bits F.
         p_out, emin_out, emax_out, mode, c_mode, promote: as :func:`tensorcore.tc_gemm`.
         out: (batch, M, N) float64 result.
+        c_p_out, c_round: precision and rounding id of the c-addition stage of C_LATE
+            (0 / -1: ``p_out`` / ``mode``).
     """
+    cp = c_p_out if c_p_out > 0 else p_out
+    cr = c_round if c_round >= 0 else mode
     nb = a.shape[0]
     m_rows = a.shape[1]
     ncols = c.shape[2]
@@ -309,17 +357,8 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                             _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
                                         part, parti, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
                                         ftot, ftoti, p_out, emin_out, emax_out, mode)
-                        for jj in range(_JT):
-                            x = cur[jj]
-                            y = part[jj]
-                            sm = x + y
-                            if math.isfinite(sm):
-                                bb = sm - x
-                                err = (x - (sm - bb)) + (y - bb)
-                                cur[jj] = round_pair(sm, err, p_out, emin_out, emax_out, mode,
-                                                     True)
-                            else:
-                                cur[jj] = sm
+                        _add_late(cur, curi, part, ftot, s64, s32i, cp, emin_out, emax_out,
+                                  cr)
                     else:
                         for s0 in range(q0, q0 + inst_k, n):
                             _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
@@ -349,7 +388,8 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
 #: its default (a behaviour added later) is left to the reference kernel.
 HANDLED_FIELDS = frozenset({"n", "frac_bits", "rounding", "out_format", "out_frac_bits",
                             "c_mode", "instruction_k", "interleave", "promote_every",
-                            "convert_inputs", "name"})
+                            "convert_inputs", "c_rounding", "c_frac_bits",
+                            "normalise_products", "name"})
 _ROUNDING_IDS = {"rtz": RTZ, "rne": RNE, "rup": RUP, "rdn": 4}
 
 
@@ -368,7 +408,7 @@ def handles_model(blk) -> bool:
             return False
         if getattr(blk, f.name) != default:
             return False
-    return blk.rounding in _ROUNDING_IDS
+    return blk.rounding in _ROUNDING_IDS and blk.c_stage_rounding in _ROUNDING_IDS
 
 
 def _span(x: np.ndarray):
