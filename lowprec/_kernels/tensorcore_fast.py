@@ -102,57 +102,49 @@ def _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, sc):
 @njit(cache=True, inline="always")
 def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, curi, pmax,
                 pmaxi, pmax2, s32, s32i, s64, s64i, isum, tot, toti, p_out, emin_out, emax_out, mode):
-    """One block FMA for the _JT columns of tile jt in row i: cur <- round(cur + block)."""
+    """One block FMA for the _JT columns of tile jt in row i: cur <- round(cur + block).
+    (Inlined once: the caller passes the instruction's part or the accumulator as cur.)"""
     # E: the max of c's power of two and the products' (pa * pb, exact), four slots per
-    # pass (padding slots and zero inputs enter as 0 products, which never raise it). The
-    # first pass starts from c, the last turns the max into the scales 2^(F - E): float32
-    # for the products (E raised to F - 126 so that it stays a float32; that only happens
-    # when every product is zero), float64 for c and the result. Passes alternate between
-    # two buffers: an in-place running max compiles to masked stores, slow on AMD CPUs.
+    # pass (padding slots and zero inputs enter as 0 products, which never raise it), then
+    # the scales 2^(F - E): float32 for the products (E raised to F - 126 so that it stays
+    # a float32; that only happens when every product is zero), float64 for c and the
+    # result. Passes alternate between two buffers: an in-place running max compiles to
+    # masked stores, slow on AMD CPUs.
     end = s0 + n
-    npass = (n + 3) // 4
     src = pmax
     dst = pmax2
-    for g in range(npass):
-        s = s0 + 4 * g
+    for g in range(0, n, 4):
+        s = s0 + g
         k0, x0 = _slot(order, pa, bi, i, s, end)
         k1, x1 = _slot(order, pa, bi, i, s + 1, end)
         k2, x2 = _slot(order, pa, bi, i, s + 2, end)
         k3, x3 = _slot(order, pa, bi, i, s + 3, end)
-        if g == 0 and npass == 1:
-            for jj in range(_JT):
-                m = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, _c_pow(cur[jj]))
-                _scales(m, frac_bits, s32, s64i, jj)
-        elif g == 0:
+        if g == 0:
             for jj in range(_JT):
                 dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj,
                                 _c_pow(cur[jj]))
-        elif g == npass - 1:
-            for jj in range(_JT):
-                m = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, src[jj])
-                _scales(m, frac_bits, s32, s64i, jj)
         else:
             for jj in range(_JT):
                 dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, src[jj])
         src, dst = dst, src
+    for jj in range(_JT):
+        _scales(src[jj], frac_bits, s32, s64i, jj)
     # truncated terms summed in int32 over runs of ``sub`` slots (no overflow: the caller
     # bounds sub * the largest term), four slots at a time; the int32 additions may wrap in
     # between but the run's sum is exact. Runs before the last are added into tot (float64).
     multi = sub < n
     for r0 in range(s0, end, sub):
         r1 = min(r0 + sub, end)
+        for jj in range(_JT):
+            isum[jj] = 0
         for s in range(r0, r1, 4):
             k0, x0 = _slot(order, a, bi, i, s, r1)
             k1, x1 = _slot(order, a, bi, i, s + 1, r1)
             k2, x2 = _slot(order, a, bi, i, s + 2, r1)
             k3, x3 = _slot(order, a, bi, i, s + 3, r1)
-            if s == r0:
-                for jj in range(_JT):
-                    isum[jj] = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
-            else:
-                for jj in range(_JT):
-                    t = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
-                    isum[jj] = np.int32(isum[jj] + t)
+            for jj in range(_JT):
+                t = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
+                isum[jj] = np.int32(isum[jj] + t)
         if r1 < end:
             if r0 == s0:
                 for jj in range(_JT):
@@ -305,6 +297,7 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
     """
     cp = c_p_out if c_p_out > 0 else p_out
     cr = c_round if c_round >= 0 else mode
+    late = c_mode == C_LATE
     nb = a.shape[0]
     m_rows = a.shape[1]
     ncols = c.shape[2]
@@ -350,20 +343,19 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                 cur = acc[r]
                 curi = cur.view(np.int64)
                 for q0 in range(k0, k1, inst_k):
-                    if c_mode == C_LATE:
+                    # c_mode "late": the instruction's blocks start from 0, c added after
+                    if late:
                         for jj in range(_JT):
                             part[jj] = 0.0
-                        for s0 in range(q0, q0 + inst_k, n):
-                            _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
-                                        part, parti, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
-                                        ftot, ftoti, p_out, emin_out, emax_out, mode)
+                    dst = part if late else cur
+                    dsti = parti if late else curi
+                    for s0 in range(q0, q0 + inst_k, n):
+                        _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
+                                    dst, dsti, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
+                                    ftot, ftoti, p_out, emin_out, emax_out, mode)
+                    if late:
                         _add_late(cur, curi, part, ftot, s64, s32i, cp, emin_out, emax_out,
                                   cr)
-                    else:
-                        for s0 in range(q0, q0 + inst_k, n):
-                            _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
-                                        cur, curi, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
-                                        ftot, ftoti, p_out, emin_out, emax_out, mode)
                     done = q0 + inst_k
                     if promote > 0 and done % promote == 0:
                         for jj in range(_JT):
@@ -431,6 +423,11 @@ def plan(blk, prec_a: int, prec_b: int, av, pa, bv, pb):
     Returns:
         int or None (see the module docstring for the conditions).
     """
+    return _plan_spans(blk, prec_a, prec_b, _span(av), _span(bv), _span(pa), _span(pb))
+
+
+def _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb):
+    """:func:`plan` from the (smallest, largest) non-zero magnitudes of a, b, pa, pb."""
     if not handles_model(blk) or prec_a + prec_b > 24:
         return None  # products not exact in float32
     f = blk.frac_bits
@@ -441,7 +438,6 @@ def plan(blk, prec_a: int, prec_b: int, av, pa, bv, pb):
     if tmax >= 2 ** 31 - 1:
         return None
     sub = min(blk.n, (2 ** 31 - 1) // tmax)
-    sa, sb, qa, qb = _span(av), _span(bv), _span(pa), _span(pb)
     if sa is None or sb is None:
         return sub  # every product is zero
     # products normal float32 values (exact); their powers of two float32 values whose
@@ -451,6 +447,55 @@ def plan(blk, prec_a: int, prec_b: int, av, pa, bv, pb):
     if qa[0] * qb[0] < 2.0 ** max(-126, f - 126) or qa[1] * qb[1] > 2.0 ** 127:
         return None
     return sub
+
+
+def _pow2_f32(x32: np.ndarray, emin: int) -> np.ndarray:
+    """2^max(floor(log2|x|), emin) for non-zero x, 0 for zeros, float32 (x finite float32,
+    emin >= -126): the exponent bits of x, which are 0 for float32 subnormals."""
+    p = (x32.view(np.int32) & np.int32(0x7F800000)).view(np.float32)
+    return np.where(x32 != 0, np.maximum(p, np.float32(2.0 ** emin)), np.float32(0))
+
+
+def _pow2_scalar(v: float, emin: int) -> float:
+    """2^max(floor(log2 v), emin) for v > 0."""
+    return math.ldexp(1.0, max(math.frexp(v)[1] - 1, emin))
+
+
+def prepare(blk, prec_a: int, prec_b: int, av, bv, emin_a: int, emin_b: int):
+    """The fast kernel's operands when it gives the reference bits, else None.
+
+    Equivalent to :func:`plan` on the float64 operands and their powers of two (as
+    ``gemm._pow2_exponents``), computed in float32 (cheaper, and what the kernel takes).
+
+    Args:
+        blk: the BlockFMAModel.
+        prec_a, prec_b: precisions of a's and b's formats.
+        av, bv: (batch, M, K) and (batch, K, N) finite float64 values.
+        emin_a, emin_b: the exponents the inputs' exponents are clamped to.
+
+    Returns:
+        None, or (a, pa, b panels, pb panels, sub) for :func:`tc_gemm_fast`.
+    """
+    if not handles_model(blk) or prec_a + prec_b > 24 or min(emin_a, emin_b) < -126:
+        return None
+    a32 = np.ascontiguousarray(av, dtype=np.float32)
+    b32 = np.ascontiguousarray(bv, dtype=np.float32)
+    if not ((a32 == av).all() and (b32 == bv).all()):
+        return None  # values beyond float32 (plan would decline their products too)
+    if blk.normalise_products:  # aligned by |a b|'s own exponent: from |a| |b| directly
+        pa, pb = np.abs(a32), np.abs(b32)
+    else:
+        pa, pb = _pow2_f32(a32, emin_a), _pow2_f32(b32, emin_b)
+    sa, sb = _span(a32), _span(b32)
+    if blk.normalise_products:
+        qa, qb = sa, sb
+    else:  # the powers' span: the powers of the extremes (a monotonic map)
+        qa = sa and tuple(_pow2_scalar(v, emin_a) for v in sa)
+        qb = sb and tuple(_pow2_scalar(v, emin_b) for v in sb)
+    sub = _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb)
+    if sub is None:
+        return None
+    return a32, np.ascontiguousarray(pa), pack_panels(b32), pack_panels(pb), sub
 
 
 def pack_panels(x: np.ndarray) -> np.ndarray:
