@@ -298,3 +298,19 @@ def test_thread_count_does_not_change_bits():
     finally:
         numba.set_num_threads(old)
     assert (_bits(r1) == _bits(r2)).all()
+
+
+@pytest.mark.parametrize("emin", [-126, -14, -6])
+def test_float32_powers_match_pow2_exponents(emin):
+    # prepare()'s powers of two from float32 exponent bits equal gemm._pow2_exponents':
+    # normals, float32 subnormals (clamped to 2^emin), signed zeros, negative values
+    from lowprec._kernels import tensorcore_fast as tcf
+
+    rng = np.random.default_rng(18)
+    x = (rng.standard_normal(20000) * 2.0 ** rng.integers(-140, 120, 20000)).astype(np.float32)
+    x[::7] = 0.0
+    x[::11] = -x[::11]
+    x[5] = -0.0
+    x[:20] = np.float32(1e-45) * np.arange(20)
+    want = lgemm._pow2_exponents(x.astype(np.float64), emin)
+    assert (tcf._pow2_f32(x.copy(), emin).astype(np.float64) == want).all()

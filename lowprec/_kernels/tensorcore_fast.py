@@ -25,7 +25,12 @@ store is unconditional (a running max written in place compiles to masked stores
 slow on AMD CPUs), and scalars are moved between float and integer registers by bitcasts.
 
 The chaining along K (the slot table, c_mode "late", fp32 promotion) is the reference
-kernel's. Work is split into tiles of ``_RT`` rows by ``_JT`` columns (parallel), K into
+kernel's. The c-addition stage of c_mode "late" (with its own rounding and precision,
+``c_rounding`` / ``c_frac_bits``) rounds cur + part from the float64 bits too, where that
+sum is exact in float64 and normal (the usual case); other columns are flagged and rounded
+by :func:`tensorcore.round_pair` as in the reference. ``normalise_products`` models (align
+by floor(log2 |a b|)) take |a| and |b| as the "powers": the max of |a| |b| has the exponent
+wanted. :func:`prepare` builds the operands in float32 (powers from the exponent bits). Work is split into tiles of ``_RT`` rows by ``_JT`` columns (parallel), K into
 panels of about ``_KT`` slots so the tile's panel of b stays in cache; b is packed by the
 caller as (batch, column tile, K, _JT) panels, padded with zeros.
 """
@@ -452,8 +457,10 @@ def _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb):
 def _pow2_f32(x32: np.ndarray, emin: int) -> np.ndarray:
     """2^max(floor(log2|x|), emin) for non-zero x, 0 for zeros, float32 (x finite float32,
     emin >= -126): the exponent bits of x, which are 0 for float32 subnormals."""
-    p = (x32.view(np.int32) & np.int32(0x7F800000)).view(np.float32)
-    return np.where(x32 != 0, np.maximum(p, np.float32(2.0 ** emin)), np.float32(0))
+    p = x32.view(np.int32) & np.int32(0x7F800000)  # in place below: fewer passes
+    np.maximum(p, np.int32((127 + emin) << 23), out=p)
+    p *= x32 != 0
+    return p.view(np.float32)
 
 
 def _pow2_scalar(v: float, emin: int) -> float:
