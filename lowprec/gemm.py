@@ -207,21 +207,19 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
         cv = np.where(np.isfinite(cv), cv, 0.0)
     out_fmt = get_format(blk.out_format)
     out = np.empty(cv.shape, np.float64)
-    pa, pb = _pow2_exponents(av, emin_a), _pow2_exponents(bv, emin_b)
     args = (_slot_table(av.shape[2], blk), blk.n, blk.k_per_instruction)
     tail = (blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax,
             parse_rounding(blk.rounding).id, C_MODES.index(blk.c_mode), blk.promote_every or 0,
-            out)
+            out, blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id)
     # the fast kernel claims only models whose every field it implements (handles_model)
-    sub = tc_fast.plan(blk, fa.precision, fb.precision, av, pa, bv, pb) if _TC_FAST else None
-    if sub is not None:  # same bits as tc_gemm, float32 lanes (see its module docstring)
-        f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
-        tc_fast.tc_gemm_fast(f32(av), f32(pa), tc_fast.pack_panels(bv), tc_fast.pack_panels(pb),
-                             cv, *args, sub, blk.frac_bits, *tail)
+    fast = (tc_fast.prepare(blk, fa.precision, fb.precision, av, bv, emin_a, emin_b)
+            if _TC_FAST else None)
+    if fast is not None:  # same bits as tc_gemm, float32 lanes (see its module docstring)
+        a32, pa32, bpan, pbpan, sub = fast
+        tc_fast.tc_gemm_fast(a32, pa32, bpan, pbpan, cv, *args, sub, blk.frac_bits, *tail)
     else:
-        tc_gemm(av, pa, bv, pb, cv, *args, blk.frac_bits, *tail,
-                blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id,
-                blk.normalise_products)
+        pa, pb = _pow2_exponents(av, emin_a), _pow2_exponents(bv, emin_b)
+        tc_gemm(av, pa, bv, pb, cv, *args, blk.frac_bits, *tail, blk.normalise_products)
     if special is not None:
         res, mask = special
         out = np.where(mask, res, out)

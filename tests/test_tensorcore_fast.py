@@ -178,14 +178,19 @@ def _models(draw):
     mult = draw(st.sampled_from([1, 2]))
     inter = draw(st.sampled_from([0, 1, 2]))
     ik = n * mult
+    c_mode = draw(st.sampled_from(["block", "late"]))
+    late = c_mode == "late"
     return BlockFMAModel(
         n, draw(st.integers(-2, 30)), draw(st.sampled_from(["rtz", "rne", "rup", "rdn"])),
         draw(st.sampled_from(["fp32", "fp16"])),
         out_frac_bits=draw(st.sampled_from([None, 5, 10])),
-        c_mode=draw(st.sampled_from(["block", "late"])), instruction_k=ik,
+        c_mode=c_mode, instruction_k=ik,
         interleave=inter if inter and ik % (inter * mult) == 0 else 0,
         promote_every=(ik * draw(st.sampled_from([0, 1, 3]))) or None,
-        convert_inputs=draw(st.sampled_from([None, "fp16"])))
+        convert_inputs=draw(st.sampled_from([None, "fp16"])),
+        c_rounding=draw(st.sampled_from([None, "rtz", "rne", "rup", "rdn"])) if late else None,
+        c_frac_bits=draw(st.sampled_from([None, 4, 10])) if late else None,
+        normalise_products=draw(st.booleans()))
 
 
 @settings(max_examples=60, deadline=None)
@@ -242,8 +247,41 @@ def test_unknown_model_fields_fall_back():
     same = Extended(**{f.name: getattr(blk, f.name) for f in dataclasses.fields(blk)})
     assert tcf.handles_model(blk) and tcf.handles_model(same)
     assert not tcf.handles_model(same.with_(unknown_stage="rne"))
-    # fields the fast kernel does not implement yet (the separate c stage fitted for B200)
-    assert not tcf.handles_model(blk.with_(c_mode="late", c_rounding="rne", c_frac_bits=23))
+    # the fitter's candidate fields are implemented
+    assert tcf.handles_model(blk.with_(c_mode="late", c_rounding="rne", c_frac_bits=23,
+                                       normalise_products=True))
+
+
+@pytest.mark.parametrize("rnd", ["rtz", "rne", "rup", "rdn"])
+@pytest.mark.parametrize("c_rnd,c_bits,norm", [(None, None, False), ("rtz", 13, False),
+                                               ("rup", None, True), ("rne", 23, True)])
+def test_late_c_stage_and_normalised_products(monkeypatch, rnd, c_rnd, c_bits, norm):
+    # the separate c stage (b200 fp8 -> fp32 and the fitter's candidates): c far above the
+    # block (inexact float64 sums), c far below it, opposite signs cancelling to 0,
+    # results near fp32's overflow and in its subnormals, infinite and NaN c
+    rng = np.random.default_rng(17)
+    blk = select_block("b200", "e4m3").with_(rounding=rnd, c_rounding=c_rnd,
+                                             c_frac_bits=c_bits, normalise_products=norm)
+    a, b = _data("e4m3", (9, 100), rng), _data("e4m3", (100, 70), rng)
+    c = (rng.standard_normal((9, 70)) * 4).astype(np.float32)
+    c[1] *= np.float32(2.0 ** 60)
+    c[2] *= np.float32(2.0 ** -60)
+    c[3] = np.float32(3.4e38) * np.sign(c[3])
+    c[4] = np.float32(2.0 ** -140)
+    c[5, :3] = (np.inf, -np.inf, np.nan)
+    c[6] = 0.0
+    assert _uses_fast(a, b, blk, "e4m3", "e4m3")
+    fast, slow = _both(monkeypatch, a, b, c=c, inputs="e4m3", model=blk)
+    assert (_bits(fast) == _bits(slow)).all()
+    # cancellation: c = -(the exact product) on row 7 gives exact zeros (sign by the mode)
+    c[7] = -np.asarray(lowprec.matmul(a[7:8], b, inputs="e4m3", model=blk))[0]
+    fast, slow = _both(monkeypatch, a, b, c=c, inputs="e4m3", model=blk)
+    assert (_bits(fast) == _bits(slow)).all()
+    # and the exact reference on a corner (every kind of row, a few columns; c finite)
+    rows = [0, 1, 2, 3, 4, 6, 7]
+    want = ref.matmul_model_ref(a[rows], b[:, :4], np.asarray(c[rows, :4], np.float64), blk,
+                                -6, -6)
+    assert (_bits(fast[rows, :4]) == _bits(want)).all()
 
 
 def test_thread_count_does_not_change_bits():
@@ -260,3 +298,19 @@ def test_thread_count_does_not_change_bits():
     finally:
         numba.set_num_threads(old)
     assert (_bits(r1) == _bits(r2)).all()
+
+
+@pytest.mark.parametrize("emin", [-126, -14, -6])
+def test_float32_powers_match_pow2_exponents(emin):
+    # prepare()'s powers of two from float32 exponent bits equal gemm._pow2_exponents':
+    # normals, float32 subnormals (clamped to 2^emin), signed zeros, negative values
+    from lowprec._kernels import tensorcore_fast as tcf
+
+    rng = np.random.default_rng(18)
+    x = (rng.standard_normal(20000) * 2.0 ** rng.integers(-140, 120, 20000)).astype(np.float32)
+    x[::7] = 0.0
+    x[::11] = -x[::11]
+    x[5] = -0.0
+    x[:20] = np.float32(1e-45) * np.arange(20)
+    want = lgemm._pow2_exponents(x.astype(np.float64), emin)
+    assert (tcf._pow2_f32(x.copy(), emin).astype(np.float64) == want).all()

@@ -25,7 +25,12 @@ store is unconditional (a running max written in place compiles to masked stores
 slow on AMD CPUs), and scalars are moved between float and integer registers by bitcasts.
 
 The chaining along K (the slot table, c_mode "late", fp32 promotion) is the reference
-kernel's. Work is split into tiles of ``_RT`` rows by ``_JT`` columns (parallel), K into
+kernel's. The c-addition stage of c_mode "late" (with its own rounding and precision,
+``c_rounding`` / ``c_frac_bits``) rounds cur + part from the float64 bits too, where that
+sum is exact in float64 and normal (the usual case); other columns are flagged and rounded
+by :func:`tensorcore.round_pair` as in the reference. ``normalise_products`` models (align
+by floor(log2 |a b|)) take |a| and |b| as the "powers": the max of |a| |b| has the exponent
+wanted. :func:`prepare` builds the operands in float32 (powers from the exponent bits). Work is split into tiles of ``_RT`` rows by ``_JT`` columns (parallel), K into
 panels of about ``_KT`` slots so the tile's panel of b stays in cache; b is packed by the
 caller as (batch, column tile, K, _JT) panels, padded with zeros.
 """
@@ -102,57 +107,49 @@ def _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, sc):
 @njit(cache=True, inline="always")
 def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, curi, pmax,
                 pmaxi, pmax2, s32, s32i, s64, s64i, isum, tot, toti, p_out, emin_out, emax_out, mode):
-    """One block FMA for the _JT columns of tile jt in row i: cur <- round(cur + block)."""
+    """One block FMA for the _JT columns of tile jt in row i: cur <- round(cur + block).
+    (Inlined once: the caller passes the instruction's part or the accumulator as cur.)"""
     # E: the max of c's power of two and the products' (pa * pb, exact), four slots per
-    # pass (padding slots and zero inputs enter as 0 products, which never raise it). The
-    # first pass starts from c, the last turns the max into the scales 2^(F - E): float32
-    # for the products (E raised to F - 126 so that it stays a float32; that only happens
-    # when every product is zero), float64 for c and the result. Passes alternate between
-    # two buffers: an in-place running max compiles to masked stores, slow on AMD CPUs.
+    # pass (padding slots and zero inputs enter as 0 products, which never raise it), then
+    # the scales 2^(F - E): float32 for the products (E raised to F - 126 so that it stays
+    # a float32; that only happens when every product is zero), float64 for c and the
+    # result. Passes alternate between two buffers: an in-place running max compiles to
+    # masked stores, slow on AMD CPUs.
     end = s0 + n
-    npass = (n + 3) // 4
     src = pmax
     dst = pmax2
-    for g in range(npass):
-        s = s0 + 4 * g
+    for g in range(0, n, 4):
+        s = s0 + g
         k0, x0 = _slot(order, pa, bi, i, s, end)
         k1, x1 = _slot(order, pa, bi, i, s + 1, end)
         k2, x2 = _slot(order, pa, bi, i, s + 2, end)
         k3, x3 = _slot(order, pa, bi, i, s + 3, end)
-        if g == 0 and npass == 1:
-            for jj in range(_JT):
-                m = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, _c_pow(cur[jj]))
-                _scales(m, frac_bits, s32, s64i, jj)
-        elif g == 0:
+        if g == 0:
             for jj in range(_JT):
                 dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj,
                                 _c_pow(cur[jj]))
-        elif g == npass - 1:
-            for jj in range(_JT):
-                m = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, src[jj])
-                _scales(m, frac_bits, s32, s64i, jj)
         else:
             for jj in range(_JT):
                 dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, src[jj])
         src, dst = dst, src
+    for jj in range(_JT):
+        _scales(src[jj], frac_bits, s32, s64i, jj)
     # truncated terms summed in int32 over runs of ``sub`` slots (no overflow: the caller
     # bounds sub * the largest term), four slots at a time; the int32 additions may wrap in
     # between but the run's sum is exact. Runs before the last are added into tot (float64).
     multi = sub < n
     for r0 in range(s0, end, sub):
         r1 = min(r0 + sub, end)
+        for jj in range(_JT):
+            isum[jj] = 0
         for s in range(r0, r1, 4):
             k0, x0 = _slot(order, a, bi, i, s, r1)
             k1, x1 = _slot(order, a, bi, i, s + 1, r1)
             k2, x2 = _slot(order, a, bi, i, s + 2, r1)
             k3, x3 = _slot(order, a, bi, i, s + 3, r1)
-            if s == r0:
-                for jj in range(_JT):
-                    isum[jj] = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
-            else:
-                for jj in range(_JT):
-                    t = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
-                    isum[jj] = np.int32(isum[jj] + t)
+            for jj in range(_JT):
+                t = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
+                isum[jj] = np.int32(isum[jj] + t)
         if r1 < end:
             if r0 == s0:
                 for jj in range(_JT):
@@ -209,6 +206,50 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
                 curi[jj] = (r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP
 
 
+@njit(cache=True, inline="always")
+def _add_late(cur, curi, part, sums, errs, rare, p_out, emin_out, emax_out, mode):
+    """cur <- round(cur + part) (the c-addition stage of c_mode "late"), _JT columns.
+
+    The sum is formed in float64 with its error (two-sum). Where it is exact (error 0), a
+    normal float64 and below the output's top binade, it is rounded from its bits in one
+    branch-free pass, as in :func:`_block_fast`; the other columns (inexact or zero sum,
+    output subnormal, possible overflow, non-finite) are flagged and rounded in a second
+    pass by :func:`tensorcore.round_pair`, as the reference kernel does every column.
+    """
+    sh = np.int64(53 - p_out)
+    low = (np.int64(1) << sh) - 1
+    half = np.int64(1) << (sh - 1)
+    nrare = 0
+    for jj in range(_JT):
+        x = cur[jj]
+        y = part[jj]
+        sm = x + y
+        bb = sm - x
+        err = (x - (sm - bb)) + (y - bb)  # NaN for a non-finite sum: flagged below
+        bits = _f64_bits(sm)
+        e = ((bits & _F64_EXP) >> 52) - 1023
+        if mode == RNE:
+            add = (half - 1) + ((bits >> sh) & 1)
+        elif mode == RTZ:
+            add = np.int64(0)
+        else:
+            add = low if (mode == RUP) != (bits < 0) else np.int64(0)
+        fl = np.int32(err != 0.0) | np.int32(e < emin_out) | np.int32(e >= emax_out)
+        nrare += fl
+        rare[jj] = fl
+        sums[jj] = sm
+        errs[jj] = err
+        curi[jj] = (bits + add) & ~low
+    if nrare > 0:
+        for jj in range(_JT):
+            if rare[jj] != 0:
+                sm = sums[jj]
+                if math.isfinite(sm):
+                    cur[jj] = round_pair(sm, errs[jj], p_out, emin_out, emax_out, mode, True)
+                else:
+                    cur[jj] = sm
+
+
 @intrinsic
 def _f32_bits(typingctx, x):
     """The bits of a float32 as an int32."""
@@ -243,7 +284,7 @@ def _bits_f64(typingctx, x):
 
 @njit(cache=True, parallel=True)
 def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emin_out,
-                 emax_out, mode, c_mode, promote, out):
+                 emax_out, mode, c_mode, promote, out, c_p_out, c_round):
     """Tensor-core GEMM model on float32 operands (see the module docstring).
 
     Args:
@@ -256,7 +297,12 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
         frac_bits: fraction bits F.
         p_out, emin_out, emax_out, mode, c_mode, promote: as :func:`tensorcore.tc_gemm`.
         out: (batch, M, N) float64 result.
+        c_p_out, c_round: precision and rounding id of the c-addition stage of C_LATE
+            (0 / -1: ``p_out`` / ``mode``).
     """
+    cp = c_p_out if c_p_out > 0 else p_out
+    cr = c_round if c_round >= 0 else mode
+    late = c_mode == C_LATE
     nb = a.shape[0]
     m_rows = a.shape[1]
     ncols = c.shape[2]
@@ -302,29 +348,19 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                 cur = acc[r]
                 curi = cur.view(np.int64)
                 for q0 in range(k0, k1, inst_k):
-                    if c_mode == C_LATE:
+                    # c_mode "late": the instruction's blocks start from 0, c added after
+                    if late:
                         for jj in range(_JT):
                             part[jj] = 0.0
-                        for s0 in range(q0, q0 + inst_k, n):
-                            _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
-                                        part, parti, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
-                                        ftot, ftoti, p_out, emin_out, emax_out, mode)
-                        for jj in range(_JT):
-                            x = cur[jj]
-                            y = part[jj]
-                            sm = x + y
-                            if math.isfinite(sm):
-                                bb = sm - x
-                                err = (x - (sm - bb)) + (y - bb)
-                                cur[jj] = round_pair(sm, err, p_out, emin_out, emax_out, mode,
-                                                     True)
-                            else:
-                                cur[jj] = sm
-                    else:
-                        for s0 in range(q0, q0 + inst_k, n):
-                            _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
-                                        cur, curi, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
-                                        ftot, ftoti, p_out, emin_out, emax_out, mode)
+                    dst = part if late else cur
+                    dsti = parti if late else curi
+                    for s0 in range(q0, q0 + inst_k, n):
+                        _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
+                                    dst, dsti, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
+                                    ftot, ftoti, p_out, emin_out, emax_out, mode)
+                    if late:
+                        _add_late(cur, curi, part, ftot, s64, s32i, cp, emin_out, emax_out,
+                                  cr)
                     done = q0 + inst_k
                     if promote > 0 and done % promote == 0:
                         for jj in range(_JT):
@@ -349,7 +385,8 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
 #: its default (a behaviour added later) is left to the reference kernel.
 HANDLED_FIELDS = frozenset({"n", "frac_bits", "rounding", "out_format", "out_frac_bits",
                             "c_mode", "instruction_k", "interleave", "promote_every",
-                            "convert_inputs", "name"})
+                            "convert_inputs", "c_rounding", "c_frac_bits",
+                            "normalise_products", "name"})
 _ROUNDING_IDS = {"rtz": RTZ, "rne": RNE, "rup": RUP, "rdn": 4}
 
 
@@ -368,7 +405,7 @@ def handles_model(blk) -> bool:
             return False
         if getattr(blk, f.name) != default:
             return False
-    return blk.rounding in _ROUNDING_IDS
+    return blk.rounding in _ROUNDING_IDS and blk.c_stage_rounding in _ROUNDING_IDS
 
 
 def _span(x: np.ndarray):
@@ -391,6 +428,11 @@ def plan(blk, prec_a: int, prec_b: int, av, pa, bv, pb):
     Returns:
         int or None (see the module docstring for the conditions).
     """
+    return _plan_spans(blk, prec_a, prec_b, _span(av), _span(bv), _span(pa), _span(pb))
+
+
+def _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb):
+    """:func:`plan` from the (smallest, largest) non-zero magnitudes of a, b, pa, pb."""
     if not handles_model(blk) or prec_a + prec_b > 24:
         return None  # products not exact in float32
     f = blk.frac_bits
@@ -401,7 +443,6 @@ def plan(blk, prec_a: int, prec_b: int, av, pa, bv, pb):
     if tmax >= 2 ** 31 - 1:
         return None
     sub = min(blk.n, (2 ** 31 - 1) // tmax)
-    sa, sb, qa, qb = _span(av), _span(bv), _span(pa), _span(pb)
     if sa is None or sb is None:
         return sub  # every product is zero
     # products normal float32 values (exact); their powers of two float32 values whose
@@ -411,6 +452,57 @@ def plan(blk, prec_a: int, prec_b: int, av, pa, bv, pb):
     if qa[0] * qb[0] < 2.0 ** max(-126, f - 126) or qa[1] * qb[1] > 2.0 ** 127:
         return None
     return sub
+
+
+def _pow2_f32(x32: np.ndarray, emin: int) -> np.ndarray:
+    """2^max(floor(log2|x|), emin) for non-zero x, 0 for zeros, float32 (x finite float32,
+    emin >= -126): the exponent bits of x, which are 0 for float32 subnormals."""
+    p = x32.view(np.int32) & np.int32(0x7F800000)  # in place below: fewer passes
+    np.maximum(p, np.int32((127 + emin) << 23), out=p)
+    p *= x32 != 0
+    return p.view(np.float32)
+
+
+def _pow2_scalar(v: float, emin: int) -> float:
+    """2^max(floor(log2 v), emin) for v > 0."""
+    return math.ldexp(1.0, max(math.frexp(v)[1] - 1, emin))
+
+
+def prepare(blk, prec_a: int, prec_b: int, av, bv, emin_a: int, emin_b: int):
+    """The fast kernel's operands when it gives the reference bits, else None.
+
+    Equivalent to :func:`plan` on the float64 operands and their powers of two (as
+    ``gemm._pow2_exponents``), computed in float32 (cheaper, and what the kernel takes).
+
+    Args:
+        blk: the BlockFMAModel.
+        prec_a, prec_b: precisions of a's and b's formats.
+        av, bv: (batch, M, K) and (batch, K, N) finite float64 values.
+        emin_a, emin_b: the exponents the inputs' exponents are clamped to.
+
+    Returns:
+        None, or (a, pa, b panels, pb panels, sub) for :func:`tc_gemm_fast`.
+    """
+    if not handles_model(blk) or prec_a + prec_b > 24 or min(emin_a, emin_b) < -126:
+        return None
+    a32 = np.ascontiguousarray(av, dtype=np.float32)
+    b32 = np.ascontiguousarray(bv, dtype=np.float32)
+    if not ((a32 == av).all() and (b32 == bv).all()):
+        return None  # values beyond float32 (plan would decline their products too)
+    if blk.normalise_products:  # aligned by |a b|'s own exponent: from |a| |b| directly
+        pa, pb = np.abs(a32), np.abs(b32)
+    else:
+        pa, pb = _pow2_f32(a32, emin_a), _pow2_f32(b32, emin_b)
+    sa, sb = _span(a32), _span(b32)
+    if blk.normalise_products:
+        qa, qb = sa, sb
+    else:  # the powers' span: the powers of the extremes (a monotonic map)
+        qa = sa and tuple(_pow2_scalar(v, emin_a) for v in sa)
+        qb = sb and tuple(_pow2_scalar(v, emin_b) for v in sb)
+    sub = _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb)
+    if sub is None:
+        return None
+    return a32, np.ascontiguousarray(pa), pack_panels(b32), pack_panels(pb), sub
 
 
 def pack_panels(x: np.ndarray) -> np.ndarray:
