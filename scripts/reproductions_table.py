@@ -4,9 +4,13 @@
 The README's and the docs' reproduction tables are generated with this from measured runs,
 never typed by hand:
 
-    for n in $(lowprec reproduce --list | cut -d' ' -f1); do
-        lowprec reproduce $n --json > build/repro_$n.json; done
-    python scripts/reproductions_table.py build/repro_*.json
+    for n in gupta2015 micikevicius2018 zamirai2020 micikevicius2022 deepseek2024; do
+        lowprec reproduce $n --json > docs/reproductions/$n.json; done
+    python scripts/reproductions_table.py docs/reproductions/{gupta2015,micikevicius2018,\
+        zamirai2020,micikevicius2022,deepseek2024}.json
+
+(tests/test_scripts.py checks that the README's table is this script's output for the JSON
+files in docs/reproductions/, in that order.)
 
 Usage: python scripts/reproductions_table.py FILE.json [FILE.json ...]
 """

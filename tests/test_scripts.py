@@ -40,3 +40,13 @@ def test_reproductions_table_verdicts():
     lines = _load("reproductions_table").table([rep]).splitlines()
     assert lines[2] == "| X et al. 2020 (x2020, 8 seeds) | a\\|b | p | d = 1 +- 2 % | holds |"
     assert lines[3].endswith("| m: 3 % | undecided |")
+
+
+def test_readme_reproductions_table_is_generated_from_the_kept_json():
+    import json
+    names = ["gupta2015", "micikevicius2018", "zamirai2020", "micikevicius2022", "deepseek2024"]
+    reports = [json.loads((ROOT / "docs" / "reproductions" / f"{n}.json").read_text())
+               for n in names]
+    want = _load("reproductions_table").table(reports)
+    assert want in (ROOT / "README.md").read_text()
+    assert all(c["holds"] is not None for r in reports for c in r["claims"])
