@@ -297,6 +297,16 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
     if not accf.signed:  # negative sums are NaN or 0 there: the scalar kernel decides
         gemm_acc(av, np.ascontiguousarray(np.swapaxes(bv, 1, 2)), cv, *args, out)
         return out
+    if (rnd is not Rounding.RTO and accf.subnormals and accf.precision <= 22
+            and accf.emax <= 127 and accf.emin - accf.precision >= -150
+            and _products_exact_f32(av, bv, fa, fb)):
+        # float32 lanes: exact products, accumulator values of at most 22 bits
+        from ._kernels.gemm_acc import gemm_acc_f32
+
+        f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
+        gemm_acc_f32(f32(av), f32(bv), cv, *args, int(np.float32(accf.max).view(np.int32)),
+                     accf.neg_zero_code is not None, _ACC_TILE, out)
+        return out
     from ._kernels.gemm_acc import gemm_acc_tiled
 
     # the tiled kernel hands magnitudes from the largest finite value up (overflow rules)
