@@ -333,14 +333,15 @@ def _mix(z):
 
 
 @njit(cache=True, inline="always")
-def _round32(s, e, r64, prm, sr):
+def _round32(s, e, rhi, prm, sr):
     """(value, flag): the exact float32 pair s + e (|e| <= ulp(s) / 2) rounded into the
     format, or flag = True when the scalar step must decide. Branch-free (selects).
 
-    prm = (sh0 = 24 - precision, eminb = emin + 127, maxbits = the float32 bit pattern of
-    the largest finite value, zadd = -0.0 (+0.0 for formats without -0), s1, c1, mpos,
-    mneg, lsb (:func:`mode_params`)); r64: the stream's word (sr only)."""
-    sh0, eminb, maxbits, zadd, s1, c1, mpos, mneg, lsbm = prm
+    prm = (sh0 = 24 - precision, cb = sh0 + emin + 127, tiny = the bit pattern below which
+    the step is flagged, maxbits = the float32 bit pattern of the largest finite value,
+    zadd = -0.0 (+0.0 for formats without -0), s1, c1, mpos, mneg, lsb (the bias: see
+    :func:`gemm_acc_f32`)); rhi: the top 32 bits of the stream's word (sr only)."""
+    sh0, cb, tiny, maxbits, zadd, s1, c1, mpos, mneg, lsbm = prm
     sb = f32_bits(s)
     eb = f32_bits(e)
     inexact = e != np.float32(0.0)
@@ -348,16 +349,16 @@ def _round32(s, e, r64, prm, sr):
     same = i32_xor(sb, eb) >= 0
     rb = i32_add(sb, (np.int32(1) if same else np.int32(-1)) if adj else np.int32(0))
     mag = i32_and(rb, _ABS32)
-    bexp = i32_lshr(mag, 23)
-    gap = i32_sub(eminb, bexp if bexp > 0 else np.int32(1))
-    sh = i32_add(sh0, gap if gap > 0 else np.int32(0))
-    bad = (mag >= maxbits) | ((sh > _TOP) & (mag != 0))
+    # sh = 24 - p, more below 2^emin; sh > 22 (and float32 subnormals) are flagged
+    shs = i32_sub(cb, i32_lshr(mag, 23))
+    sh = shs if shs > sh0 else sh0
+    bad = (mag >= maxbits) | ((mag < tiny) & (mag != 0))
     shc = sh if sh < _TOP else np.int32(_TOP)
     low = i32_sub(i32_shl(1, shc), 1)
     bias = i32_and(i32_add(i32_lshr(low, s1), c1), mneg if rb < 0 else mpos)
     bias = i32_add(bias, i32_and(i32_lshr(mag, shc), lsbm))
     if sr:
-        t = i32_lshr(i32_hi(r64), i32_sub(32, shc))
+        t = i32_lshr(rhi, i32_sub(32, shc))
         bias = i32_sub(bias, t)
         dd = i32_and(mag, low)
         above = same ^ adj  # s + e lies beyond ro (away from zero)
@@ -367,10 +368,19 @@ def _round32(s, e, r64, prm, sr):
 
 
 @njit(cache=True, inline="always")
-def _sum_row32(d, r, av, src, cg, g, jn, new, prm, ng, sr):
-    """new[j] = round(d[r, j] + av * src[j]) for j < jn; returns whether any step needs
-    the scalar path. ng = -1 under rdn (an exact zero sum is then -0). Inlined: a call
-    per row and step would cost as much as the row's arithmetic."""
+def _draw_row(cg, r, g, jn, tr):
+    """tr[j] = the top 32 bits of rand64(key, idx_j, 0) (cg[r, j] + g = its counter word).
+    A loop of its own: 64-bit lanes are 4 per AVX2 register, the rounding's 8."""
+    for jj in range(jn):
+        tr[jj] = i32_hi(_mix(cg[r, jj] + g))
+
+
+@njit(cache=True, inline="always")
+def _sum_row32(d, r, av, src, tr, jn, new, prm, ng, sr):
+    """new[j] = round(d[r, j] + av * src[j]) for j < jn (tr: the stream's top bits, sr
+    only); returns whether any step needs the scalar path. ng = -1 under rdn (an exact
+    zero sum is then -0). Inlined: a call per row and step would cost as much as the
+    row's arithmetic."""
     nbad = False
     if sr:
         for jj in range(jn):
@@ -379,7 +389,7 @@ def _sum_row32(d, r, av, src, cg, g, jn, new, prm, ng, sr):
             s = x + y
             bb = s - x
             e = (x - (s - bb)) + (y - bb)
-            v, bad = _round32(s * ng, e * ng, _mix(cg[r, jj] + g), prm, True)
+            v, bad = _round32(s * ng, e * ng, tr[jj], prm, True)
             new[jj] = v
             nbad |= bad
     else:
@@ -389,26 +399,25 @@ def _sum_row32(d, r, av, src, cg, g, jn, new, prm, ng, sr):
             s = x + y
             bb = s - x
             e = (x - (s - bb)) + (y - bb)
-            v, bad = _round32(s * ng, e * ng, np.uint64(0), prm, False)
+            v, bad = _round32(s * ng, e * ng, np.int32(0), prm, False)
             new[jj] = v
             nbad |= bad
     return nbad
 
 
 @njit(cache=True, inline="always")
-def _prod_row32(av, src, cg, r, g, jn, new, prm, sr):
-    """new[j] = round(av * src[j]) (an exact product), streams cg[r]; as
-    :func:`_sum_row32`."""
+def _prod_row32(av, src, tr, jn, new, prm, sr):
+    """new[j] = round(av * src[j]) (an exact product); as :func:`_sum_row32`."""
     nbad = False
     zero = np.float32(0.0)
     if sr:
         for jj in range(jn):
-            v, bad = _round32(av * src[jj], zero, _mix(cg[r, jj] + g), prm, True)
+            v, bad = _round32(av * src[jj], zero, tr[jj], prm, True)
             new[jj] = v
             nbad |= bad
     else:
         for jj in range(jn):
-            v, bad = _round32(av * src[jj], zero, np.uint64(0), prm, False)
+            v, bad = _round32(av * src[jj], zero, np.int32(0), prm, False)
             new[jj] = v
             nbad |= bad
     return nbad
@@ -443,9 +452,10 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
     s1, c1, mpos, mneg, lsbm = (1, 0, -1, -1, 1) if mode == RNE else (
         (1, 1, -1, -1, 0) if mode == RNA else ((0, 0, -1, 0, 0) if mode == RUP else (
             (0, 0, 0, -1, 0) if mode == RDN else ((0, 0, -1, -1, 0) if sr else (0, 0, 0, 0, 0)))))
-    prm = (np.int32(24 - p), np.int32(emin + 127), np.int32(maxbits),
-           np.float32(-0.0) if neg_zero else np.float32(0.0), np.int32(s1), np.int32(c1),
-           np.int32(mpos), np.int32(mneg), np.int32(lsbm))
+    cb = 24 - p + emin + 127
+    prm = (np.int32(24 - p), np.int32(cb), np.int32(max(cb - _TOP, 1) << 23),
+           np.int32(maxbits), np.float32(-0.0) if neg_zero else np.float32(0.0),
+           np.int32(s1), np.int32(c1), np.int32(mpos), np.int32(mneg), np.int32(lsbm))
     ng = np.float32(-1.0) if mode == RDN else np.float32(1.0)
     one32 = np.float32(1.0)
     zk = mix64(np.uint64(key))          # rand64(key, idx, 0) = mix64(zk + idx * golden)
@@ -458,6 +468,8 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
         rn = min(_RB, m_rows - i0)
         jn = min(jt, ncols - j0)
         d = np.zeros((_RB, jt), np.float32)
+        d2 = np.zeros((_RB, jt), np.float32)
+        tr = np.zeros(jt, np.int32)
         tot = np.zeros((_RB, jt), np.float32)
         cg = np.zeros((_RB, jt), np.uint64)
         prod = np.empty(jt, np.float32)
@@ -473,10 +485,12 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                 for jj in range(jn):
                     tot[r, jj] = cv32[jj]
                 continue
-            _prod_row32(one32, cv32, cg, r, gc, jn, new, prm, sr)
+            if sr:
+                _draw_row(cg, r, gc, jn, tr)
+            _prod_row32(one32, cv32, tr, jn, new, prm, sr)
             for jj in range(jn):
                 cv = c[bi, i, j0 + jj]
-                if _round32(cv32[jj], np.float32(0.0), _mix(cg[r, jj] + gc), prm, sr)[1] \
+                if _round32(cv32[jj], np.float32(0.0), tr[jj], prm, sr)[1] \
                         or np.float64(cv32[jj]) != cv:
                     o = (bi * m_rows + i) * ncols + j0 + jj
                     new[jj] = np.float32(_rnd(cv, 0.0, fp, mode, ovf, key, o * stride + 2 * kk,
@@ -486,42 +500,42 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
             g0 = np.uint64(2 * k) * _GOLDEN
             g1 = np.uint64(2 * k + 1) * _GOLDEN
             brow = b[bi, k, j0:j0 + jn]
+            # d holds the sums before step k, d2 receives them after (then they swap)
             for r in range(rn):
                 i = i0 + r
                 av = a[bi, i, k]
-                if fma:
-                    nbad = _sum_row32(d, r, av, brow, cg, g1, jn, new, prm, ng, sr)
-                    src = brow
-                else:  # the product rounded into the accumulator first
-                    if _prod_row32(av, brow, cg, r, g0, jn, prod, prm, sr):
+                src = brow
+                if not fma:  # the product rounded into the accumulator first
+                    if sr:
+                        _draw_row(cg, r, g0, jn, tr)
+                    if _prod_row32(av, brow, tr, jn, prod, prm, sr):
                         for jj in range(jn):
-                            if _round32(av * brow[jj], np.float32(0.0),
-                                        _mix(cg[r, jj] + g0), prm, sr)[1]:
+                            if _round32(av * brow[jj], np.float32(0.0), tr[jj], prm, sr)[1]:
                                 o = (bi * m_rows + i) * ncols + j0 + jj
                                 prod[jj] = np.float32(_rnd(
                                     np.float64(av * brow[jj]), 0.0, fp, mode, ovf, key,
                                     o * stride + 2 * k, fast, p, emin, emax))
-                    nbad = _sum_row32(d, r, one32, prod, cg, g1, jn, new, prm, ng, sr)
                     src = prod
                     av = one32
-                if nbad:  # rare: find the flagged steps again, one at a time
-                    for jj in range(jn):
+                if sr:
+                    _draw_row(cg, r, g1, jn, tr)
+                if _sum_row32(d, r, av, src, tr, jn, d2[r], prm, ng, sr):
+                    for jj in range(jn):  # rare: find the flagged steps again
                         x = d[r, jj] * ng
                         y = (av * src[jj]) * ng
                         s = x + y
                         bb = s - x
                         e = (x - (s - bb)) + (y - bb)
-                        if _round32(s * ng, e * ng, _mix(cg[r, jj] + g1), prm, sr)[1]:
+                        if _round32(s * ng, e * ng, tr[jj], prm, sr)[1]:
                             o = (bi * m_rows + i) * ncols + j0 + jj
-                            new[jj] = np.float32(_add_round(
+                            d2[r, jj] = np.float32(_add_round(
                                 np.float64(d[r, jj]), np.float64(av * src[jj]), fp, mode,
                                 ovf, key, o * stride + 2 * k + 1, fast, p, emin, emax))
-                for jj in range(jn):
-                    d[r, jj] = new[jj]
                 if chunk > 0 and ((k + 1) % chunk == 0 or k == kk - 1):
                     for jj in range(jn):
-                        tot[r, jj] = tot[r, jj] + d[r, jj]  # float32 + float32: RNE
-                        d[r, jj] = 0.0
+                        tot[r, jj] = tot[r, jj] + d2[r, jj]  # float32 + float32: RNE
+                        d2[r, jj] = 0.0
+            d, d2 = d2, d
         for r in range(rn):
             for jj in range(jn):
                 out[bi, i0 + r, j0 + jj] = tot[r, jj] if chunk > 0 else d[r, jj]
