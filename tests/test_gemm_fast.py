@@ -288,3 +288,28 @@ def test_matmul_uses_f32_lanes_only_where_exact(monkeypatch):
     calls.clear()
     lowprec.matmul(big, b * 2.0 ** 40, inputs="bf16", acc="bf16")
     assert not calls
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "bf16", "fp16", "e4m3"])
+def test_fp32_direct_path_equals_general_path(fmt, monkeypatch):
+    # float32 matrices and float LPArrays into fp32 RNE skip the float64 operands; the bits
+    # are the general path's (products exact or not, fused or not, specials)
+    from lowprec.lparray import array as lparray
+
+    rng = np.random.default_rng(11)
+    lo, hi = (-70, 70) if fmt in ("fp32", "bf16") else (-6, 6)
+    a, b = _operands(rng, fmt, (9, 33), (33, 14), lo, hi, 0.02)
+    if fmt == "fp32":
+        x, y = a.astype(np.float32), b.astype(np.float32)
+    else:
+        x, y = lparray(a, fmt), lparray(b, fmt)
+    for fma in (True, False):
+        got = lowprec.matmul(x, y, fma=fma)
+        assert got.dtype == np.float32 and got.shape == (9, 14)
+        with monkeypatch.context() as mp:
+            mp.setattr(G, "_fp32_direct", lambda *args: None)
+            want = lowprec.matmul(x, y, fma=fma)
+        assert np.array_equal(_bits(got), _bits(want)), (fmt, fma)
+        ref_ = ref.matmul_acc_ref(a, b, np.zeros((9, 14)), acc="fp32", rounding="rne",
+                                  fma=fma, key=seed_key(0))
+        assert np.array_equal(_bits(got.astype(np.float64)), _bits(ref_))
