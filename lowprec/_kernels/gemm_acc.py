@@ -355,14 +355,15 @@ def _round32(s, e, rhi, prm, sr):
     bad = (mag >= maxbits) | ((mag < tiny) & (mag != 0))
     shc = sh if sh < _TOP else np.int32(_TOP)
     low = i32_sub(i32_shl(1, shc), 1)
-    bias = i32_and(i32_add(i32_lshr(low, s1), c1), mneg if rb < 0 else mpos)
-    bias = i32_add(bias, i32_and(i32_lshr(mag, shc), lsbm))
-    if sr:
+    if sr:  # bias = 2^sh - 1 - t (the loop is specialised: sr is a constant there)
         t = i32_lshr(rhi, i32_sub(32, shc))
-        bias = i32_sub(bias, t)
+        bias = i32_sub(low, t)
         dd = i32_and(mag, low)
         above = same ^ adj  # s + e lies beyond ro (away from zero)
         bad = bad | (inexact & (t == i32_sub(dd, np.int32(0) if above else np.int32(1))))
+    else:
+        bias = i32_and(i32_add(i32_lshr(low, s1), c1), mneg if rb < 0 else mpos)
+        bias = i32_add(bias, i32_and(i32_lshr(mag, shc), lsbm))
     kept = i32_and(i32_add(mag, bias), i32_xor(low, -1))
     return bits_f32(i32_or(kept, i32_and(rb, _SIGN32))) + zadd, bad
 
