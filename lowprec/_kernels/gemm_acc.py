@@ -30,6 +30,11 @@ the format has one; unsigned formats use the scalar kernel throughout).
 
 Tiles are (rows x columns) blocks of outputs; each tile walks k in order, so results do not
 depend on the tile size or the thread count.
+
+:func:`gemm_acc_f32` gives the same results in float32 and int32 lanes (8 per AVX2 register
+instead of 4) when every product is exact in float32 and the accumulator has at most 22
+significant bits (bf16 operands into fp16, bf16, fp8 ...): TwoSum in float32, round to odd
+at 24 bits, then one integer rounding of the bit pattern (see the comment above it).
 """
 
 import numpy as np
