@@ -38,6 +38,7 @@ __all__ = ["matmul"]
 _F32 = get_format("float32")
 _F32_MAX = float(np.finfo(np.float32).max)
 _ACC_TILE = 128  # output columns per tile of the exact-accumulation kernel
+_ACC_TILE32 = 512  # columns per tile of the float32-lane kernel (fewer passes per step)
 _BF16 = get_format("bf16")
 _ZERO32: dict = {}  # (m, n) -> float32 zero addend of the direct fp32 path
 #: Tensor-core models use the fast kernel where it applies (False: always the reference
@@ -307,7 +308,7 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
 
         f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
         gemm_acc_f32(f32(av), f32(bv), cv, *args, int(np.float32(accf.max).view(np.int32)),
-                     accf.neg_zero_code is not None, _ACC_TILE, out)
+                     accf.neg_zero_code is not None, _ACC_TILE32, out)
         return out
     from ._kernels.gemm_acc import gemm_acc_tiled
 

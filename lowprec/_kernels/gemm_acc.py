@@ -388,14 +388,14 @@ def _sum_row32(d, r, av, src, tr, jn, new, prm, ng, sr):
     zero sum is then -0). Inlined: a call per row and step would cost as much as the
     row's arithmetic."""
     nbad = False
-    if sr:
+    if sr:  # (ng = 1: only rdn sums negated)
         for jj in range(jn):
-            x = d[r, jj] * ng
-            y = (av * src[jj]) * ng
+            x = d[r, jj]
+            y = av * src[jj]
             s = x + y
             bb = s - x
             e = (x - (s - bb)) + (y - bb)
-            v, bad = _round32(s * ng, e * ng, tr[jj], prm, True)
+            v, bad = _round32(s, e, tr[jj], prm, True)
             new[jj] = v
             nbad |= bad
     else:
