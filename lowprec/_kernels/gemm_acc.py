@@ -327,6 +327,7 @@ _SIGN32 = np.int32(-0x80000000)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _TOP = 22  # the largest shift the fast step takes
+_NAN32 = np.float32(np.nan)  # marks a flagged step (NaN results are always flagged)
 
 
 @njit(cache=True, inline="always")
@@ -396,7 +397,7 @@ def _sum_row32(d, r, av, src, tr, jn, new, prm, ng, sr):
             bb = s - x
             e = (x - (s - bb)) + (y - bb)
             v, bad = _round32(s, e, tr[jj], prm, True)
-            new[jj] = v
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     else:
         for jj in range(jn):
@@ -406,7 +407,7 @@ def _sum_row32(d, r, av, src, tr, jn, new, prm, ng, sr):
             bb = s - x
             e = (x - (s - bb)) + (y - bb)
             v, bad = _round32(s * ng, e * ng, np.int32(0), prm, False)
-            new[jj] = v
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     return nbad
 
@@ -419,12 +420,12 @@ def _prod_row32(av, src, tr, jn, new, prm, sr):
     if sr:
         for jj in range(jn):
             v, bad = _round32(av * src[jj], zero, tr[jj], prm, True)
-            new[jj] = v
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     else:
         for jj in range(jn):
             v, bad = _round32(av * src[jj], zero, np.int32(0), prm, False)
-            new[jj] = v
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     return nbad
 
@@ -496,8 +497,7 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
             _prod_row32(one32, cv32, tr, jn, new, prm, sr)
             for jj in range(jn):
                 cv = c[bi, i, j0 + jj]
-                if _round32(cv32[jj], np.float32(0.0), tr[jj], prm, sr)[1] \
-                        or np.float64(cv32[jj]) != cv:
+                if new[jj] != new[jj] or np.float64(cv32[jj]) != cv:
                     o = (bi * m_rows + i) * ncols + j0 + jj
                     new[jj] = np.float32(_rnd(cv, 0.0, fp, mode, ovf, key, o * stride + 2 * kk,
                                               fast, p, emin, emax))
@@ -516,7 +516,7 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                         _draw_row(cg, r, g0, jn, tr)
                     if _prod_row32(av, brow, tr, jn, prod, prm, sr):
                         for jj in range(jn):
-                            if _round32(av * brow[jj], np.float32(0.0), tr[jj], prm, sr)[1]:
+                            if prod[jj] != prod[jj]:
                                 o = (bi * m_rows + i) * ncols + j0 + jj
                                 prod[jj] = np.float32(_rnd(
                                     np.float64(av * brow[jj]), 0.0, fp, mode, ovf, key,
@@ -526,13 +526,8 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                 if sr:
                     _draw_row(cg, r, g1, jn, tr)
                 if _sum_row32(d, r, av, src, tr, jn, d2[r], prm, ng, sr):
-                    for jj in range(jn):  # rare: find the flagged steps again
-                        x = d[r, jj] * ng
-                        y = (av * src[jj]) * ng
-                        s = x + y
-                        bb = s - x
-                        e = (x - (s - bb)) + (y - bb)
-                        if _round32(s * ng, e * ng, tr[jj], prm, sr)[1]:
+                    for jj in range(jn):  # rare: the flagged steps, one at a time
+                        if d2[r, jj] != d2[r, jj]:
                             o = (bi * m_rows + i) * ncols + j0 + jj
                             d2[r, jj] = np.float32(_add_round(
                                 np.float64(d[r, jj]), np.float64(av * src[jj]), fp, mode,
