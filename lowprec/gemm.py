@@ -38,6 +38,9 @@ __all__ = ["matmul"]
 _F32 = get_format("float32")
 _F32_MAX = float(np.finfo(np.float32).max)
 _ACC_TILE = 128  # output columns per tile of the exact-accumulation kernel
+_ACC_TILE32 = 512  # columns per tile of the float32-lane kernel (fewer passes per step)
+_BF16 = get_format("bf16")
+_ZERO32: dict = {}  # (m, n) -> float32 zero addend of the direct fp32 path
 #: Tensor-core models use the fast kernel where it applies (False: always the reference
 #: kernel; tests compare the two).
 _TC_FAST = True
@@ -296,6 +299,16 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
     if not accf.signed:  # negative sums are NaN or 0 there: the scalar kernel decides
         gemm_acc(av, np.ascontiguousarray(np.swapaxes(bv, 1, 2)), cv, *args, out)
         return out
+    if (rnd is not Rounding.RTO and accf.subnormals and accf.precision <= 22
+            and accf.emax <= 127 and accf.emin - accf.precision >= -150
+            and _products_exact_f32(av, bv, fa, fb)):
+        # float32 lanes: exact products, accumulator values of at most 22 bits
+        from ._kernels.gemm_acc import gemm_acc_f32
+
+        f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
+        gemm_acc_f32(f32(av), f32(bv), cv, *args, int(np.float32(accf.max).view(np.int32)),
+                     accf.neg_zero_code is not None, _ACC_TILE32, out)
+        return out
     from ._kernels.gemm_acc import gemm_acc_tiled
 
     # the tiled kernel hands magnitudes from the largest finite value up (overflow rules)
@@ -305,6 +318,48 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
     gemm_acc_tiled(av, np.ascontiguousarray(bv), cv, *args, maxbits, minbits,
                    accf.neg_zero_code is not None, _ACC_TILE, out)
     return out
+
+
+def _f32_values(x) -> Optional[np.ndarray]:
+    """x's values as a C-contiguous float32 matrix (no float64 round trip), or None when x
+    is not a 2-D float32 array or 2-D LPArray of a float format."""
+    if type(x) is np.ndarray:
+        return np.ascontiguousarray(x) if x.dtype == np.float32 and x.ndim == 2 else None
+    if isinstance(x, CodedArray) and np.ndim(x.codes) == 2:
+        fmt = get_format(x.fmt)
+        if isinstance(fmt, FloatFormat):
+            codes = np.asarray(x.codes)
+            if fmt == _BF16 and codes.dtype == np.uint16:  # bf16: float32's top half
+                return (codes.astype(np.uint32) << np.uint32(16)).view(np.float32)
+            return decode(codes, fmt, dtype=np.float32)  # exact
+    return None
+
+
+def _fp32_direct(a, b, acc, acc_rounding, fma: bool) -> Optional[np.ndarray]:
+    """:func:`matmul` of two matrices (float32 arrays or float LPArrays) into fp32 with RNE
+    and nothing else asked, straight on float32 values (the general path's float64
+    operands cost as much as the product at n = 512); None when it does not apply. The
+    same kernel as :func:`_run_acc`: fused or not gives the same bits when the products are
+    exact, so fma is passed as is."""
+    if not (isinstance(acc, str) and isinstance(acc_rounding, str)
+            and acc_rounding.lower() == "rne"):
+        return None
+    if _acc_format(acc) != _F32:
+        return None
+    av, bv = _f32_values(a), _f32_values(b)
+    if av is None or bv is None or av.shape[1] != bv.shape[0]:
+        return None
+    from ._kernels.gemm import gemm_f32
+
+    m, n = av.shape[0], bv.shape[1]
+    zero = _ZERO32.get((m, n))
+    if zero is None:  # kept: the kernel only reads it, and fresh pages cost a fault each
+        if len(_ZERO32) > 16:
+            _ZERO32.clear()
+        zero = _ZERO32[(m, n)] = np.zeros((1, m, n), np.float32)
+    out = np.empty((1, m, n), np.float32)
+    gemm_f32(av[None], bv[None], zero, fma, out)
+    return out[0]
 
 
 def _run_lanes(av, bv, cv, fa, fb, lanes: int, fma: bool) -> np.ndarray:
@@ -409,6 +464,11 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
         raise ValueError(f"matmul: chunk must be a positive int or None, got {chunk!r}")
     if lanes is not None:
         _check_lanes(lanes, acc, acc_rounding, chunk, model)
+    if (c is None and model is None and lanes is None and chunk is None and out is None
+            and scale_a is None and scale_b is None and inputs is None):
+        res = _fp32_direct(a, b, acc, acc_rounding, bool(fma))
+        if res is not None:
+            return res
     av, fa = _operand(a, "a", inputs)
     bv, fb = _operand(b, "b", inputs)
     _check_input_format(fa, "a")

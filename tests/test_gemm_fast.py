@@ -172,3 +172,144 @@ def test_sr_stream_is_unchanged():
     assert np.array_equal(_bits(got), _bits(want))
     assert len(np.unique(got)) > 1  # SR really happened
     assert G._ACC_TILE >= 1
+
+
+# ---- the float32-lane kernel (lowprec._kernels.gemm_acc.gemm_acc_f32) ---------------------
+
+F32_MODES = ["rne", "rna", "rtz", "rup", "rdn", "sr"]  # round to odd stays on the tiled kernel
+
+
+def _f32(a, b, c, acc, rounding, fma, chunk, seed, jt):
+    from lowprec._kernels.gemm_acc import gemm_acc_f32
+
+    f = lowprec.get_format(acc)
+    rnd = parse_rounding(rounding)
+    opts = resolve_options(f, rnd, None, True, None, seed)
+    out = np.empty(c.shape)
+    gemm_acc_f32(np.ascontiguousarray(a, np.float32), np.ascontiguousarray(b, np.float32), c,
+                 format_tuple(f), rnd.id, opts.overflow.id, opts.key, fma, int(chunk or 0),
+                 f.has_inf and f.subnormals, f.precision, f.emin, f.emax,
+                 int(np.float32(f.max).view(np.int32)), f.neg_zero_code is not None, jt, out)
+    return out
+
+
+def _check32(a, b, c, acc, rounding, fma, chunk, seed, jts=(3, 64)):
+    """The float32-lane kernel equals the scalar kernel bit for bit (products must be exact
+    in float32: bf16 operands within float32's range)."""
+    c64 = np.ascontiguousarray(np.broadcast_to(c, a.shape[:-1] + b.shape[-1:]), np.float64)
+    want = _scalar(a, b, c64, acc, rounding, fma, chunk, seed)
+    for jt in jts:
+        got = _f32(a, b, c64, acc, rounding, fma, chunk, seed, jt)
+        bad = np.flatnonzero(_bits(got) != _bits(want))
+        assert bad.size == 0, (acc, rounding, fma, chunk, jt, a.shape, b.shape, bad.size,
+                               got.ravel()[bad[0]], want.ravel()[bad[0]])
+
+
+@pytest.mark.parametrize("acc", ["fp16", "bf16", "e4m3", "e5m2", "tf32", "e4m3fnuz", "e3m4"])
+@pytest.mark.parametrize("rounding", F32_MODES)
+def test_f32_lanes_match_scalar_kernel(acc, rounding):
+    rng = np.random.default_rng(abs(hash(("f32", acc, rounding))) % 2**32)
+    # moderate values; wide ranges with NaN / inf / zeros (overflow, the accumulator's
+    # subnormals); tiny values (below its subnormals); large ones (overflow rules)
+    for lo, hi, sp in [(-6, 6, 0.0), (-20, 20, 0.05), (-30, -5, 0.0), (0, 16, 0.02)]:
+        a, b = _operands(rng, "bf16", (2, 5, 40), (2, 40, 37), lo, hi, sp)
+        c = _c(rng, (2, 5, 37))
+        for fma, chunk in [(True, None), (False, None), (True, int(rng.integers(1, 9)))]:
+            _check32(a, b, c, acc, rounding, fma, chunk, 5)
+
+
+@pytest.mark.parametrize("acc", ["fp16", "e4m3", "bf16"])
+@pytest.mark.parametrize("rounding", F32_MODES)
+def test_f32_lanes_ties_and_subnormal_grid(acc, rounding):
+    # sums on and between the accumulator's smallest grid points: ties at 1.5, 2.5, ...
+    # times the smallest subnormal (the kept count's parity), exact zeros, values below it
+    f = lowprec.get_format(acc)
+    tiny = f.min_subnormal
+    rng = np.random.default_rng(7)
+    a = rng.integers(-24, 25, (1, 16, 6)) * (tiny / 4)
+    a[0, :4] *= 2.0 ** -6
+    a[0, 4:8] *= 2.0 ** 9
+    b = rng.choice([1.0, -1.0, 0.5, 2.0, 0.75], (1, 6, 40))
+    c = rng.choice([0.0, -0.0, tiny, -1.5 * tiny], (1, 16, 40))
+    a, b = lowprec.quantize(a, "bf16"), lowprec.quantize(b, "bf16")
+    for fma in (True, False):
+        _check32(a, b, c, acc, rounding, fma, None, 3)
+
+
+def test_f32_lanes_undecided_stochastic_roundings():
+    # many inexact fp16 steps (a wide exponent spread), so that the stream's top bits meet
+    # the discarded fraction (flagged, decided by the scalar step) many times
+    rng = np.random.default_rng(8)
+    a, b = _operands(rng, "bf16", (1, 8, 400), (1, 400, 48), -12, 12)
+    _check32(a, b, np.zeros((1, 8, 48)), "fp16", "sr", True, None, 13, jts=(48,))
+    _check32(a, b, np.zeros((1, 8, 48)), "bf16", "sr", False, None, 14, jts=(16,))
+
+
+@pytest.mark.parametrize("rounding", ["sr", "rne"])
+def test_f32_lanes_do_not_depend_on_threads_or_tiles(rounding):
+    rng = np.random.default_rng(9)
+    a, b = _operands(rng, "bf16", (2, 7, 50), (2, 50, 300))
+    c = np.zeros((2, 7, 300))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _f32(a, b, c, "fp16", rounding, True, None, 9, 64)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        tiles = [_f32(a, b, c, "fp16", rounding, True, None, 9, jt) for jt in (1, 3, 64, 512)]
+    finally:
+        numba.set_num_threads(before)
+    for t in tiles:
+        assert np.array_equal(_bits(t), _bits(one))
+    assert np.array_equal(_bits(one), _bits(_tiled(a, b, c, "fp16", rounding, True, None, 9,
+                                                   128)))
+
+
+def test_matmul_uses_f32_lanes_only_where_exact(monkeypatch):
+    # bf16 operands whose products leave float32's range, fp32 operands and round to odd
+    # take the tiled kernel; the results equal the exact reference either way
+    from lowprec._kernels import gemm_acc as K
+
+    calls = []
+    real = K.gemm_acc_f32
+    monkeypatch.setattr(K, "gemm_acc_f32", lambda *x: calls.append(1) or real(*x))
+    rng = np.random.default_rng(10)
+    a, b = _operands(rng, "bf16", (3, 12), (12, 5), -3, 3)
+    for kw, used in [(dict(inputs="bf16"), True), (dict(inputs="fp32"), False),
+                     (dict(inputs="bf16", acc_rounding="rto"), False)]:
+        calls.clear()
+        x = a if kw["inputs"] == "bf16" else a * (1 + 2.0 ** -20)
+        got = lowprec.matmul(x, b, acc="fp16", seed=1, **kw)
+        want = ref.matmul_acc_ref(lowprec.quantize(x, kw["inputs"]), b, np.zeros((3, 5)),
+                                  acc="fp16", rounding=kw.get("acc_rounding", "rne"), fma=True,
+                                  key=seed_key(1))
+        assert np.array_equal(_bits(got.astype(np.float64)), _bits(want))
+        assert bool(calls) == used, kw
+    big = a * 2.0 ** 100  # products beyond float32
+    calls.clear()
+    lowprec.matmul(big, b * 2.0 ** 40, inputs="bf16", acc="bf16")
+    assert not calls
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "bf16", "fp16", "e4m3"])
+def test_fp32_direct_path_equals_general_path(fmt, monkeypatch):
+    # float32 matrices and float LPArrays into fp32 RNE skip the float64 operands; the bits
+    # are the general path's (products exact or not, fused or not, specials)
+    from lowprec.lparray import array as lparray
+
+    rng = np.random.default_rng(11)
+    lo, hi = (-70, 70) if fmt in ("fp32", "bf16") else (-6, 6)
+    a, b = _operands(rng, fmt, (9, 33), (33, 14), lo, hi, 0.02)
+    if fmt == "fp32":
+        x, y = a.astype(np.float32), b.astype(np.float32)
+    else:
+        x, y = lparray(a, fmt), lparray(b, fmt)
+    for fma in (True, False):
+        got = lowprec.matmul(x, y, fma=fma)
+        assert got.dtype == np.float32 and got.shape == (9, 14)
+        with monkeypatch.context() as mp:
+            mp.setattr(G, "_fp32_direct", lambda *args: None)
+            want = lowprec.matmul(x, y, fma=fma)
+        assert np.array_equal(_bits(got), _bits(want)), (fmt, fma)
+        ref_ = ref.matmul_acc_ref(a, b, np.zeros((9, 14)), acc="fp32", rounding="rne",
+                                  fma=fma, key=seed_key(0))
+        assert np.array_equal(_bits(got.astype(np.float64)), _bits(ref_))

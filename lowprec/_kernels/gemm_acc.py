@@ -30,13 +30,19 @@ the format has one; unsigned formats use the scalar kernel throughout).
 
 Tiles are (rows x columns) blocks of outputs; each tile walks k in order, so results do not
 depend on the tile size or the thread count.
+
+:func:`gemm_acc_f32` gives the same results in float32 and int32 lanes (8 per AVX2 register
+instead of 4) when every product is exact in float32 and the accumulator has at most 22
+significant bits (bf16 operands into fp16, bf16, fp8 ...): TwoSum in float32, round to odd
+at 24 bits, then one integer rounding of the bit pattern (see the comment above it).
 """
 
 import numpy as np
 from numba import njit, prange
 
 from ..ids import RDN, RNA, RNE, RTO, RTZ, RUP, SR
-from .bits import bits_f64, f64_bits
+from .bits import (bits_f32, bits_f64, f32_bits, f64_bits, i32_add, i32_and, i32_hi, i32_lshr,
+                   i32_or, i32_shl, i32_sub, i32_xor)
 from .gemm import _add_round, _rnd
 from .random import mix64
 
@@ -282,6 +288,255 @@ def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax,
                     for jj in range(jn):
                         tot[r, jj] = np.float64(np.float32(tot[r, jj] + d[r, jj]))
                         d[r, jj] = 0.0
+        for r in range(rn):
+            for jj in range(jn):
+                out[bi, i0 + r, j0 + jj] = tot[r, jj] if chunk > 0 else d[r, jj]
+
+
+# ---- float32 lanes: bf16-sized products, accumulators of at most 22 bits -----------------
+#
+# When every product a*b is exact in float32 (the caller checks: input precisions add to
+# at most 24 bits and no product leaves float32's normal range) and the accumulator's
+# values are float32 values with at most 22 significant bits, a step runs in float32 and
+# int32 lanes, 8 per AVX2 register:
+#
+# 1. s + e = d + p exactly (TwoSum in float32; s = fl(d + p), |e| <= ulp(s) / 2).
+# 2. ro = s + e rounded to odd at 24 bits: s itself when e = 0 or s is odd, else the
+#    neighbour of s toward e (bit pattern +-1). Rounding to odd with at least two extra
+#    bits makes the second rounding exact (Boldo & Melquiond 2008): ro lies strictly
+#    between the same two grid points of the accumulator as s + e, and on the same side
+#    of their midpoint (ro is odd at 24 bits, grid points and midpoints are even), or is
+#    s + e itself.
+# 3. Rounding ro: the low sh = 24 - p bits of its bit pattern (more in the accumulator's
+#    subnormal range) are the discarded part D; (|ro| + bias) with those bits cleared is
+#    the result, the carry of a bias (0 toward zero, 2^(sh-1) - 1 + the kept count's
+#    parity for rne, 2^(sh-1) for rna, 2^sh - 1 away from zero for rup / rdn by the sign)
+#    stepping to the next grid point (a carry into the exponent field is the next binade).
+# 4. Stochastic rounding rounds up iff U < f (U the stream's uint64 read as a fraction, f
+#    the exact discarded fraction): bias = 2^sh - 1 - t carries iff t < D, with t the
+#    stream's top sh bits; U lies in [t, t + 1) / 2^sh, and f = D / 2^sh exactly when
+#    e = 0, otherwise f lies in (D - 1, D) / 2^sh or (D, D + 1) / 2^sh (the side of ro
+#    where s + e lies): t = D (above) or t = D - 1 (below) is undecided and flagged.
+#
+# Flagged (the scalar step decides): |ro| at or beyond the format's largest finite value,
+# inf and NaN; nonzero |ro| below twice the smallest subnormal (sh > 22: there the kept
+# count's parity is not a bit of the pattern); undecided stochastic roundings.
+
+_ABS32 = np.int32(0x7FFFFFFF)
+_SIGN32 = np.int32(-0x80000000)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_TOP = 22  # the largest shift the fast step takes
+_NAN32 = np.float32(np.nan)  # marks a flagged step (NaN results are always flagged)
+
+
+@njit(cache=True, inline="always")
+def _mix(z):
+    """mix64 (the SplitMix64 finaliser), inlined so that loops drawing from it vectorise."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def _round32(s, e, rhi, prm, sr):
+    """(value, flag): the exact float32 pair s + e (|e| <= ulp(s) / 2) rounded into the
+    format, or flag = True when the scalar step must decide. Branch-free (selects).
+
+    prm = (sh0 = 24 - precision, cb = sh0 + emin + 127, tiny = the bit pattern below which
+    the step is flagged, maxbits = the float32 bit pattern of the largest finite value,
+    zadd = -0.0 (+0.0 for formats without -0), s1, c1, mpos, mneg, lsb (the bias: see
+    :func:`gemm_acc_f32`)); rhi: the top 32 bits of the stream's word (sr only)."""
+    sh0, cb, tiny, maxbits, zadd, s1, c1, mpos, mneg, lsbm = prm
+    sb = f32_bits(s)
+    eb = f32_bits(e)
+    inexact = e != np.float32(0.0)
+    adj = inexact & (i32_and(sb, 1) == 0)
+    same = i32_xor(sb, eb) >= 0
+    rb = i32_add(sb, (np.int32(1) if same else np.int32(-1)) if adj else np.int32(0))
+    mag = i32_and(rb, _ABS32)
+    # sh = 24 - p, more below 2^emin; sh > 22 (and float32 subnormals) are flagged
+    shs = i32_sub(cb, i32_lshr(mag, 23))
+    sh = shs if shs > sh0 else sh0
+    bad = (mag >= maxbits) | ((mag < tiny) & (mag != 0))
+    shc = sh if sh < _TOP else np.int32(_TOP)
+    low = i32_sub(i32_shl(1, shc), 1)
+    if sr:  # bias = 2^sh - 1 - t (the loop is specialised: sr is a constant there)
+        t = i32_lshr(rhi, i32_sub(32, shc))
+        bias = i32_sub(low, t)
+        dd = i32_and(mag, low)
+        above = same ^ adj  # s + e lies beyond ro (away from zero)
+        bad = bad | (inexact & (t == i32_sub(dd, np.int32(0) if above else np.int32(1))))
+    else:
+        bias = i32_and(i32_add(i32_lshr(low, s1), c1), mneg if rb < 0 else mpos)
+        bias = i32_add(bias, i32_and(i32_lshr(mag, shc), lsbm))
+    kept = i32_and(i32_add(mag, bias), i32_xor(low, -1))
+    return bits_f32(i32_or(kept, i32_and(rb, _SIGN32))) + zadd, bad
+
+
+@njit(cache=True, inline="always")
+def _draw_row(cg, r, g, jn, tr):
+    """tr[j] = the top 32 bits of rand64(key, idx_j, 0) (cg[r, j] + g = its counter word).
+    A loop of its own: 64-bit lanes are 4 per AVX2 register, the rounding's 8."""
+    for jj in range(jn):
+        tr[jj] = i32_hi(_mix(cg[r, jj] + g))
+
+
+@njit(cache=True, inline="always")
+def _sum_row32(d, r, av, src, tr, jn, new, prm, ng, sr):
+    """new[j] = round(d[r, j] + av * src[j]) for j < jn (tr: the stream's top bits, sr
+    only); returns whether any step needs the scalar path. ng = -1 under rdn (an exact
+    zero sum is then -0). Inlined: a call per row and step would cost as much as the
+    row's arithmetic."""
+    nbad = False
+    if sr:  # (ng = 1: only rdn sums negated)
+        for jj in range(jn):
+            x = d[r, jj]
+            y = av * src[jj]
+            s = x + y
+            bb = s - x
+            e = (x - (s - bb)) + (y - bb)
+            v, bad = _round32(s, e, tr[jj], prm, True)
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
+            nbad |= bad
+    else:
+        for jj in range(jn):
+            x = d[r, jj] * ng
+            y = (av * src[jj]) * ng
+            s = x + y
+            bb = s - x
+            e = (x - (s - bb)) + (y - bb)
+            v, bad = _round32(s * ng, e * ng, np.int32(0), prm, False)
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
+            nbad |= bad
+    return nbad
+
+
+@njit(cache=True, inline="always")
+def _prod_row32(av, src, tr, jn, new, prm, sr):
+    """new[j] = round(av * src[j]) (an exact product); as :func:`_sum_row32`."""
+    nbad = False
+    zero = np.float32(0.0)
+    if sr:
+        for jj in range(jn):
+            v, bad = _round32(av * src[jj], zero, tr[jj], prm, True)
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
+            nbad |= bad
+    else:
+        for jj in range(jn):
+            v, bad = _round32(av * src[jj], zero, np.int32(0), prm, False)
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
+            nbad |= bad
+    return nbad
+
+
+@njit(cache=True, parallel=True)
+def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, maxbits,
+                 neg_zero, jt, out):
+    """Exact accumulation in float32 lanes (see the comment above): the results of
+    :func:`gemm_acc_tiled` when every product is exact in float32, the accumulator's
+    values are float32 values of at most 22 significant bits with subnormals, and the
+    mode is rne, rna, rtz, rup, rdn or sr.
+
+    Args:
+        a: (batch, M, K) float32; b: (batch, K, N) float32; c: (batch, M, N) float64.
+        fp, mode, ovf, key, fma, chunk, fast, p, emin, emax: as
+            :func:`lowprec._kernels.gemm.gemm_acc` (the scalar kernel, which redoes the
+            flagged steps).
+        maxbits: the float32 bit pattern (as int) of the format's largest finite value.
+        neg_zero: the format has -0 (otherwise zero results are +0).
+        jt: columns per tile (the result does not depend on it).
+        out: (batch, M, N) float64.
+    """
+    nb = a.shape[0]
+    m_rows = a.shape[1]
+    kk = a.shape[2]
+    ncols = b.shape[2]
+    stride = 2 * kk + 2
+    nrb = (m_rows + _RB - 1) // _RB
+    njb = (ncols + jt - 1) // jt
+    sr = mode == SR
+    s1, c1, mpos, mneg, lsbm = (1, 0, -1, -1, 1) if mode == RNE else (
+        (1, 1, -1, -1, 0) if mode == RNA else ((0, 0, -1, 0, 0) if mode == RUP else (
+            (0, 0, 0, -1, 0) if mode == RDN else ((0, 0, -1, -1, 0) if sr else (0, 0, 0, 0, 0)))))
+    cb = 24 - p + emin + 127
+    prm = (np.int32(24 - p), np.int32(cb), np.int32(max(cb - _TOP, 1) << 23),
+           np.int32(maxbits), np.float32(-0.0) if neg_zero else np.float32(0.0),
+           np.int32(s1), np.int32(c1), np.int32(mpos), np.int32(mneg), np.int32(lsbm))
+    ng = np.float32(-1.0) if mode == RDN else np.float32(1.0)
+    one32 = np.float32(1.0)
+    zk = mix64(np.uint64(key))          # rand64(key, idx, 0) = mix64(zk + idx * golden)
+    gc = np.uint64(2 * kk) * _GOLDEN
+    for t in prange(nb * nrb * njb):
+        bi = t // (nrb * njb)
+        rest = t - bi * nrb * njb
+        i0 = (rest // njb) * _RB
+        j0 = (rest % njb) * jt
+        rn = min(_RB, m_rows - i0)
+        jn = min(jt, ncols - j0)
+        d = np.zeros((_RB, jt), np.float32)
+        d2 = np.zeros((_RB, jt), np.float32)
+        tr = np.zeros(jt, np.int32)
+        tot = np.zeros((_RB, jt), np.float32)
+        cg = np.zeros((_RB, jt), np.uint64)
+        prod = np.empty(jt, np.float32)
+        new = np.empty(jt, np.float32)
+        cv32 = np.empty(jt, np.float32)
+        for r in range(rn):
+            i = i0 + r
+            for jj in range(jn):
+                o = (bi * m_rows + i) * ncols + j0 + jj
+                cg[r, jj] = zk + np.uint64(o * stride) * _GOLDEN
+                cv32[jj] = np.float32(c[bi, i, j0 + jj])
+            if chunk > 0:
+                for jj in range(jn):
+                    tot[r, jj] = cv32[jj]
+                continue
+            if sr:
+                _draw_row(cg, r, gc, jn, tr)
+            _prod_row32(one32, cv32, tr, jn, new, prm, sr)
+            for jj in range(jn):
+                cv = c[bi, i, j0 + jj]
+                if new[jj] != new[jj] or np.float64(cv32[jj]) != cv:
+                    o = (bi * m_rows + i) * ncols + j0 + jj
+                    new[jj] = np.float32(_rnd(cv, 0.0, fp, mode, ovf, key, o * stride + 2 * kk,
+                                              fast, p, emin, emax))
+                d[r, jj] = new[jj]
+        for k in range(kk):
+            g0 = np.uint64(2 * k) * _GOLDEN
+            g1 = np.uint64(2 * k + 1) * _GOLDEN
+            brow = b[bi, k, j0:j0 + jn]
+            # d holds the sums before step k, d2 receives them after (then they swap)
+            for r in range(rn):
+                i = i0 + r
+                av = a[bi, i, k]
+                src = brow
+                if not fma:  # the product rounded into the accumulator first
+                    if sr:
+                        _draw_row(cg, r, g0, jn, tr)
+                    if _prod_row32(av, brow, tr, jn, prod, prm, sr):
+                        for jj in range(jn):
+                            if prod[jj] != prod[jj]:
+                                o = (bi * m_rows + i) * ncols + j0 + jj
+                                prod[jj] = np.float32(_rnd(
+                                    np.float64(av * brow[jj]), 0.0, fp, mode, ovf, key,
+                                    o * stride + 2 * k, fast, p, emin, emax))
+                    src = prod
+                    av = one32
+                if sr:
+                    _draw_row(cg, r, g1, jn, tr)
+                if _sum_row32(d, r, av, src, tr, jn, d2[r], prm, ng, sr):
+                    for jj in range(jn):  # rare: the flagged steps, one at a time
+                        if d2[r, jj] != d2[r, jj]:
+                            o = (bi * m_rows + i) * ncols + j0 + jj
+                            d2[r, jj] = np.float32(_add_round(
+                                np.float64(d[r, jj]), np.float64(av * src[jj]), fp, mode,
+                                ovf, key, o * stride + 2 * k + 1, fast, p, emin, emax))
+                if chunk > 0 and ((k + 1) % chunk == 0 or k == kk - 1):
+                    for jj in range(jn):
+                        tot[r, jj] = tot[r, jj] + d2[r, jj]  # float32 + float32: RNE
+                        d2[r, jj] = 0.0
+            d, d2 = d2, d
         for r in range(rn):
             for jj in range(jn):
                 out[bi, i0 + r, j0 + jj] = tot[r, jj] if chunk > 0 else d[r, jj]
