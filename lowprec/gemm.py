@@ -339,8 +339,7 @@ def _fp32_direct(a, b, acc, acc_rounding, fma: bool) -> Optional[np.ndarray]:
     """:func:`matmul` of two matrices (float32 arrays or float LPArrays) into fp32 with RNE
     and nothing else asked, straight on float32 values (the general path's float64
     operands cost as much as the product at n = 512); None when it does not apply. The
-    same kernel as :func:`_run_acc`: fused or not gives the same bits when the products are
-    exact, so fma is passed as is."""
+    same kernel and the same ``fma`` as :func:`_run_acc`, so the same bits."""
     if not (isinstance(acc, str) and isinstance(acc_rounding, str)
             and acc_rounding.lower() == "rne"):
         return None
@@ -349,7 +348,7 @@ def _fp32_direct(a, b, acc, acc_rounding, fma: bool) -> Optional[np.ndarray]:
     av, bv = _f32_values(a), _f32_values(b)
     if av is None or bv is None or av.shape[1] != bv.shape[0]:
         return None
-    from ._kernels.gemm import gemm_f32
+    from ._kernels.gemm_serial import gemm_f32_auto as gemm_f32  # serial when small
 
     m, n = av.shape[0], bv.shape[1]
     zero = _ZERO32.get((m, n))
