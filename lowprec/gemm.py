@@ -303,10 +303,10 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
             and accf.emax <= 127 and accf.emin - accf.precision >= -150
             and _products_exact_f32(av, bv, fa, fb)):
         # float32 lanes: exact products, accumulator values of at most 22 bits
-        from ._kernels.gemm_acc import gemm_acc_f32
+        from ._kernels.gemm_acc import gemm_acc_f32_auto  # serial when small
 
         f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
-        gemm_acc_f32(f32(av), f32(bv), cv, *args, int(np.float32(accf.max).view(np.int32)),
+        gemm_acc_f32_auto(f32(av), f32(bv), cv, *args, int(np.float32(accf.max).view(np.int32)),
                      accf.neg_zero_code is not None, _ACC_TILE32, out)
         return out
     from ._kernels.gemm_acc import gemm_acc_tiled

@@ -179,9 +179,10 @@ def test_sr_stream_is_unchanged():
 F32_MODES = ["rne", "rna", "rtz", "rup", "rdn", "sr"]  # round to odd stays on the tiled kernel
 
 
-def _f32(a, b, c, acc, rounding, fma, chunk, seed, jt):
+def _f32(a, b, c, acc, rounding, fma, chunk, seed, jt, kernel=None):
     from lowprec._kernels.gemm_acc import gemm_acc_f32
 
+    gemm_acc_f32 = kernel or gemm_acc_f32
     f = lowprec.get_format(acc)
     rnd = parse_rounding(rounding)
     opts = resolve_options(f, rnd, None, True, None, seed)
@@ -258,6 +259,9 @@ def test_f32_lanes_do_not_depend_on_threads_or_tiles(rounding):
         tiles = [_f32(a, b, c, "fp16", rounding, True, None, 9, jt) for jt in (1, 3, 64, 512)]
     finally:
         numba.set_num_threads(before)
+    from lowprec._kernels.gemm_acc import _twin  # the serial twin small products run
+
+    tiles.append(_f32(a, b, c, "fp16", rounding, True, None, 9, 64, kernel=_twin()))
     for t in tiles:
         assert np.array_equal(_bits(t), _bits(one))
     assert np.array_equal(_bits(one), _bits(_tiled(a, b, c, "fp16", rounding, True, None, 9,
@@ -270,8 +274,8 @@ def test_matmul_uses_f32_lanes_only_where_exact(monkeypatch):
     from lowprec._kernels import gemm_acc as K
 
     calls = []
-    real = K.gemm_acc_f32
-    monkeypatch.setattr(K, "gemm_acc_f32", lambda *x: calls.append(1) or real(*x))
+    real = K.gemm_acc_f32_auto
+    monkeypatch.setattr(K, "gemm_acc_f32_auto", lambda *x: calls.append(1) or real(*x))
     rng = np.random.default_rng(10)
     a, b = _operands(rng, "bf16", (3, 12), (12, 5), -3, 3)
     for kw, used in [(dict(inputs="bf16"), True), (dict(inputs="fp32"), False),
