@@ -284,8 +284,12 @@ def test_late_c_stage_and_normalised_products(monkeypatch, rnd, c_rnd, c_bits, n
     assert (_bits(fast[rows, :4]) == _bits(want)).all()
 
 
-def test_thread_count_does_not_change_bits():
+def test_thread_count_does_not_change_bits(monkeypatch):
+    # one thread and small products run the serial twin; SERIAL_BELOW = 0 forces the
+    # threaded kernel onto the same product
     import numba
+
+    from lowprec._kernels import gemm_serial
 
     rng = np.random.default_rng(16)
     a, b = _data("bf16", (70, 100), rng), _data("bf16", (100, 130), rng)
@@ -295,9 +299,11 @@ def test_thread_count_does_not_change_bits():
         r1 = lowprec.matmul(a, b, inputs="bf16", model="h100")
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
         r2 = lowprec.matmul(a, b, inputs="bf16", model="h100")
+        monkeypatch.setattr(gemm_serial, "SERIAL_BELOW", 0)
+        r3 = lowprec.matmul(a, b, inputs="bf16", model="h100")
     finally:
         numba.set_num_threads(old)
-    assert (_bits(r1) == _bits(r2)).all()
+    assert (_bits(r1) == _bits(r2)).all() and (_bits(r1) == _bits(r3)).all()
 
 
 @pytest.mark.parametrize("emin", [-126, -14, -6])

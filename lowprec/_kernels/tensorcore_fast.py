@@ -512,3 +512,31 @@ def pack_panels(x: np.ndarray) -> np.ndarray:
     tmp = np.zeros((nb, k, nt * _JT), np.float32)
     tmp[:, :, :n] = x
     return np.ascontiguousarray(tmp.reshape(nb, k, nt, _JT).transpose(0, 2, 1, 3))
+
+
+_SERIAL: list = []
+
+
+def _twin():
+    from .gemm_serial import _serial_twin
+
+    if not _SERIAL:
+        _SERIAL.append(_serial_twin(tc_gemm_fast, "tc_gemm_fast_serial"))
+    return _SERIAL[0]
+
+
+def tc_gemm_fast_auto(a, pa, bp, pbp, c, *args) -> None:
+    """:func:`tc_gemm_fast` (same arguments), run by its serial twin for products below
+    ``gemm_serial.SERIAL_BELOW`` multiply-adds or when numba runs one thread.
+
+    Same bits either way: threads take independent output tiles. The serial twin compiles
+    without numba's parfor passes, which is most of what a first small product waits for.
+    """
+    import numba
+
+    from .gemm_serial import SERIAL_BELOW
+
+    if c.size * a.shape[-1] < SERIAL_BELOW or numba.get_num_threads() == 1:
+        (_SERIAL[0] if _SERIAL else _twin())(a, pa, bp, pbp, c, *args)
+    else:
+        tc_gemm_fast(a, pa, bp, pbp, c, *args)
