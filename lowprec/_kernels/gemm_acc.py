@@ -37,12 +37,14 @@ significant bits (bf16 operands into fp16, bf16, fp8 ...): TwoSum in float32, ro
 at 24 bits, then one integer rounding of the bit pattern (see the comment above it).
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from ..ids import RDN, RNA, RNE, RTO, RTZ, RUP, SR
 from .bits import (bits_f32, bits_f64, f32_bits, f64_bits, i32_add, i32_and, i32_hi, i32_lshr,
                    i32_or, i32_shl, i32_sub, i32_xor)
+from . import gemm_serial
 from .gemm import _add_round, _rnd
 from .random import mix64
 
@@ -543,10 +545,8 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
 
 
 def _twin():
-    from .gemm_serial import _serial_twin
-
     if not _SERIAL:
-        _SERIAL.append(_serial_twin(gemm_acc_f32, "gemm_acc_f32_serial"))
+        _SERIAL.append(gemm_serial._serial_twin(gemm_acc_f32, "gemm_acc_f32_serial"))
     return _SERIAL[0]
 
 
@@ -561,11 +561,7 @@ def gemm_acc_f32_auto(a, b, c, *args) -> None:
     reads per-element counters. The serial twin compiles in about half the time of the
     threaded kernel (no parfor passes), which is what a first small product waits for.
     """
-    import numba
-
-    from .gemm_serial import SERIAL_BELOW
-
-    if a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SERIAL_BELOW \
+    if a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < gemm_serial.SERIAL_BELOW \
             or numba.get_num_threads() == 1:
         (_SERIAL[0] if _SERIAL else _twin())(a, b, c, *args)
     else:

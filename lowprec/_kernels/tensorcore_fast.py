@@ -37,11 +37,13 @@ caller as (batch, column tile, K, _JT) panels, padded with zeros.
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from ..ids import C_LATE, RNE, RTZ, RUP
+from . import gemm_serial
 from .tensorcore import round_pair
 
 _JT = 64  # columns per tile (the vector loops' length)
@@ -518,10 +520,8 @@ _SERIAL: list = []
 
 
 def _twin():
-    from .gemm_serial import _serial_twin
-
     if not _SERIAL:
-        _SERIAL.append(_serial_twin(tc_gemm_fast, "tc_gemm_fast_serial"))
+        _SERIAL.append(gemm_serial._serial_twin(tc_gemm_fast, "tc_gemm_fast_serial"))
     return _SERIAL[0]
 
 
@@ -532,11 +532,8 @@ def tc_gemm_fast_auto(a, pa, bp, pbp, c, *args) -> None:
     Same bits either way: threads take independent output tiles. The serial twin compiles
     without numba's parfor passes, which is most of what a first small product waits for.
     """
-    import numba
-
-    from .gemm_serial import SERIAL_BELOW
-
-    if c.size * a.shape[-1] < SERIAL_BELOW or numba.get_num_threads() == 1:
+    if c.size * a.shape[-1] < gemm_serial.SERIAL_BELOW \
+            or numba.get_num_threads() == 1:
         (_SERIAL[0] if _SERIAL else _twin())(a, pa, bp, pbp, c, *args)
     else:
         tc_gemm_fast(a, pa, bp, pbp, c, *args)
