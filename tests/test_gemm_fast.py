@@ -259,9 +259,10 @@ def test_f32_lanes_do_not_depend_on_threads_or_tiles(rounding):
         tiles = [_f32(a, b, c, "fp16", rounding, True, None, 9, jt) for jt in (1, 3, 64, 512)]
     finally:
         numba.set_num_threads(before)
-    from lowprec._kernels.gemm_acc import _twin  # the serial twin small products run
+    from lowprec._kernels.gemm_acc import gemm_acc_f32_auto  # small products: its twin
 
-    tiles.append(_f32(a, b, c, "fp16", rounding, True, None, 9, 64, kernel=_twin()))
+    tiles.append(_f32(a, b, c, "fp16", rounding, True, None, 9, 64,
+                      kernel=gemm_acc_f32_auto.twin()))
     for t in tiles:
         assert np.array_equal(_bits(t), _bits(one))
     assert np.array_equal(_bits(one), _bits(_tiled(a, b, c, "fp16", rounding, True, None, 9,

@@ -543,25 +543,7 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                 out[bi, i0 + r, j0 + jj] = tot[r, jj] if chunk > 0 else d[r, jj]
 
 
-def _twin():
-    if not _SERIAL:
-        _SERIAL.append(gemm_serial._serial_twin(gemm_acc_f32, "gemm_acc_f32_serial"))
-    return _SERIAL[0]
-
-
-_SERIAL: list = []
-
-
-def gemm_acc_f32_auto(a, b, c, *args) -> None:
-    """:func:`gemm_acc_f32` (same arguments), run by its serial twin for products below
-    ``gemm_serial.SERIAL_BELOW`` multiply-adds (large ones take the threaded kernel even on
-    one thread: its parfor-compiled loops run about 10 % faster there).
-
-    Same bits either way: threads take independent output tiles and stochastic rounding
-    reads per-element counters. The serial twin compiles in about half the time of the
-    threaded kernel (no parfor passes), which is what a first small product waits for.
-    """
-    if a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < gemm_serial.SERIAL_BELOW:
-        (_SERIAL[0] if _SERIAL else _twin())(a, b, c, *args)
-    else:
-        gemm_acc_f32(a, b, c, *args)
+#: :func:`gemm_acc_f32` (same arguments), by its serial twin for small products.
+gemm_acc_f32_auto = gemm_serial.SerialWhenSmall(
+    gemm_acc_f32, "gemm_acc_f32_serial",
+    lambda a, b, *rest: a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2])

@@ -24,7 +24,8 @@ from numba.core import types as nbt
 
 from .gemm import gemm_f32
 
-__all__ = ["gemm_f32_serial", "gemm_f32_auto", "serial_entry", "SERIAL_BELOW", "SIGNATURE"]
+__all__ = ["gemm_f32_serial", "gemm_f32_auto", "serial_entry", "SerialWhenSmall", "SERIAL_BELOW",
+           "SIGNATURE"]
 
 #: Products with fewer multiply-adds than this run serially: waking numba's other threads
 #: costs more than they save. Threads split independent output rows, so the choice never
@@ -84,3 +85,35 @@ def gemm_f32_auto(a, b, c, fused, out) -> None:
         (_ENTRY[0] if _ENTRY else serial_entry())(a, b, c, bool(fused), out)
     else:
         gemm_f32(a, b, c, fused, out)
+
+
+class SerialWhenSmall:
+    """A threaded kernel that runs its serial twin (:func:`_serial_twin`, compiled on first
+    need) for products below :data:`SERIAL_BELOW` multiply-adds.
+
+    Same bits either way when the kernel's threads take independent outputs (and stochastic
+    rounding reads per-element counters). The twin compiles in about half the time (no
+    parfor passes), which is what a first small product waits for; large products take the
+    threaded kernel even on one thread (its parfor-compiled loops run about 10 % faster).
+
+    Args:
+        kernel: the ``parallel=True`` dispatcher.
+        name: the twin's name (its on-disk cache entry).
+        work: ``work(*args) -> int``, the call's multiply-adds.
+    """
+
+    def __init__(self, kernel, name: str, work):
+        self.kernel, self.name, self.work = kernel, name, work
+        self._serial = None
+
+    def twin(self):
+        """The serial twin (compiled lazily by numba on its first call)."""
+        if self._serial is None:
+            self._serial = _serial_twin(self.kernel, self.name)
+        return self._serial
+
+    def __call__(self, *args) -> None:
+        if self.work(*args) < SERIAL_BELOW:
+            (self._serial or self.twin())(*args)
+        else:
+            self.kernel(*args)

@@ -515,24 +515,6 @@ def pack_panels(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(tmp.reshape(nb, k, nt, _JT).transpose(0, 2, 1, 3))
 
 
-_SERIAL: list = []
-
-
-def _twin():
-    if not _SERIAL:
-        _SERIAL.append(gemm_serial._serial_twin(tc_gemm_fast, "tc_gemm_fast_serial"))
-    return _SERIAL[0]
-
-
-def tc_gemm_fast_auto(a, pa, bp, pbp, c, *args) -> None:
-    """:func:`tc_gemm_fast` (same arguments), run by its serial twin for products below
-    ``gemm_serial.SERIAL_BELOW`` multiply-adds (large ones take the threaded kernel even on
-    one thread: its parfor-compiled loops run about 10 % faster there).
-
-    Same bits either way: threads take independent output tiles. The serial twin compiles
-    without numba's parfor passes, which is most of what a first small product waits for.
-    """
-    if c.size * a.shape[-1] < gemm_serial.SERIAL_BELOW:
-        (_SERIAL[0] if _SERIAL else _twin())(a, pa, bp, pbp, c, *args)
-    else:
-        tc_gemm_fast(a, pa, bp, pbp, c, *args)
+#: :func:`tc_gemm_fast` (same arguments), by its serial twin for small products.
+tc_gemm_fast_auto = gemm_serial.SerialWhenSmall(
+    tc_gemm_fast, "tc_gemm_fast_serial", lambda a, pa, bp, pbp, c, *rest: c.size * a.shape[-1])
