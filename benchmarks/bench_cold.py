@@ -6,7 +6,10 @@ Entry points: quantize (float32 -> e4m3), matmul in fp32, matmul with a bf16 acc
 matmul on the H100 tensor-core model, and one training step of the study's MLP under the
 fp8-current recipe. Each runs in its own fresh process, then all five in one process (what a
 user starting a session pays), then all five again in a second process on the cache the
-first one filled (what every later session pays). Usage: python benchmarks/bench_cold.py [--quick]
+first one filled (what every later session pays), and all five once more with every kernel
+compiled at its first call (LOWPREC_PLAIN=0: what compilation costs when it does happen; the
+default lets small first calls run the kernels' plain-Python copies, lowprec._kernels.plain).
+Usage: python benchmarks/bench_cold.py [--quick]
 """
 
 from __future__ import annotations
@@ -41,11 +44,16 @@ ENTRY = {
 }
 
 
-def _run(code: str, warm: bool = False):
+def _run(code: str, warm: bool = False, plain: bool = True):
     """Seconds a fresh process takes to run ``code`` on an empty numba cache; with
-    ``warm``, (cold seconds, seconds of a second process on the cache the first filled)."""
+    ``warm``, (cold seconds, seconds of a second process on the cache the first filled).
+    ``plain``: as a user runs it (small first calls may run the kernels' plain-Python
+    copies: lowprec._kernels.plain); False: every kernel compiled at its first call."""
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env.pop("LOWPREC_PLAIN", None)  # (the harness turns the tier off for throughput)
+        if not plain:
+            env["LOWPREC_PLAIN"] = "0"
         times = []
         for _ in range(2 if warm else 1):
             t = time.perf_counter()
@@ -67,6 +75,12 @@ def rows(ctx: Context) -> list:
     # cache loads; a kernel recompiled here would show its cache is never hit)
     out.append(Row(GROUP, "all five, second process (warm cache)", warm, unit="s (warm)",
                    lower_is_better=True, note="same cache directory as the cold run"))
+    if not ctx.quick:
+        # what compiling the kernels costs when it happens (a first call too big for the
+        # plain tier, or a session that outlasts its budget)
+        out.append(Row(GROUP, "all five, every kernel compiled", _run(
+            "\n".join(ENTRY.values()), plain=False), unit="s (cold)", lower_is_better=True,
+            note="LOWPREC_PLAIN=0: no plain-Python tier"))
     return out
 
 

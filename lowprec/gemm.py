@@ -261,6 +261,16 @@ def _run_mc(av, bv, cv, path: MatrixCorePath, fa: FloatFormat, fb: FloatFormat) 
     return out
 
 
+_SPAN_NUMPY_BELOW = 1 << 16
+
+
+def _abs_span_numpy(x: np.ndarray) -> tuple:
+    """As ``_kernels.gemm.abs_span``: (smallest, largest) |value| over the finite non-zero
+    elements, (inf, 0) when there are none."""
+    ax = np.abs(x[np.isfinite(x) & (x != 0)])
+    return (float(ax.min()), float(ax.max())) if ax.size else (np.inf, 0.0)
+
+
 def _products_exact_f32(av: np.ndarray, bv: np.ndarray, fa: FloatFormat,
                         fb: FloatFormat) -> bool:
     """Whether every product a*b is exact in float32 (precisions add to <= 24 bits and no
@@ -270,9 +280,12 @@ def _products_exact_f32(av: np.ndarray, bv: np.ndarray, fa: FloatFormat,
         return False
     if fa.min_subnormal * fb.min_subnormal >= 2.0 ** -126 and fa.max * fb.max <= _F32_MAX:
         return True
-    from ._kernels.gemm import abs_span
+    if av.size + bv.size < _SPAN_NUMPY_BELOW:  # numpy: no kernel to compile
+        (alo, ahi), (blo, bhi) = _abs_span_numpy(av), _abs_span_numpy(bv)
+    else:
+        from ._kernels.gemm import abs_span
 
-    (alo, ahi), (blo, bhi) = abs_span(av.reshape(-1)), abs_span(bv.reshape(-1))
+        (alo, ahi), (blo, bhi) = abs_span(av.reshape(-1)), abs_span(bv.reshape(-1))
     if ahi == 0.0 or bhi == 0.0:
         return True
     return alo * blo >= 2.0 ** -126 and ahi * bhi <= _F32_MAX

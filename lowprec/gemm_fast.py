@@ -52,7 +52,7 @@ def _kernel():
         from numba.np.ufunc import parallel
 
         from ._kernels.gemm import gemm_f32
-        from ._kernels.gemm_serial import serial_entry
+        from ._kernels.gemm_serial import compiled_entry, serial_entry, serial_small
 
         numba.get_num_threads()  # starts the threading layer once
         # numba's public getter takes a lock to check that the threading layer has started
@@ -65,7 +65,10 @@ def _kernel():
             ok = False
         if not ok:
             get = numba.get_num_threads
-        _KERNEL.extend((gemm_f32, get, serial_entry()))
+        # the serial entry point is compiled at the first small product that needs it
+        # (before that, small products may run on numpy: gemm_serial.serial_small)
+        _KERNEL.extend((gemm_f32, get, compiled_entry(), serial_small, serial_entry,
+                        compiled_entry))
     return _KERNEL[0]
 
 
@@ -74,11 +77,16 @@ def _run(a, b, c, fused, out) -> None:
     twin's entry point when the product is small (or numba runs one thread), which reads
     ``a`` as it is; otherwise the threaded kernel, on a C-contiguous copy of ``a``."""
     if a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SMALL:
-        _KERNEL[2](a, b, c, fused, out)
+        entry = _KERNEL[2]
+        if entry is not None:
+            entry(a, b, c, fused, out)
+        else:
+            _KERNEL[3](a, b, c, fused, out)
+            _KERNEL[2] = _KERNEL[5]()
         return
-    gemm_f32, get_threads, serial = _KERNEL
+    gemm_f32, get_threads = _KERNEL[0], _KERNEL[1]
     if get_threads() == 1:
-        serial(a, b, c, fused, out)
+        _KERNEL[4]()(a, b, c, fused, out)
     else:
         gemm_f32(_c3(a), b, c, fused, out)
 

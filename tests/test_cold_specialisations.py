@@ -11,10 +11,18 @@ import numpy as np
 import pytest
 
 import lowprec
+from lowprec._kernels import plain
 from lowprec.gemm_fast import matmul_f32
 
 pytestmark = pytest.mark.skipif(
     __import__("numba").config.DISABLE_JIT, reason="counts compiled specialisations")
+
+
+@pytest.fixture(autouse=True)
+def _compiled_kernels(monkeypatch):
+    """These tests count compiled specialisations: no plain tier (lowprec._kernels.plain)
+    before the kernels are compiled, whatever state numba's cache is in."""
+    monkeypatch.setattr(plain, "ENABLED", False)
 
 
 def _readonly(x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ none of these transformations can overflow or underflow.
 import math
 
 import numpy as np
-from numba import njit, prange
+from .jit import njit, prange
 
 from ..ids import (NAN_NEG_ZERO, OP_ABS, OP_ADD, OP_DIV, OP_MAX, OP_MUL, OP_NEG, OP_SQRT,
                    OP_SUB, RDN, RNA, RNE, RTO, RUP, SR)

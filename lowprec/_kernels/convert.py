@@ -9,7 +9,7 @@ double rounding through float32) and float32 values need no widening pass.
 import math
 
 import numpy as np
-from numba import njit, prange
+from .jit import njit, prange
 
 from ..ids import (M_DOWN, M_RTO, NAN_ALL_ONES, NAN_IEEE, NAN_NEG_ZERO, OVF_SATURATE, OVF_WRAP,
                    RDN, RNA, RNE, RTO, RUP, SR)

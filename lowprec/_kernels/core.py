@@ -14,7 +14,7 @@ gives the hardware form: add r random bits just below the last kept bit, truncat
 import math
 
 import numpy as np
-from numba import njit
+from .jit import njit
 
 from ..ids import M_DOWN, M_RNA, M_RNE, M_RTO, M_SR, M_UP, RDN, RNA, RNE, RTO, RTZ, RUP
 from .random import rand64

@@ -18,7 +18,7 @@ o * (2K + 2) + 2K for rounding c into the accumulator.
 import math
 
 import numpy as np
-from numba import njit, prange
+from .jit import njit, prange
 
 from ..ids import RDN, RTO, SR
 from .convert import round_float_value

@@ -38,7 +38,7 @@ at 24 bits, then one integer rounding of the bit pattern (see the comment above 
 """
 
 import numpy as np
-from numba import njit, prange
+from .jit import njit, prange
 
 from ..ids import RDN, RNA, RNE, RTO, RTZ, RUP, SR
 from .bits import (bits_f32, bits_f64, f32_bits, f64_bits, i32_add, i32_and, i32_hi, i32_lshr,
@@ -546,4 +546,5 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
 #: :func:`gemm_acc_f32` (same arguments), by its serial twin for small products.
 gemm_acc_f32_auto = gemm_serial.SerialWhenSmall(
     gemm_acc_f32, "gemm_acc_f32_serial",
-    lambda a, b, *rest: a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2])
+    lambda a, b, *rest: a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2],
+    plain_below=1 << 13)  # about 30 us per step in plain Python

@@ -19,12 +19,14 @@ it is invalidated with the kernel's source file.
 import types
 
 import numba
-from numba import njit
+from .jit import njit
 from numba.core import types as nbt
 
 from .gemm import gemm_f32
+from .gemm_numpy import gemm_f32_numpy
+from .plain import Tier, copy_of
 
-__all__ = ["gemm_f32_serial", "gemm_f32_auto", "serial_entry", "SerialWhenSmall", "SERIAL_BELOW",
+__all__ = ["gemm_f32_serial", "gemm_f32_auto", "serial_entry", "serial_small", "compiled_entry", "SerialWhenSmall", "SERIAL_BELOW",
            "SIGNATURE"]
 
 #: Products with fewer multiply-adds than this run serially: waking numba's other threads
@@ -39,6 +41,10 @@ _F32_C3 = nbt.Array(nbt.float32, 3, "C")
 #: C-contiguous right operand, addend and output (read and written in vectors).
 SIGNATURE = (_F32_A3, _F32_C3, _F32_C3, nbt.boolean, _F32_C3)
 
+#: Products below this many multiply-adds (and with K <= 1024) may run on numpy
+#: (:mod:`.gemm_numpy`; a few us per k) while the kernel is not compiled (:mod:`.plain`).
+PLAIN_BELOW = 1 << 22
+
 
 def _serial_twin(kernel, name: str):
     """``kernel``'s Python function compiled without ``parallel``, cached as ``name``."""
@@ -52,6 +58,15 @@ def _serial_twin(kernel, name: str):
 
 gemm_f32_serial = _serial_twin(gemm_f32, "gemm_f32_serial")
 _ENTRY: list = []
+
+
+def _before_compiled(a, b, c, fused, out) -> None:
+    """gemm_f32 on numpy, or for non-finite operands its plain-Python copy."""
+    if not gemm_f32_numpy(a, b, c, fused, out):
+        copy_of(gemm_f32)(a, b, c, fused, out)
+
+
+_PLAIN = Tier(gemm_f32, PLAIN_BELOW, twin=_before_compiled)
 
 
 def serial_entry():
@@ -73,6 +88,24 @@ def serial_entry():
     return _ENTRY[0]
 
 
+def serial_small(a, b, c, fused, out) -> None:
+    """``gemm_f32(a, b, c, fused, out)`` by the serial twin's entry point, or, while that
+    is not compiled, by numpy or the kernel's plain copy when the product is small enough
+    (same bits; :mod:`.plain`). Arguments as :func:`serial_entry`'s."""
+    if _ENTRY:
+        _ENTRY[0](a, b, c, fused, out)
+        return
+    work = a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    if _PLAIN(gemm_f32_serial, work if a.shape[2] <= 1024 else PLAIN_BELOW, a, b, c, fused,
+              out) is Tier.NOT_RUN:
+        serial_entry()(a, b, c, fused, out)
+
+
+def compiled_entry():
+    """The serial twin's entry point once it is compiled (or loaded), else None."""
+    return _ENTRY[0] if _ENTRY else None
+
+
 def gemm_f32_auto(a, b, c, fused, out) -> None:
     """``gemm_f32(a, b, c, fused, out)``, serially for products below
     :data:`SERIAL_BELOW` multiply-adds or when numba runs one thread (same bits).
@@ -82,7 +115,7 @@ def gemm_f32_auto(a, b, c, fused, out) -> None:
     """
     if a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] < SERIAL_BELOW \
             or numba.get_num_threads() == 1:
-        (_ENTRY[0] if _ENTRY else serial_entry())(a, b, c, bool(fused), out)
+        serial_small(a, b, c, bool(fused), out)
     else:
         gemm_f32(a, b, c, fused, out)
 
@@ -100,11 +133,17 @@ class SerialWhenSmall:
         kernel: the ``parallel=True`` dispatcher.
         name: the twin's name (its on-disk cache entry).
         work: ``work(*args) -> int``, the call's multiply-adds.
+        plain_below: calls below this much work may run the kernel's plain-Python copy
+            while the twin is not compiled (:class:`.plain.Tier`); 0: never.
+        plain_work: ``plain_work(*args) -> int``, the work the plain copy would do (the
+            multiply-adds it computes, padding included); ``work`` when None.
     """
 
-    def __init__(self, kernel, name: str, work):
+    def __init__(self, kernel, name: str, work, plain_below: int = 0, plain_work=None):
         self.kernel, self.name, self.work = kernel, name, work
         self._serial = None
+        self.plain = Tier(kernel, plain_below)
+        self.plain_work = plain_work or work
 
     def twin(self):
         """The serial twin (compiled lazily by numba on its first call)."""
@@ -113,7 +152,11 @@ class SerialWhenSmall:
         return self._serial
 
     def __call__(self, *args) -> None:
-        if self.work(*args) < SERIAL_BELOW:
-            (self._serial or self.twin())(*args)
+        work = self.work(*args)
+        if work < SERIAL_BELOW:
+            twin = self._serial or self.twin()
+            if self.plain.closed or self.plain(twin, self.plain_work(*args),
+                                               *args) is Tier.NOT_RUN:
+                twin(*args)
         else:
             self.kernel(*args)

@@ -14,7 +14,7 @@ correctly rounded fp32 sum (53 >= 2 * 24 + 2). Loops over output columns are inn
 import math
 
 import numpy as np
-from numba import njit, prange
+from .jit import njit, prange
 
 _JT = 64  # columns per tile
 _RBT = 16  # rows per task

@@ -7,7 +7,7 @@ SplitMix64 finaliser (Steele, Lea, Flood 2014) applied twice; the pure-Python tw
 """
 
 import numpy as np
-from numba import njit
+from .jit import njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _WORD = np.uint64(0xD1B54A32D192ED03)

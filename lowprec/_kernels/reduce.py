@@ -21,7 +21,7 @@ Stochastic rounding: rounding event k of row r uses stream index ``r * stride + 
 """
 
 import numpy as np
-from numba import njit, prange
+from .jit import njit, prange
 
 from ..ids import ORDER_PAIRWISE, ORDER_SEQUENTIAL
 from .arith import add_value, flush_input, fma_value, mul_value

@@ -18,7 +18,7 @@ scaling in every mode but SR and RTO (which keep the kernels above).
 import math
 
 import numpy as np
-from numba import njit, prange
+from .jit import njit, prange
 
 from ..ids import NAN_NEG_ZERO, OVF_SATURATE, RDN, RNA, RNE, RTO, RUP, SR
 from .convert import _f32_code, _f32_consts, decode_float_code, encode_pair_code

@@ -11,7 +11,7 @@ significands. Loops over j are innermost so that they vectorise.
 import math
 
 import numpy as np
-from numba import njit, prange
+from .jit import njit, prange
 
 from ..ids import C_LATE, RDN, RNA, RNE, RTZ, RUP
 

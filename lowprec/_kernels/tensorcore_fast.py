@@ -38,11 +38,11 @@ caller as (batch, column tile, K, _JT) panels, padded with zeros.
 import math
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import intrinsic
-
 from ..ids import C_LATE, RNE, RTZ, RUP
 from . import gemm_serial
+from .bits import bits_f32 as _bits_f32, bits_f64 as _bits_f64
+from .bits import f32_bits as _f32_bits, f64_bits as _f64_bits
+from .jit import njit, prange
 from .tensorcore import round_pair
 
 _JT = 64  # columns per tile (the vector loops' length)
@@ -249,38 +249,6 @@ def _add_late(cur, curi, part, sums, errs, rare, p_out, emin_out, emax_out, mode
                     cur[jj] = round_pair(sm, errs[jj], p_out, emin_out, emax_out, mode, True)
                 else:
                     cur[jj] = sm
-
-
-@intrinsic
-def _f32_bits(typingctx, x):
-    """The bits of a float32 as an int32."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
-    return types.int32(types.float32), codegen
-
-
-@intrinsic
-def _bits_f32(typingctx, x):
-    """The float32 with the given int32 bits."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _f64_bits(typingctx, x):
-    """The bits of a float64 as an int64 (a register bitcast)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _bits_f64(typingctx, x):
-    """The float64 with the given int64 bits."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
 
 
 @njit(cache=True, parallel=True)
@@ -517,4 +485,7 @@ def pack_panels(x: np.ndarray) -> np.ndarray:
 
 #: :func:`tc_gemm_fast` (same arguments), by its serial twin for small products.
 tc_gemm_fast_auto = gemm_serial.SerialWhenSmall(
-    tc_gemm_fast, "tc_gemm_fast_serial", lambda a, pa, bp, pbp, c, *rest: c.size * a.shape[-1])
+    tc_gemm_fast, "tc_gemm_fast_serial", lambda a, pa, bp, pbp, c, *rest: c.size * a.shape[-1],
+    # the plain copy computes whole tiles of _JT columns: about 5 us per product
+    plain_below=1 << 16, plain_work=lambda a, pa, bp, *rest: a.shape[0] * a.shape[1]
+    * bp.shape[1] * _JT * a.shape[2])
