@@ -15,6 +15,7 @@ the compiler; one that keeps calling pays at most the budget on top of the compi
 Results never depend on the tier.
 """
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -28,6 +29,18 @@ PACKAGE = "lowprec._kernels_plain"
 BUDGET_S = 2.0
 #: Set LOWPREC_PLAIN=0 to compile every kernel at its first call (no plain tier).
 ENABLED = os.environ.get("LOWPREC_PLAIN", "1") != "0"
+
+
+@contextlib.contextmanager
+def compiling():
+    """Within this block kernels are compiled at their first call, as with
+    ``LOWPREC_PLAIN=0`` (a warm-up step meant to compile what a timed run will use)."""
+    global ENABLED
+    old, ENABLED = ENABLED, False
+    try:
+        yield
+    finally:
+        ENABLED = old
 
 
 def module(name: str):
