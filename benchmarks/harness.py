@@ -63,8 +63,17 @@ class Row:
         return self.ratio >= self.target
 
 
+#: Seconds to wait before timing either side. After a call, OpenBLAS's worker threads spin
+#: for about 2^28 TSC ticks (~0.1 s) before they sleep; a kernel timed inside that window
+#: shares the cores with them (up to 25 % slower measured here on 2 cores). Each side is
+#: timed from a settled machine instead.
+SETTLE_S = 0.15
+
+
 def _time_once(fn: Callable[[], object], min_time: float) -> float:
-    """Seconds per call of fn, calling it enough times to last about ``min_time``."""
+    """Seconds per call of fn, calling it enough times to last about ``min_time``
+    (after :data:`SETTLE_S` of idleness)."""
+    time.sleep(SETTLE_S)
     n = 1
     while True:
         t0 = time.perf_counter()
