@@ -325,6 +325,7 @@ def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax,
 
 _ABS32 = np.int32(0x7FFFFFFF)
 _SIGN32 = np.int32(-0x80000000)
+_EXP32 = np.int32(0x7F800000)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _TOP = 22  # the largest shift the fast step takes
@@ -376,6 +377,29 @@ def _round32(s, e, rhi, prm, sr):
 
 
 @njit(cache=True, inline="always")
+def _round32n(s, e, fo, eminf, cadd, lim, sgnm):
+    """(value, flag) as :func:`_round32` for rne (fo = 0) and rna (fo = 1) by float
+    operations (see the comment above :func:`gemm_acc_f32`): ro = s + e rounded to odd at 24
+    bits (rna: its last bit forced on, which moves only an exact midpoint, away from zero),
+    then (ro + c) - c with c = 1.5 * 2^(E + 24 - precision), E = ro's binade (at least
+    emin): the addition rounds at the accumulator's quantum, ties to even. ``eminf`` = the
+    exponent field of 2^emin, ``cadd`` = c's bits less E's exponent field, ``lim`` = the
+    bit pattern from which magnitudes are flagged, ``sgnm`` = the sign bit (0 for formats
+    without -0: a zero result is then +0)."""
+    sb = f32_bits(s)
+    inexact = e != np.float32(0.0)
+    # one step toward zero when the tail points back (then s is beyond s + e)
+    dec = np.int32(-1) if (inexact & (i32_xor(sb, f32_bits(e)) < 0)) else np.int32(0)
+    ro = i32_or(i32_add(sb, dec), np.int32(1) if inexact else fo)
+    mag = i32_and(ro, _ABS32)
+    ef = i32_and(mag, _EXP32)
+    ef = ef if ef > eminf else eminf
+    c = bits_f32(i32_add(ef, cadd))
+    r = (bits_f32(ro) + c) - c
+    return bits_f32(i32_or(f32_bits(r), i32_and(ro, sgnm))), mag >= lim
+
+
+@njit(cache=True, inline="always")
 def _draw_row(cg, r, g, jn, tr):
     """tr[j] = the top 32 bits of rand64(key, idx_j, 0) (cg[r, j] + g = its counter word).
     A loop of its own: 64-bit lanes are 4 per AVX2 register, the rounding's 8."""
@@ -384,13 +408,24 @@ def _draw_row(cg, r, g, jn, tr):
 
 
 @njit(cache=True, inline="always")
-def _sum_row32(d, r, av, src, tr, jn, new, prm, ng, sr):
+def _sum_row32(d, r, av, src, tr, jn, new, prm, prn, fl, ng, sr):
     """new[j] = round(d[r, j] + av * src[j]) for j < jn (tr: the stream's top bits, sr
     only); returns whether any step needs the scalar path. ng = -1 under rdn (an exact
     zero sum is then -0). Inlined: a call per row and step would cost as much as the
     row's arithmetic."""
     nbad = False
-    if sr:  # (ng = 1: only rdn sums negated)
+    if fl:  # rne / rna: float rounding (ng = 1)
+        fo, eminf, cadd, lim, sgnm = prn
+        for jj in range(jn):
+            x = d[r, jj]
+            y = av * src[jj]
+            s = x + y
+            bb = s - x
+            e = (x - (s - bb)) + (y - bb)
+            v, bad = _round32n(s, e, fo, eminf, cadd, lim, sgnm)
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
+            nbad |= bad
+    elif sr:  # (ng = 1: only rdn sums negated)
         for jj in range(jn):
             x = d[r, jj]
             y = av * src[jj]
@@ -414,11 +449,17 @@ def _sum_row32(d, r, av, src, tr, jn, new, prm, ng, sr):
 
 
 @njit(cache=True, inline="always")
-def _prod_row32(av, src, tr, jn, new, prm, sr):
+def _prod_row32(av, src, tr, jn, new, prm, prn, fl, sr):
     """new[j] = round(av * src[j]) (an exact product); as :func:`_sum_row32`."""
     nbad = False
     zero = np.float32(0.0)
-    if sr:
+    if fl:
+        fo, eminf, cadd, lim, sgnm = prn
+        for jj in range(jn):
+            v, bad = _round32n(av * src[jj], zero, fo, eminf, cadd, lim, sgnm)
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
+            nbad |= bad
+    elif sr:
         for jj in range(jn):
             v, bad = _round32(av * src[jj], zero, tr[jj], prm, True)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
@@ -464,6 +505,14 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
     prm = (np.int32(24 - p), np.int32(cb), np.int32(max(cb - _TOP, 1) << 23),
            np.int32(maxbits), np.float32(-0.0) if neg_zero else np.float32(0.0),
            np.int32(s1), np.int32(c1), np.int32(mpos), np.int32(mneg), np.int32(lsbm))
+    # rne / rna by float operations (see _round32n): c = 1.5 * 2^(E + 24 - p) must stay
+    # finite (magnitudes from 2^(127 - (24 - p)) up are flagged), and ro needs two bits
+    # beyond the accumulator's quantum also for the smallest normal float32 sums
+    fl = (mode == RNE or mode == RNA) and emin >= -126 and emin - p >= -146
+    prn = (np.int32(1 if mode == RNA else 0), np.int32((emin + 127) << 23),
+           np.int32(((24 - p) << 23) | (1 << 22)),
+           np.int32(min(maxbits, (127 - (24 - p) + 127) << 23)),
+           np.int32(-0x80000000 if neg_zero else 0))
     ng = np.float32(-1.0) if mode == RDN else np.float32(1.0)
     one32 = np.float32(1.0)
     zk = mix64(np.uint64(key))          # rand64(key, idx, 0) = mix64(zk + idx * golden)
@@ -495,7 +544,7 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                 continue
             if sr:
                 _draw_row(cg, r, gc, jn, tr)
-            _prod_row32(one32, cv32, tr, jn, new, prm, sr)
+            _prod_row32(one32, cv32, tr, jn, new, prm, prn, fl, sr)
             for jj in range(jn):
                 cv = c[bi, i, j0 + jj]
                 if new[jj] != new[jj] or np.float64(cv32[jj]) != cv:
@@ -515,7 +564,7 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                 if not fma:  # the product rounded into the accumulator first
                     if sr:
                         _draw_row(cg, r, g0, jn, tr)
-                    if _prod_row32(av, brow, tr, jn, prod, prm, sr):
+                    if _prod_row32(av, brow, tr, jn, prod, prm, prn, fl, sr):
                         for jj in range(jn):
                             if prod[jj] != prod[jj]:
                                 o = (bi * m_rows + i) * ncols + j0 + jj
@@ -526,7 +575,7 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                     av = one32
                 if sr:
                     _draw_row(cg, r, g1, jn, tr)
-                if _sum_row32(d, r, av, src, tr, jn, d2[r], prm, ng, sr):
+                if _sum_row32(d, r, av, src, tr, jn, d2[r], prm, prn, fl, ng, sr):
                     for jj in range(jn):  # rare: the flagged steps, one at a time
                         if d2[r, jj] != d2[r, jj]:
                             o = (bi * m_rows + i) * ncols + j0 + jj
