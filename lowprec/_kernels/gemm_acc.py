@@ -394,7 +394,9 @@ def _round32n(s, e, fo, eminf, cadd, lim, sgnm):
     dec = np.int32(-1) if (inexact & (i32_xor(sb, f32_bits(e)) < 0)) else np.int32(0)
     ro = i32_or(i32_add(sb, dec), np.int32(1) if inexact else fo)
     mag = i32_and(ro, _ABS32)
-    ef = i32_and(mag, _EXP32)
+    # E from s, not ro (computed alongside the tail): they differ only for s = 2^E and
+    # ro just below it, which rounds to 2^E on either binade's grid
+    ef = i32_and(sb, _EXP32)
     ef = ef if ef > eminf else eminf
     c = bits_f32(i32_add(ef, cadd))
     r = (bits_f32(ro) + c) - c
@@ -415,9 +417,8 @@ def _round32d(s, inexact, opp, up_neg, up_pos, eminf, sh0f, lim, zadd, tz):
     mag = i32_and(ro, _ABS32)
     ef = i32_and(mag, _EXP32)
     ef = ef if ef > eminf else eminf
-    c0 = bits_f32(i32_add(ef, sh0f))  # 2^(E + 24 - precision)
-    c = c0 * np.float32(1.5)
-    u = c0 * np.float32(2.0 ** -23)
+    c = bits_f32(i32_add(ef, i32_or(sh0f, np.int32(1 << 22))))  # 1.5 * 2^(E + 24 - p)
+    u = bits_f32(i32_add(ef, sh0f)) * np.float32(2.0 ** -23)  # (exact: it may be subnormal)
     ax = bits_f32(mag)
     rm = (ax + c) - c
     fm = rm - u if rm > ax else rm
