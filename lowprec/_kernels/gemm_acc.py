@@ -34,7 +34,8 @@ depend on the tile size or the thread count.
 :func:`gemm_acc_f32` gives the same results in float32 and int32 lanes (8 per AVX2 register
 instead of 4) when every product is exact in float32 and the accumulator has at most 22
 significant bits (bf16 operands into fp16, bf16, fp8 ...): TwoSum in float32, round to odd
-at 24 bits, then one integer rounding of the bit pattern (see the comment above it).
+at 24 bits, then one rounding at the accumulator's quantum, by float operations ((ro + c) -
+c) or, for stochastic rounding, on the bit pattern (see the comment above it).
 """
 
 import numpy as np
@@ -308,20 +309,31 @@ def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax,
 #    between the same two grid points of the accumulator as s + e, and on the same side
 #    of their midpoint (ro is odd at 24 bits, grid points and midpoints are even), or is
 #    s + e itself.
-# 3. Rounding ro: the low sh = 24 - p bits of its bit pattern (more in the accumulator's
-#    subnormal range) are the discarded part D; (|ro| + bias) with those bits cleared is
-#    the result, the carry of a bias (0 toward zero, 2^(sh-1) - 1 + the kept count's
-#    parity for rne, 2^(sh-1) for rna, 2^sh - 1 away from zero for rup / rdn by the sign)
-#    stepping to the next grid point (a carry into the exponent field is the next binade).
-# 4. Stochastic rounding rounds up iff U < f (U the stream's uint64 read as a fraction, f
-#    the exact discarded fraction): bias = 2^sh - 1 - t carries iff t < D, with t the
-#    stream's top sh bits; U lies in [t, t + 1) / 2^sh, and f = D / 2^sh exactly when
-#    e = 0, otherwise f lies in (D - 1, D) / 2^sh or (D, D + 1) / 2^sh (the side of ro
-#    where s + e lies): t = D (above) or t = D - 1 (below) is undecided and flagged.
+# 3. Rounding ro to nearest (rne, rna; :func:`_round32n`): c = 1.5 * 2^(E + 24 - p), E =
+#    max(ro's binade, emin), so that ro + c lies in c's binade, whose spacing is the
+#    accumulator's quantum there: fl(ro + c) - c is ro rounded to nearest at the quantum,
+#    ties to even (c is an even multiple of it), both operations exact but the one
+#    rounding. For rna ro's last bit is set also when e = 0: that moves only an exact
+#    midpoint (an even pattern), away from zero. E may be taken from s: ro leaves s's
+#    binade only for s = 2^E, ro just below it, which rounds to 2^E on either grid.
+# 4. Directed rounding (rtz, rup, rdn; :func:`_round32d`) rounds |ro| to nearest as in 3
+#    (E from ro itself: there the binade's quantum matters), goes one quantum u back when
+#    that went up (the truncated magnitude), and one up where the mode rounds this sign's
+#    magnitudes up and |ro| is not on the grid. rdn sums -d and -p (an exact zero sum is
+#    then -0) and negates s back.
+# 5. Stochastic rounding (integer operations, :func:`_round32`): the low sh = 24 - p bits
+#    of ro's bit pattern (more in the accumulator's subnormal range) are the discarded
+#    part D; (|ro| + bias) with those bits cleared is the result, bias = 2^sh - 1 - t
+#    carrying iff t < D, with t the stream's top sh bits. It rounds up iff U < f (U the
+#    stream's uint64 read as a fraction, f the exact discarded fraction): U lies in
+#    [t, t + 1) / 2^sh, and f = D / 2^sh exactly when e = 0, otherwise f lies in
+#    (D - 1, D) / 2^sh or (D, D + 1) / 2^sh (the side of ro where s + e lies): t = D
+#    (above) or t = D - 1 (below) is undecided and flagged.
 #
 # Flagged (the scalar step decides): |ro| at or beyond the format's largest finite value,
-# inf and NaN; nonzero |ro| below twice the smallest subnormal (sh > 22: there the kept
-# count's parity is not a bit of the pattern); undecided stochastic roundings.
+# inf and NaN, and (3, 4: c must stay finite) from 2^(127 - (24 - p)); for stochastic
+# rounding nonzero |ro| below twice the smallest subnormal (sh > 22) and undecided
+# roundings. The float steps need emin >= -126 (E's field is clamped at emin's).
 
 _ABS32 = np.int32(0x7FFFFFFF)
 _SIGN32 = np.int32(-0x80000000)
@@ -533,8 +545,8 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                  neg_zero, jt, out):
     """Exact accumulation in float32 lanes (see the comment above): the results of
     :func:`gemm_acc_tiled` when every product is exact in float32, the accumulator's
-    values are float32 values of at most 22 significant bits with subnormals, and the
-    mode is rne, rna, rtz, rup, rdn or sr.
+    values are float32 values of at most 22 significant bits with subnormals and emin >=
+    -126, and the mode is rne, rna, rtz, rup, rdn or sr.
 
     Args:
         a: (batch, M, K) float32; b: (batch, K, N) float32; c: (batch, M, N) float64.
