@@ -114,19 +114,9 @@ def i32_lshr(x, s):
     return _wrap32((int(x) & 0xFFFFFFFF) >> int(s))
 
 
-def i32_mul(x, y):
-    """x * y in int32 (the low 32 bits of the product)."""
-    return _wrap32(int(x) * int(y))
-
-
 def i32_hi(z):
     """The top 32 bits of a uint64, as an int32."""
     return _wrap32(int(z) >> 32)
-
-
-def i32_lo(z):
-    """The low 32 bits of a uint64, as an int32."""
-    return _wrap32(int(z) & 0xFFFFFFFF)
 
 
 @intrinsic
@@ -160,16 +150,6 @@ def _hi32(typingctx, z):
     return sig, codegen
 
 
-@intrinsic
-def _lo32(typingctx, z):
-    sig = types.int32(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.trunc(args[0], context.get_value_type(types.int32))
-
-    return sig, codegen
-
-
 def _binop32(name):
     @intrinsic
     def op(typingctx, x, y):
@@ -183,8 +163,8 @@ def _binop32(name):
     return op
 
 
-_add32, _sub32, _and32, _or32, _xor32, _shl32, _lshr32, _mul32 = (
-    _binop32(n) for n in ("add", "sub", "and_", "or_", "xor", "shl", "lshr", "mul"))
+_add32, _sub32, _and32, _or32, _xor32, _shl32, _lshr32 = (
+    _binop32(n) for n in ("add", "sub", "and_", "or_", "xor", "shl", "lshr"))
 
 
 @overload(f32_bits, inline="always")
@@ -211,14 +191,6 @@ def _i32_hi_jit(z):
     return impl
 
 
-@overload(i32_lo, inline="always")
-def _i32_lo_jit(z):
-    def impl(z):
-        return _lo32(np.uint64(z))
-
-    return impl
-
-
 def _overload_binop(py, op):
     @overload(py, inline="always")
     def _jit(x, y):
@@ -229,5 +201,5 @@ def _overload_binop(py, op):
 
 
 for _py, _op in ((i32_add, _add32), (i32_sub, _sub32), (i32_and, _and32), (i32_or, _or32),
-                 (i32_xor, _xor32), (i32_shl, _shl32), (i32_lshr, _lshr32), (i32_mul, _mul32)):
+                 (i32_xor, _xor32), (i32_shl, _shl32), (i32_lshr, _lshr32)):
     _overload_binop(_py, _op)

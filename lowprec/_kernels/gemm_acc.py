@@ -42,8 +42,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..ids import RDN, RNA, RNE, RTO, RTZ, RUP, SR
-from .bits import (bits_f32, bits_f64, f32_bits, f64_bits, i32_add, i32_and, i32_hi, i32_lo,
-                   i32_lshr, i32_mul, i32_or, i32_shl, i32_sub, i32_xor)
+from .bits import (bits_f32, bits_f64, f32_bits, f64_bits, i32_add, i32_and, i32_hi, i32_lshr,
+                   i32_or, i32_shl, i32_sub, i32_xor)
 from . import gemm_serial
 from .gemm import _add_round, _rnd
 from .random import mix64
@@ -340,10 +340,6 @@ _SIGN32 = np.int32(-0x80000000)
 _EXP32 = np.int32(0x7F800000)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_LO32 = np.uint64(0xFFFFFFFF)
-_M2LO = np.uint64(0x133111EB)
-_M2LO32 = np.int32(0x133111EB)
-_M2HI32 = np.int32(0x94D049BB - (1 << 32))
 _TOP = 22  # the largest shift the fast step takes
 _NAN32 = np.float32(np.nan)  # marks a flagged step (NaN results are always flagged)
 
@@ -448,15 +444,7 @@ def _draw_row(cg, r, g, jn, tr):
     """tr[j] = the top 32 bits of rand64(key, idx_j, 0) (cg[r, j] + g = its counter word).
     A loop of its own: 64-bit lanes are 4 per AVX2 register, the rounding's 8."""
     for jj in range(jn):
-        z = cg[r, jj] + g
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        w = z ^ (z >> np.uint64(27))
-        # the top half of w * _M2 from 32-bit pieces: the low half of w times _M2's (one
-        # 32 x 32 -> 64 multiply, 4 lanes) plus the cross products' low halves (32-bit
-        # multiplies, 8 lanes); the last step z ^ (z >> 31) changes only bit 32 there
-        h = i32_add(i32_hi((w & _LO32) * _M2LO),
-                    i32_add(i32_mul(i32_lo(w), _M2HI32), i32_mul(i32_hi(w), _M2LO32)))
-        tr[jj] = i32_xor(h, i32_lshr(h, 31))
+        tr[jj] = i32_hi(_mix(cg[r, jj] + g))
 
 
 @njit(cache=True, inline="always")
