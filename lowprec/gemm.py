@@ -313,7 +313,7 @@ def _run_acc(av, bv, cv, fa, fb, accf: FloatFormat, rnd: Rounding, fma: bool, ch
         gemm_acc(av, np.ascontiguousarray(np.swapaxes(bv, 1, 2)), cv, *args, out)
         return out
     if (rnd is not Rounding.RTO and accf.subnormals and accf.precision <= 22
-            and accf.emax <= 127 and accf.emin - accf.precision >= -150
+            and accf.emax <= 127 and accf.emin >= -126 and accf.emin - accf.precision >= -150
             and _products_exact_f32(av, bv, fa, fb)):
         # float32 lanes: exact products, accumulator values of at most 22 bits
         from ._kernels.gemm_acc import gemm_acc_f32_auto  # serial when small

@@ -237,6 +237,20 @@ def test_f32_lanes_ties_and_subnormal_grid(acc, rounding):
         _check32(a, b, c, acc, rounding, fma, None, 3)
 
 
+@pytest.mark.parametrize("acc", ["bf16", "tf32"])
+@pytest.mark.parametrize("rounding", F32_MODES)
+def test_f32_lanes_near_float32_overflow(acc, rounding):
+    # sums from 2^(127 - (24 - precision)) up leave the float rounding (its constant
+    # 1.5 * 2^(E + 24 - precision) would overflow float32) for the scalar step; sums just
+    # below that, and past the format's largest value, with products still in float32
+    rng = np.random.default_rng(11)
+    for lo, hi in [(50, 56), (55, 60), (40, 60)]:
+        a, b = _operands(rng, "bf16", (1, 6, 30), (1, 30, 20), lo, hi)
+        assert np.abs(a).max() * np.abs(b).max() < np.finfo(np.float32).max  # exact products
+        _check32(a, b, np.zeros((1, 6, 20)), acc, rounding, True, None, 4)
+        _check32(a, b, np.zeros((1, 6, 20)), acc, rounding, False, None, 4)
+
+
 def test_f32_lanes_undecided_stochastic_roundings():
     # many inexact fp16 steps (a wide exponent spread), so that the stream's top bits meet
     # the discarded fraction (flagged, decided by the scalar step) many times

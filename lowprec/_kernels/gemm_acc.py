@@ -34,7 +34,8 @@ depend on the tile size or the thread count.
 :func:`gemm_acc_f32` gives the same results in float32 and int32 lanes (8 per AVX2 register
 instead of 4) when every product is exact in float32 and the accumulator has at most 22
 significant bits (bf16 operands into fp16, bf16, fp8 ...): TwoSum in float32, round to odd
-at 24 bits, then one integer rounding of the bit pattern (see the comment above it).
+at 24 bits, then one rounding at the accumulator's quantum, by float operations ((ro + c) -
+c) or, for stochastic rounding, on the bit pattern (see the comment above it).
 """
 
 import numpy as np
@@ -308,23 +309,35 @@ def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax,
 #    between the same two grid points of the accumulator as s + e, and on the same side
 #    of their midpoint (ro is odd at 24 bits, grid points and midpoints are even), or is
 #    s + e itself.
-# 3. Rounding ro: the low sh = 24 - p bits of its bit pattern (more in the accumulator's
-#    subnormal range) are the discarded part D; (|ro| + bias) with those bits cleared is
-#    the result, the carry of a bias (0 toward zero, 2^(sh-1) - 1 + the kept count's
-#    parity for rne, 2^(sh-1) for rna, 2^sh - 1 away from zero for rup / rdn by the sign)
-#    stepping to the next grid point (a carry into the exponent field is the next binade).
-# 4. Stochastic rounding rounds up iff U < f (U the stream's uint64 read as a fraction, f
-#    the exact discarded fraction): bias = 2^sh - 1 - t carries iff t < D, with t the
-#    stream's top sh bits; U lies in [t, t + 1) / 2^sh, and f = D / 2^sh exactly when
-#    e = 0, otherwise f lies in (D - 1, D) / 2^sh or (D, D + 1) / 2^sh (the side of ro
-#    where s + e lies): t = D (above) or t = D - 1 (below) is undecided and flagged.
+# 3. Rounding ro to nearest (rne, rna; :func:`_round32n`): c = 1.5 * 2^(E + 24 - p), E =
+#    max(ro's binade, emin), so that ro + c lies in c's binade, whose spacing is the
+#    accumulator's quantum there: fl(ro + c) - c is ro rounded to nearest at the quantum,
+#    ties to even (c is an even multiple of it), both operations exact but the one
+#    rounding. For rna ro's last bit is set also when e = 0: that moves only an exact
+#    midpoint (an even pattern), away from zero. E may be taken from s: ro leaves s's
+#    binade only for s = 2^E, ro just below it, which rounds to 2^E on either grid.
+# 4. Directed rounding (rtz, rup, rdn; :func:`_round32d`) rounds |ro| to nearest as in 3
+#    (E from ro itself: there the binade's quantum matters), goes one quantum u back when
+#    that went up (the truncated magnitude), and one up where the mode rounds this sign's
+#    magnitudes up and |ro| is not on the grid. rdn sums -d and -p (an exact zero sum is
+#    then -0) and negates s back.
+# 5. Stochastic rounding (integer operations, :func:`_round32`): the low sh = 24 - p bits
+#    of ro's bit pattern (more in the accumulator's subnormal range) are the discarded
+#    part D; (|ro| + bias) with those bits cleared is the result, bias = 2^sh - 1 - t
+#    carrying iff t < D, with t the stream's top sh bits. It rounds up iff U < f (U the
+#    stream's uint64 read as a fraction, f the exact discarded fraction): U lies in
+#    [t, t + 1) / 2^sh, and f = D / 2^sh exactly when e = 0, otherwise f lies in
+#    (D - 1, D) / 2^sh or (D, D + 1) / 2^sh (the side of ro where s + e lies): t = D
+#    (above) or t = D - 1 (below) is undecided and flagged.
 #
 # Flagged (the scalar step decides): |ro| at or beyond the format's largest finite value,
-# inf and NaN; nonzero |ro| below twice the smallest subnormal (sh > 22: there the kept
-# count's parity is not a bit of the pattern); undecided stochastic roundings.
+# inf and NaN, and (3, 4: c must stay finite) from 2^(127 - (24 - p)); for stochastic
+# rounding nonzero |ro| below twice the smallest subnormal (sh > 22) and undecided
+# roundings. The float steps need emin >= -126 (E's field is clamped at emin's).
 
 _ABS32 = np.int32(0x7FFFFFFF)
 _SIGN32 = np.int32(-0x80000000)
+_EXP32 = np.int32(0x7F800000)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _TOP = 22  # the largest shift the fast step takes
@@ -340,15 +353,16 @@ def _mix(z):
 
 
 @njit(cache=True, inline="always")
-def _round32(s, e, rhi, prm, sr):
-    """(value, flag): the exact float32 pair s + e (|e| <= ulp(s) / 2) rounded into the
-    format, or flag = True when the scalar step must decide. Branch-free (selects).
+def _round32(s, e, rhi, prm):
+    """(value, flag): the exact float32 pair s + e (|e| <= ulp(s) / 2) stochastically
+    rounded into the format, or flag = True when the scalar step must decide. Branch-free
+    (selects).
 
     prm = (sh0 = 24 - precision, cb = sh0 + emin + 127, tiny = the bit pattern below which
     the step is flagged, maxbits = the float32 bit pattern of the largest finite value,
-    zadd = -0.0 (+0.0 for formats without -0), s1, c1, mpos, mneg, lsb (the bias: see
-    :func:`gemm_acc_f32`)); rhi: the top 32 bits of the stream's word (sr only)."""
-    sh0, cb, tiny, maxbits, zadd, s1, c1, mpos, mneg, lsbm = prm
+    zadd = -0.0 (+0.0 for formats without -0)); rhi: the top 32 bits of the stream's
+    word."""
+    sh0, cb, tiny, maxbits, zadd = prm
     sb = f32_bits(s)
     eb = f32_bits(e)
     inexact = e != np.float32(0.0)
@@ -362,17 +376,67 @@ def _round32(s, e, rhi, prm, sr):
     bad = (mag >= maxbits) | ((mag < tiny) & (mag != 0))
     shc = sh if sh < _TOP else np.int32(_TOP)
     low = i32_sub(i32_shl(1, shc), 1)
-    if sr:  # bias = 2^sh - 1 - t (the loop is specialised: sr is a constant there)
-        t = i32_lshr(rhi, i32_sub(32, shc))
-        bias = i32_sub(low, t)
-        dd = i32_and(mag, low)
-        above = same ^ adj  # s + e lies beyond ro (away from zero)
-        bad = bad | (inexact & (t == i32_sub(dd, np.int32(0) if above else np.int32(1))))
-    else:
-        bias = i32_and(i32_add(i32_lshr(low, s1), c1), mneg if rb < 0 else mpos)
-        bias = i32_add(bias, i32_and(i32_lshr(mag, shc), lsbm))
+    # bias = 2^sh - 1 - t
+    t = i32_lshr(rhi, i32_sub(32, shc))
+    bias = i32_sub(low, t)
+    dd = i32_and(mag, low)
+    above = same ^ adj  # s + e lies beyond ro (away from zero)
+    bad = bad | (inexact & (t == i32_sub(dd, np.int32(0) if above else np.int32(1))))
     kept = i32_and(i32_add(mag, bias), i32_xor(low, -1))
     return bits_f32(i32_or(kept, i32_and(rb, _SIGN32))) + zadd, bad
+
+
+@njit(cache=True, inline="always")
+def _round32n(s, e, fo, eminf, cadd, lim, sgnm):
+    """(value, flag) as :func:`_round32` for rne (fo = 0) and rna (fo = 1) by float
+    operations (see the comment above :func:`gemm_acc_f32`): ro = s + e rounded to odd at 24
+    bits (rna: its last bit forced on, which moves only an exact midpoint, away from zero),
+    then (ro + c) - c with c = 1.5 * 2^(E + 24 - precision), E = ro's binade (at least
+    emin): the addition rounds at the accumulator's quantum, ties to even. ``eminf`` = the
+    exponent field of 2^emin, ``cadd`` = c's bits less E's exponent field, ``lim`` = the
+    bit pattern from which magnitudes are flagged, ``sgnm`` = the sign bit (0 for formats
+    without -0: a zero result is then +0)."""
+    sb = f32_bits(s)
+    inexact = e != np.float32(0.0)
+    # one step toward zero when the tail points back (then s is beyond s + e)
+    dec = np.int32(-1) if (inexact & (i32_xor(sb, f32_bits(e)) < 0)) else np.int32(0)
+    ro = i32_or(i32_add(sb, dec), np.int32(1) if inexact else fo)
+    mag = i32_and(ro, _ABS32)
+    # E from s, not ro (computed alongside the tail): they differ only for s = 2^E and
+    # ro just below it, which rounds to 2^E on either binade's grid
+    ef = i32_and(sb, _EXP32)
+    ef = ef if ef > eminf else eminf
+    c = bits_f32(i32_add(ef, cadd))
+    r = (bits_f32(ro) + c) - c
+    return bits_f32(i32_or(f32_bits(r), i32_and(ro, sgnm))), mag > lim
+
+
+@njit(cache=True, inline="always")
+def _round32d(s, inexact, opp, up_neg, up_pos, eminf, sh0f, lim, zadd, tz):
+    """(value, flag) as :func:`_round32` for rtz, rup (up_pos) and rdn (up_neg) by float
+    operations: ro = s + e rounded to odd at 24 bits (inexact: e != 0; opp: e's sign is not
+    s's), |ro| rounded to nearest at the quantum u by (|ro| + c) - c (c = 1.5 * 2^(E + 24 -
+    precision), u = c / 1.5 * 2^-23), one quantum back when that went up (the magnitude
+    truncated), one up when the mode rounds this sign's magnitudes up and |ro| is not on
+    the grid."""
+    sb = f32_bits(s)
+    dec = np.int32(-1) if (inexact & opp) else np.int32(0)
+    ro = i32_or(i32_add(sb, dec), np.int32(1) if inexact else np.int32(0))
+    mag = i32_and(ro, _ABS32)
+    ef = i32_and(mag, _EXP32)
+    ef = ef if ef > eminf else eminf
+    c = bits_f32(i32_add(ef, i32_or(sh0f, np.int32(1 << 22))))  # 1.5 * 2^(E + 24 - p)
+    u = bits_f32(i32_add(ef, sh0f)) * np.float32(2.0 ** -23)  # (exact: it may be subnormal)
+    ax = bits_f32(mag)
+    rm = (ax + c) - c
+    fm = rm - u if rm > ax else rm
+    # u where this sign's magnitudes round up (int32 masks: bool lanes cost repacking)
+    if tz:  # rtz (a constant where inlined)
+        res = fm
+    else:
+        uu = bits_f32(i32_and(f32_bits(u), up_neg if sb < 0 else up_pos))
+        res = fm + uu if fm != ax else fm
+    return bits_f32(i32_or(f32_bits(res), i32_and(ro, _SIGN32))) + zadd, mag > lim
 
 
 @njit(cache=True, inline="always")
@@ -384,12 +448,13 @@ def _draw_row(cg, r, g, jn, tr):
 
 
 @njit(cache=True, inline="always")
-def _sum_row32(d, r, av, src, tr, jn, new, prm, ng, sr):
+def _sum_row32(d, r, av, src, tr, jn, new, prm, prn, ng, sr):
     """new[j] = round(d[r, j] + av * src[j]) for j < jn (tr: the stream's top bits, sr
     only); returns whether any step needs the scalar path. ng = -1 under rdn (an exact
     zero sum is then -0). Inlined: a call per row and step would cost as much as the
     row's arithmetic."""
     nbad = False
+    fo, eminf, cadd, lim, sgnm, near, sh0f, zadd, up_neg, up_pos, tz = prn
     if sr:  # (ng = 1: only rdn sums negated)
         for jj in range(jn):
             x = d[r, jj]
@@ -397,35 +462,67 @@ def _sum_row32(d, r, av, src, tr, jn, new, prm, ng, sr):
             s = x + y
             bb = s - x
             e = (x - (s - bb)) + (y - bb)
-            v, bad = _round32(s, e, tr[jj], prm, True)
+            v, bad = _round32(s, e, tr[jj], prm)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
-    else:
+    elif near:  # rne / rna (ng = 1)
         for jj in range(jn):
-            x = d[r, jj] * ng
-            y = (av * src[jj]) * ng
+            x = d[r, jj]
+            y = av * src[jj]
             s = x + y
             bb = s - x
             e = (x - (s - bb)) + (y - bb)
-            v, bad = _round32(s * ng, e * ng, np.int32(0), prm, False)
+            v, bad = _round32n(s, e, fo, eminf, cadd, lim, sgnm)
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
+            nbad |= bad
+    elif tz:  # rtz (ng = 1)
+        for jj in range(jn):
+            x = d[r, jj]
+            y = av * src[jj]
+            s = x + y
+            bb = s - x
+            e = (x - (s - bb)) + (y - bb)
+            v, bad = _round32d(s, e != np.float32(0.0), i32_xor(f32_bits(s), f32_bits(e)) < 0,
+                               up_neg, up_pos, eminf, sh0f, lim, zadd, True)
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
+            nbad |= bad
+    else:  # rup, rdn
+        avn = av * ng  # (exact)
+        for jj in range(jn):
+            x = d[r, jj] * ng
+            y = avn * src[jj]
+            s = x + y
+            bb = s - x
+            e = (x - (s - bb)) + (y - bb)
+            # e's sign against s's, and e != 0, do not change when both are negated back
+            v, bad = _round32d(s * ng, e != np.float32(0.0),
+                               i32_xor(f32_bits(s), f32_bits(e)) < 0, up_neg, up_pos, eminf,
+                               sh0f, lim, zadd, False)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     return nbad
 
 
 @njit(cache=True, inline="always")
-def _prod_row32(av, src, tr, jn, new, prm, sr):
+def _prod_row32(av, src, tr, jn, new, prm, prn, sr):
     """new[j] = round(av * src[j]) (an exact product); as :func:`_sum_row32`."""
     nbad = False
     zero = np.float32(0.0)
+    fo, eminf, cadd, lim, sgnm, near, sh0f, zadd, up_neg, up_pos, tz = prn
     if sr:
         for jj in range(jn):
-            v, bad = _round32(av * src[jj], zero, tr[jj], prm, True)
+            v, bad = _round32(av * src[jj], zero, tr[jj], prm)
+            new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
+            nbad |= bad
+    elif near:
+        for jj in range(jn):
+            v, bad = _round32n(av * src[jj], zero, fo, eminf, cadd, lim, sgnm)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     else:
         for jj in range(jn):
-            v, bad = _round32(av * src[jj], zero, np.int32(0), prm, False)
+            v, bad = _round32d(av * src[jj], False, False, up_neg, up_pos, eminf, sh0f, lim,
+                               zadd, False)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     return nbad
@@ -436,8 +533,8 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                  neg_zero, jt, out):
     """Exact accumulation in float32 lanes (see the comment above): the results of
     :func:`gemm_acc_tiled` when every product is exact in float32, the accumulator's
-    values are float32 values of at most 22 significant bits with subnormals, and the
-    mode is rne, rna, rtz, rup, rdn or sr.
+    values are float32 values of at most 22 significant bits with subnormals and emin >=
+    -126, and the mode is rne, rna, rtz, rup, rdn or sr.
 
     Args:
         a: (batch, M, K) float32; b: (batch, K, N) float32; c: (batch, M, N) float64.
@@ -457,13 +554,18 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
     nrb = (m_rows + _RB - 1) // _RB
     njb = (ncols + jt - 1) // jt
     sr = mode == SR
-    s1, c1, mpos, mneg, lsbm = (1, 0, -1, -1, 1) if mode == RNE else (
-        (1, 1, -1, -1, 0) if mode == RNA else ((0, 0, -1, 0, 0) if mode == RUP else (
-            (0, 0, 0, -1, 0) if mode == RDN else ((0, 0, -1, -1, 0) if sr else (0, 0, 0, 0, 0)))))
     cb = 24 - p + emin + 127
     prm = (np.int32(24 - p), np.int32(cb), np.int32(max(cb - _TOP, 1) << 23),
-           np.int32(maxbits), np.float32(-0.0) if neg_zero else np.float32(0.0),
-           np.int32(s1), np.int32(c1), np.int32(mpos), np.int32(mneg), np.int32(lsbm))
+           np.int32(maxbits), np.float32(-0.0) if neg_zero else np.float32(0.0))
+    # the other modes by float operations (_round32n, _round32d): c = 1.5 * 2^(E + 24 - p)
+    # must stay finite (magnitudes from 2^(127 - (24 - p)) up are flagged)
+    prn = (np.int32(1 if mode == RNA else 0), np.int32((emin + 127) << 23),
+           np.int32(((24 - p) << 23) | (1 << 22)),
+           np.int32(min(maxbits, (127 - (24 - p) + 127) << 23) - 1),
+           np.int32(-0x80000000 if neg_zero else 0), mode == RNE or mode == RNA,
+           np.int32((24 - p) << 23), np.float32(-0.0) if neg_zero else np.float32(0.0),
+           np.int32(-1 if mode == RDN else 0), np.int32(-1 if mode == RUP else 0),
+           mode == RTZ)
     ng = np.float32(-1.0) if mode == RDN else np.float32(1.0)
     one32 = np.float32(1.0)
     zk = mix64(np.uint64(key))          # rand64(key, idx, 0) = mix64(zk + idx * golden)
@@ -495,7 +597,7 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                 continue
             if sr:
                 _draw_row(cg, r, gc, jn, tr)
-            _prod_row32(one32, cv32, tr, jn, new, prm, sr)
+            _prod_row32(one32, cv32, tr, jn, new, prm, prn, sr)
             for jj in range(jn):
                 cv = c[bi, i, j0 + jj]
                 if new[jj] != new[jj] or np.float64(cv32[jj]) != cv:
@@ -515,7 +617,7 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                 if not fma:  # the product rounded into the accumulator first
                     if sr:
                         _draw_row(cg, r, g0, jn, tr)
-                    if _prod_row32(av, brow, tr, jn, prod, prm, sr):
+                    if _prod_row32(av, brow, tr, jn, prod, prm, prn, sr):
                         for jj in range(jn):
                             if prod[jj] != prod[jj]:
                                 o = (bi * m_rows + i) * ncols + j0 + jj
@@ -526,7 +628,7 @@ def gemm_acc_f32(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax, m
                     av = one32
                 if sr:
                     _draw_row(cg, r, g1, jn, tr)
-                if _sum_row32(d, r, av, src, tr, jn, d2[r], prm, ng, sr):
+                if _sum_row32(d, r, av, src, tr, jn, d2[r], prm, prn, ng, sr):
                     for jj in range(jn):  # rare: the flagged steps, one at a time
                         if d2[r, jj] != d2[r, jj]:
                             o = (bi * m_rows + i) * ncols + j0 + jj
