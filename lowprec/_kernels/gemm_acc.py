@@ -448,6 +448,14 @@ def _draw_row(cg, r, g, jn, tr):
 
 
 @njit(cache=True, inline="always")
+def _two_sum32(x, y):
+    """(s, e): s = fl32(x + y) and its exact error e = x + y - s (Knuth's TwoSum)."""
+    s = x + y
+    bb = s - x
+    return s, (x - (s - bb)) + (y - bb)
+
+
+@njit(cache=True, inline="always")
 def _sum_row32(d, r, av, src, tr, jn, new, prm, prn, ng, sr):
     """new[j] = round(d[r, j] + av * src[j]) for j < jn (tr: the stream's top bits, sr
     only); returns whether any step needs the scalar path. ng = -1 under rdn (an exact
@@ -457,31 +465,19 @@ def _sum_row32(d, r, av, src, tr, jn, new, prm, prn, ng, sr):
     fo, eminf, cadd, lim, sgnm, near, sh0f, zadd, up_neg, up_pos, tz = prn
     if sr:  # (ng = 1: only rdn sums negated)
         for jj in range(jn):
-            x = d[r, jj]
-            y = av * src[jj]
-            s = x + y
-            bb = s - x
-            e = (x - (s - bb)) + (y - bb)
+            s, e = _two_sum32(d[r, jj], av * src[jj])
             v, bad = _round32(s, e, tr[jj], prm)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     elif near:  # rne / rna (ng = 1)
         for jj in range(jn):
-            x = d[r, jj]
-            y = av * src[jj]
-            s = x + y
-            bb = s - x
-            e = (x - (s - bb)) + (y - bb)
+            s, e = _two_sum32(d[r, jj], av * src[jj])
             v, bad = _round32n(s, e, fo, eminf, cadd, lim, sgnm)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     elif tz:  # rtz (ng = 1)
         for jj in range(jn):
-            x = d[r, jj]
-            y = av * src[jj]
-            s = x + y
-            bb = s - x
-            e = (x - (s - bb)) + (y - bb)
+            s, e = _two_sum32(d[r, jj], av * src[jj])
             v, bad = _round32d(s, e != np.float32(0.0), i32_xor(f32_bits(s), f32_bits(e)) < 0,
                                up_neg, up_pos, eminf, sh0f, lim, zadd, True)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
@@ -489,11 +485,7 @@ def _sum_row32(d, r, av, src, tr, jn, new, prm, prn, ng, sr):
     else:  # rup, rdn
         avn = av * ng  # (exact)
         for jj in range(jn):
-            x = d[r, jj] * ng
-            y = avn * src[jj]
-            s = x + y
-            bb = s - x
-            e = (x - (s - bb)) + (y - bb)
+            s, e = _two_sum32(d[r, jj] * ng, avn * src[jj])
             # e's sign against s's, and e != 0, do not change when both are negated back
             v, bad = _round32d(s * ng, e != np.float32(0.0),
                                i32_xor(f32_bits(s), f32_bits(e)) < 0, up_neg, up_pos, eminf,
