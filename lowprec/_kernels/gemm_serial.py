@@ -19,15 +19,15 @@ it is invalidated with the kernel's source file.
 import types
 
 import numba
-from .jit import njit
 from numba.core import types as nbt
 
 from .gemm import gemm_f32
 from .gemm_numpy import gemm_f32_numpy
+from .jit import njit
 from .plain import Tier, copy_of
 
-__all__ = ["gemm_f32_serial", "gemm_f32_auto", "serial_entry", "serial_small", "compiled_entry", "SerialWhenSmall", "SERIAL_BELOW",
-           "SIGNATURE"]
+__all__ = ["gemm_f32_serial", "gemm_f32_auto", "serial_entry", "serial_small", "compiled_entry",
+           "SerialWhenSmall", "SERIAL_BELOW", "SIGNATURE"]
 
 #: Products with fewer multiply-adds than this run serially: waking numba's other threads
 #: costs more than they save. Threads split independent output rows, so the choice never

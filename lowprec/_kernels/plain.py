@@ -100,9 +100,10 @@ class Tier:
         self.closed = False  # True once the compiled kernel is to be used
 
     def __call__(self, dispatcher, work: int, *args):
-        """``kernel(*args)`` in plain Python (or by the twin) when ``dispatcher`` (what the caller would
-        call otherwise) still needs compiling, ``work`` is below the limit and the
-        budget is not spent; otherwise :data:`NOT_RUN` (the caller runs ``dispatcher``)."""
+        """``kernel(*args)`` in plain Python (or by the twin) when ``dispatcher`` (what the
+        caller would call otherwise) still needs compiling, ``work`` is below the limit and
+        the budget is not spent; otherwise :data:`NOT_RUN` (the caller runs ``dispatcher``).
+        """
         if self.closed or work >= self.below or not ENABLED:
             return _NOT_RUN
         if self.spent >= BUDGET_S or has_code(dispatcher):
