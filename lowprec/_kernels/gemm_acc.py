@@ -45,8 +45,9 @@ from ..ids import RDN, RNA, RNE, RTO, RTZ, RUP, SR
 from .bits import (bits_f32, bits_f64, f32_bits, f64_bits, i32_add, i32_and, i32_hi, i32_lshr,
                    i32_or, i32_shl, i32_sub, i32_xor)
 from . import gemm_serial
+from .arith import two_sum
 from .gemm import _add_round, _rnd
-from .random import mix64
+from .random import mix64, mix64_inline
 
 _RB = 4       # rows per tile
 _ABS = np.int64(0x7FFFFFFFFFFFFFFF)
@@ -338,18 +339,8 @@ def gemm_acc_tiled(a, b, c, fp, mode, ovf, key, fma, chunk, fast, p, emin, emax,
 _ABS32 = np.int32(0x7FFFFFFF)
 _SIGN32 = np.int32(-0x80000000)
 _EXP32 = np.int32(0x7F800000)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 _TOP = 22  # the largest shift the fast step takes
 _NAN32 = np.float32(np.nan)  # marks a flagged step (NaN results are always flagged)
-
-
-@njit(cache=True, inline="always")
-def _mix(z):
-    """mix64 (the SplitMix64 finaliser), inlined so that loops drawing from it vectorise."""
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
 
 
 @njit(cache=True, inline="always")
@@ -444,15 +435,7 @@ def _draw_row(cg, r, g, jn, tr):
     """tr[j] = the top 32 bits of rand64(key, idx_j, 0) (cg[r, j] + g = its counter word).
     A loop of its own: 64-bit lanes are 4 per AVX2 register, the rounding's 8."""
     for jj in range(jn):
-        tr[jj] = i32_hi(_mix(cg[r, jj] + g))
-
-
-@njit(cache=True, inline="always")
-def _two_sum32(x, y):
-    """(s, e): s = fl32(x + y) and its exact error e = x + y - s (Knuth's TwoSum)."""
-    s = x + y
-    bb = s - x
-    return s, (x - (s - bb)) + (y - bb)
+        tr[jj] = i32_hi(mix64_inline(cg[r, jj] + g))
 
 
 @njit(cache=True, inline="always")
@@ -465,19 +448,19 @@ def _sum_row32(d, r, av, src, tr, jn, new, prm, prn, ng, sr):
     fo, eminf, cadd, lim, sgnm, near, sh0f, zadd, up_neg, up_pos, tz = prn
     if sr:  # (ng = 1: only rdn sums negated)
         for jj in range(jn):
-            s, e = _two_sum32(d[r, jj], av * src[jj])
+            s, e = two_sum(d[r, jj], av * src[jj])
             v, bad = _round32(s, e, tr[jj], prm)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     elif near:  # rne / rna (ng = 1)
         for jj in range(jn):
-            s, e = _two_sum32(d[r, jj], av * src[jj])
+            s, e = two_sum(d[r, jj], av * src[jj])
             v, bad = _round32n(s, e, fo, eminf, cadd, lim, sgnm)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
             nbad |= bad
     elif tz:  # rtz (ng = 1)
         for jj in range(jn):
-            s, e = _two_sum32(d[r, jj], av * src[jj])
+            s, e = two_sum(d[r, jj], av * src[jj])
             v, bad = _round32d(s, e != np.float32(0.0), i32_xor(f32_bits(s), f32_bits(e)) < 0,
                                up_neg, up_pos, eminf, sh0f, lim, zadd, True)
             new[jj] = _NAN32 if bad else v  # NaN marks the step for the scalar path
@@ -485,7 +468,7 @@ def _sum_row32(d, r, av, src, tr, jn, new, prm, prn, ng, sr):
     else:  # rup, rdn
         avn = av * ng  # (exact)
         for jj in range(jn):
-            s, e = _two_sum32(d[r, jj] * ng, avn * src[jj])
+            s, e = two_sum(d[r, jj] * ng, avn * src[jj])
             # e's sign against s's, and e != 0, do not change when both are negated back
             v, bad = _round32d(s * ng, e != np.float32(0.0),
                                i32_xor(f32_bits(s), f32_bits(e)) < 0, up_neg, up_pos, eminf,
