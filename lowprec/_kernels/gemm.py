@@ -22,20 +22,143 @@ from .jit import njit, prange
 
 from ..ids import RDN, RTO, SR
 from .convert import round_float_value
-from .fma import fma32
+from .simd import add8, canon8, fma8, get3, load8, load8_m, mul8, splat8, store8, store8_m
 from .tensorcore import round_pair
 
-_RB = 4     # rows per tile of the float32 kernel
-_JT = 512   # columns per tile of the float32 kernel
+_RB = 4      # rows per micro-tile
+_JB = 24     # columns per micro-tile: three vectors of eight lanes
+_KC = 256    # steps of k per pass: the pass's 256 x 24 panel of b (24 KiB) stays in L1
+_RG = 32     # rows per task: its micro-tiles share each panel of b
 
 
 @njit(cache=True, inline="always")
-def _step(x, a, b, fused):
-    # fused: one rounding of x + a*b; else the product is rounded to fp32 first. The test
-    # is loop-invariant, so LLVM unswitches it out of the vectorised loops.
+def _step8(acc, x, bv, fused):
+    # fused: one rounding of acc + x*b per lane; else the product is rounded to fp32 first.
+    # The test is loop-invariant, so LLVM unswitches it out of the k loop.
     if fused:
-        return fma32(a, b, x)
-    return x + a * b
+        return fma8(x, bv, acc)
+    return add8(acc, mul8(x, bv))
+
+
+@njit(cache=True, inline="always")
+def _tile(a, b, src, out, bi, i0, rn, j0, jw, k0, k1, fused):
+    """out[bi, i0:i0+rn, j0:j0+jw] = src[same] + a[bi, rows, k] * b[bi, k, cols] for
+    k = k0 .. k1-1, one step at a time; rn <= 4 rows, jw <= 24 columns.
+
+    The 4 x 24 sums are twelve vectors held in registers through the k loop. Rows past rn
+    repeat the tile's last row (read, never stored); in a tile narrower than 24 columns the
+    lanes past jw are masked (never read or written)."""
+    n = b.shape[2]
+    r1 = i0 + min(1, rn - 1)
+    r2 = i0 + min(2, rn - 1)
+    r3 = i0 + min(3, rn - 1)
+    o0 = (bi * out.shape[1] + i0) * n + j0  # flat offsets of the rows' first columns
+    o1 = o0 + (r1 - i0) * n
+    o2 = o0 + (r2 - i0) * n
+    o3 = o0 + (r3 - i0) * n
+    bo = (bi * b.shape[1] + k0) * n + j0
+    if jw == _JB:
+        c00 = load8(src, o0)
+        c01 = load8(src, o0 + 8)
+        c02 = load8(src, o0 + 16)
+        c10 = load8(src, o1)
+        c11 = load8(src, o1 + 8)
+        c12 = load8(src, o1 + 16)
+        c20 = load8(src, o2)
+        c21 = load8(src, o2 + 8)
+        c22 = load8(src, o2 + 16)
+        c30 = load8(src, o3)
+        c31 = load8(src, o3 + 8)
+        c32 = load8(src, o3 + 16)
+        for k in range(k0, k1):
+            b0 = load8(b, bo)
+            b1 = load8(b, bo + 8)
+            b2 = load8(b, bo + 16)
+            bo += n
+            x = splat8(get3(a, bi, i0, k))
+            c00 = _step8(c00, x, b0, fused)
+            c01 = _step8(c01, x, b1, fused)
+            c02 = _step8(c02, x, b2, fused)
+            x = splat8(get3(a, bi, r1, k))
+            c10 = _step8(c10, x, b0, fused)
+            c11 = _step8(c11, x, b1, fused)
+            c12 = _step8(c12, x, b2, fused)
+            x = splat8(get3(a, bi, r2, k))
+            c20 = _step8(c20, x, b0, fused)
+            c21 = _step8(c21, x, b1, fused)
+            c22 = _step8(c22, x, b2, fused)
+            x = splat8(get3(a, bi, r3, k))
+            c30 = _step8(c30, x, b0, fused)
+            c31 = _step8(c31, x, b1, fused)
+            c32 = _step8(c32, x, b2, fused)
+        store8(out, o0, canon8(c00))
+        store8(out, o0 + 8, canon8(c01))
+        store8(out, o0 + 16, canon8(c02))
+        if rn > 1:
+            store8(out, o1, canon8(c10))
+            store8(out, o1 + 8, canon8(c11))
+            store8(out, o1 + 16, canon8(c12))
+        if rn > 2:
+            store8(out, o2, canon8(c20))
+            store8(out, o2 + 8, canon8(c21))
+            store8(out, o2 + 16, canon8(c22))
+        if rn > 3:
+            store8(out, o3, canon8(c30))
+            store8(out, o3 + 8, canon8(c31))
+            store8(out, o3 + 16, canon8(c32))
+        return
+    else:
+        w0 = min(8, jw)
+        w1 = min(8, max(0, jw - 8))
+        w2 = max(0, jw - 16)
+        c00 = load8_m(src, o0, w0)
+        c01 = load8_m(src, o0 + 8, w1)
+        c02 = load8_m(src, o0 + 16, w2)
+        c10 = load8_m(src, o1, w0)
+        c11 = load8_m(src, o1 + 8, w1)
+        c12 = load8_m(src, o1 + 16, w2)
+        c20 = load8_m(src, o2, w0)
+        c21 = load8_m(src, o2 + 8, w1)
+        c22 = load8_m(src, o2 + 16, w2)
+        c30 = load8_m(src, o3, w0)
+        c31 = load8_m(src, o3 + 8, w1)
+        c32 = load8_m(src, o3 + 16, w2)
+        for k in range(k0, k1):
+            b0 = load8_m(b, bo, w0)
+            b1 = load8_m(b, bo + 8, w1)
+            b2 = load8_m(b, bo + 16, w2)
+            bo += n
+            x = splat8(get3(a, bi, i0, k))
+            c00 = _step8(c00, x, b0, fused)
+            c01 = _step8(c01, x, b1, fused)
+            c02 = _step8(c02, x, b2, fused)
+            x = splat8(get3(a, bi, r1, k))
+            c10 = _step8(c10, x, b0, fused)
+            c11 = _step8(c11, x, b1, fused)
+            c12 = _step8(c12, x, b2, fused)
+            x = splat8(get3(a, bi, r2, k))
+            c20 = _step8(c20, x, b0, fused)
+            c21 = _step8(c21, x, b1, fused)
+            c22 = _step8(c22, x, b2, fused)
+            x = splat8(get3(a, bi, r3, k))
+            c30 = _step8(c30, x, b0, fused)
+            c31 = _step8(c31, x, b1, fused)
+            c32 = _step8(c32, x, b2, fused)
+    store8_m(out, o0, canon8(c00), w0)
+    store8_m(out, o0 + 8, canon8(c01), w1)
+    store8_m(out, o0 + 16, canon8(c02), w2)
+    if rn > 1:
+        store8_m(out, o1, canon8(c10), w0)
+        store8_m(out, o1 + 8, canon8(c11), w1)
+        store8_m(out, o1 + 16, canon8(c12), w2)
+    if rn > 2:
+        store8_m(out, o2, canon8(c20), w0)
+        store8_m(out, o2 + 8, canon8(c21), w1)
+        store8_m(out, o2 + 16, canon8(c22), w2)
+    if rn > 3:
+        store8_m(out, o3, canon8(c30), w0)
+        store8_m(out, o3 + 8, canon8(c31), w1)
+        store8_m(out, o3 + 16, canon8(c32), w2)
 
 
 @njit(cache=True, parallel=True)
@@ -45,106 +168,35 @@ def gemm_f32(a, b, c, fused, out):
     ``fused``: each step is a float32 fused multiply-add (one rounding); otherwise the
     product is rounded to float32 before the sum (two roundings; the same when every
     product is exact in float32).
-    a: (batch, M, K), b: (batch, K, N), c and out: (batch, M, N), all float32.
-    Four rows share each load of b; four steps of k are taken per pass over a row tile,
-    each element's sum still running k by k (the order is unchanged).
+    a: (batch, M, K) of any strides; b: (batch, K, N), c and out: (batch, M, N),
+    C-contiguous; all float32.
+
+    NaN results are written as the quiet NaN 0x7FC00000: which of two NaN operands an x86
+    instruction passes on depends on the operand order, which LLVM picks freely (the
+    serial and threaded compilations of this code differed in NaN signs).
+
+    Each task takes up to 32 rows by 24 columns; its 4 x 24 micro-tiles keep their sums in
+    registers for 256 steps of k at a time (:func:`_tile`), so every element's sum still
+    runs k by k (the order never changes) while the panel of b is reused from L1.
     """
     nb = a.shape[0]
-    m_rows = a.shape[1]
+    m = a.shape[1]
     kk = a.shape[2]
-    ncols = b.shape[2]
-    nrb = (m_rows + _RB - 1) // _RB
-    k4 = kk - kk % 4
-    for t in prange(nb * nrb):
-        bi = t // nrb
-        i0 = (t - bi * nrb) * _RB
-        rn = min(_RB, m_rows - i0)
-        acc0 = np.empty(_JT, np.float32)
-        acc1 = np.empty(_JT, np.float32)
-        acc2 = np.empty(_JT, np.float32)
-        acc3 = np.empty(_JT, np.float32)
-        for j0 in range(0, ncols, _JT):
-            jn = min(_JT, ncols - j0)
-            if rn < _RB:
-                for r in range(rn):
-                    for jj in range(jn):
-                        acc0[jj] = c[bi, i0 + r, j0 + jj]
-                    for k in range(kk):
-                        av = a[bi, i0 + r, k]
-                        brow = b[bi, k, j0:j0 + jn]
-                        for jj in range(jn):
-                            acc0[jj] = _step(acc0[jj], av, brow[jj], fused)
-                    for jj in range(jn):
-                        out[bi, i0 + r, j0 + jj] = acc0[jj]
-                continue
-            for jj in range(jn):
-                acc0[jj] = c[bi, i0, j0 + jj]
-                acc1[jj] = c[bi, i0 + 1, j0 + jj]
-                acc2[jj] = c[bi, i0 + 2, j0 + jj]
-                acc3[jj] = c[bi, i0 + 3, j0 + jj]
-            for k in range(0, k4, 4):
-                a00 = a[bi, i0, k]
-                a01 = a[bi, i0, k + 1]
-                a02 = a[bi, i0, k + 2]
-                a03 = a[bi, i0, k + 3]
-                a10 = a[bi, i0 + 1, k]
-                a11 = a[bi, i0 + 1, k + 1]
-                a12 = a[bi, i0 + 1, k + 2]
-                a13 = a[bi, i0 + 1, k + 3]
-                a20 = a[bi, i0 + 2, k]
-                a21 = a[bi, i0 + 2, k + 1]
-                a22 = a[bi, i0 + 2, k + 2]
-                a23 = a[bi, i0 + 2, k + 3]
-                a30 = a[bi, i0 + 3, k]
-                a31 = a[bi, i0 + 3, k + 1]
-                a32 = a[bi, i0 + 3, k + 2]
-                a33 = a[bi, i0 + 3, k + 3]
-                b0 = b[bi, k, j0:j0 + jn]
-                b1 = b[bi, k + 1, j0:j0 + jn]
-                b2 = b[bi, k + 2, j0:j0 + jn]
-                b3 = b[bi, k + 3, j0:j0 + jn]
-                for jj in range(jn):
-                    v0 = b0[jj]
-                    v1 = b1[jj]
-                    v2 = b2[jj]
-                    v3 = b3[jj]
-                    x = acc0[jj]
-                    x = _step(x, a00, v0, fused)
-                    x = _step(x, a01, v1, fused)
-                    x = _step(x, a02, v2, fused)
-                    acc0[jj] = _step(x, a03, v3, fused)
-                    x = acc1[jj]
-                    x = _step(x, a10, v0, fused)
-                    x = _step(x, a11, v1, fused)
-                    x = _step(x, a12, v2, fused)
-                    acc1[jj] = _step(x, a13, v3, fused)
-                    x = acc2[jj]
-                    x = _step(x, a20, v0, fused)
-                    x = _step(x, a21, v1, fused)
-                    x = _step(x, a22, v2, fused)
-                    acc2[jj] = _step(x, a23, v3, fused)
-                    x = acc3[jj]
-                    x = _step(x, a30, v0, fused)
-                    x = _step(x, a31, v1, fused)
-                    x = _step(x, a32, v2, fused)
-                    acc3[jj] = _step(x, a33, v3, fused)
-            for k in range(k4, kk):
-                a0 = a[bi, i0, k]
-                a1 = a[bi, i0 + 1, k]
-                a2 = a[bi, i0 + 2, k]
-                a3 = a[bi, i0 + 3, k]
-                brow = b[bi, k, j0:j0 + jn]
-                for jj in range(jn):
-                    bv = brow[jj]
-                    acc0[jj] = _step(acc0[jj], a0, bv, fused)
-                    acc1[jj] = _step(acc1[jj], a1, bv, fused)
-                    acc2[jj] = _step(acc2[jj], a2, bv, fused)
-                    acc3[jj] = _step(acc3[jj], a3, bv, fused)
-            for jj in range(jn):
-                out[bi, i0, j0 + jj] = acc0[jj]
-                out[bi, i0 + 1, j0 + jj] = acc1[jj]
-                out[bi, i0 + 2, j0 + jj] = acc2[jj]
-                out[bi, i0 + 3, j0 + jj] = acc3[jj]
+    n = b.shape[2]
+    nrg = (m + _RG - 1) // _RG
+    ncb = (n + _JB - 1) // _JB
+    per = nrg * ncb
+    for t in prange(nb * per):
+        bi = t // per
+        g = (t - bi * per) // ncb
+        j0 = (t - bi * per - g * ncb) * _JB
+        jw = min(_JB, n - j0)
+        i_end = min(m, (g + 1) * _RG)
+        for k0 in range(0, max(kk, 1), _KC):  # K = 0: one pass, out = c
+            k1 = min(kk, k0 + _KC)
+            src = c if k0 == 0 else out
+            for i0 in range(g * _RG, i_end, _RB):
+                _tile(a, b, src, out, bi, i0, min(_RB, i_end - i0), j0, jw, k0, k1, fused)
 
 
 @njit(cache=True)

@@ -9,8 +9,9 @@ Each step gives the kernel's bits: numpy's float32 multiply and add round correc
 nearest-even (the unfused step), and the fused step fl32(a b + acc) is computed as
 :func:`.fma.fma32` computes it: the product is exact in float64, the float64 sum is made
 round-to-odd with its TwoSum error, and rounding that to float32 is one correct rounding
-(Boldo & Melquiond 2008). Only for finite operands: which NaN a step propagates is the
-CPU's choice, so non-finite inputs are left to the kernel's own code.
+(Boldo & Melquiond 2008). Only for finite operands: non-finite inputs are left to the
+kernel's own code. A NaN made on the way (infinite sums of opposite signs) is written as
+the kernel writes NaNs, 0x7FC00000.
 """
 
 import numpy as np
@@ -31,6 +32,7 @@ def gemm_f32_numpy(a, b, c, fused, out) -> bool:
     acc = np.array(c, np.float32)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf, as the kernel
         _steps(a, b, acc, fused)
+    acc[np.isnan(acc)] = np.nan  # an overflowed sum met inf of the other sign: the kernel's NaN
     out[...] = acc
     return True
 

@@ -1,0 +1,290 @@
+"""Eight float32 lanes as one value, for kernels that keep accumulators in registers.
+
+numba vectorises loops whose state lives in arrays, and those arrays live in memory: a GEMM
+written that way loads and stores every accumulator at every step of k. Its scalar
+variables do live in registers, but numba does not run LLVM's SLP vectoriser, so 24
+scalar accumulators stay 24 scalar instructions. :data:`f32x8` is an LLVM ``<8 x float>``
+value that numba carries like a scalar (in registers, through loops); the functions below
+load, store and combine it. Each lane's arithmetic is one IEEE operation: ``fma8`` is
+``llvm.fma.v8f32`` (one rounding per lane), ``mul8`` and ``add8`` are plain ``fmul`` and
+``fadd`` (no contraction without fast-math flags).
+
+Loads and stores take a C-contiguous float32 array (any number of axes) and the flat index
+of the first lane; :func:`get3` reads one element of a 3-axis array of any strides. None of
+them checks bounds or wraps negative indices (the kernels' indices are in range by
+construction; numba's wrap-around arithmetic on every index would cost as much as the
+FMAs). The ``_m`` variants touch only the first ``w`` lanes (``llvm.masked.load`` and
+``.store``: lanes past the end of a row are never read or written; masked-off lanes load
+as +0).
+
+Under ``NUMBA_DISABLE_JIT=1`` (and in the kernels' plain-Python copies) a vector is a numpy
+float32 array of 8 and the functions are their Python definitions below, with the same
+bits: ``fma8`` rounds each lane once through :func:`.fma.fma32`.
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils, errors
+from numba.extending import intrinsic, models, overload, register_model
+
+from .fma import fma32
+
+LANES = 8
+
+
+class F32x8(types.Type):
+    """numba type of eight float32 lanes (LLVM ``<8 x float>``)."""
+
+    def __init__(self):
+        super().__init__(name="f32x8")
+
+
+f32x8 = F32x8()
+_VT = ir.VectorType(ir.FloatType(), LANES)
+_MT = ir.VectorType(ir.IntType(1), LANES)
+_I32 = ir.IntType(32)
+
+
+@register_model(F32x8)
+class _F32x8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VT)
+
+
+# --- plain Python (NUMBA_DISABLE_JIT, plain copies) --------------------------------------
+
+def splat8(x):
+    """Eight lanes equal to the float32 ``x``."""
+    return np.full(LANES, x, np.float32)
+
+
+def get3(arr, i, j, k):
+    """``arr[i, j, k]`` (non-negative indices in range)."""
+    return arr[i, j, k]
+
+
+def load8(arr, j):
+    """Flat elements ``j .. j+7`` of ``arr`` as a vector."""
+    return np.array(arr.reshape(-1)[j:j + LANES], np.float32)
+
+
+def load8_m(arr, j, w):
+    """Flat elements ``j .. j+w-1`` in the first ``w`` lanes (0 <= w <= 8), +0 in the
+    others."""
+    v = np.zeros(LANES, np.float32)
+    if w > 0:
+        v[:w] = arr.reshape(-1)[j:j + w]
+    return v
+
+
+def store8(arr, j, v):
+    """Flat elements ``j .. j+7`` of ``arr`` = v."""
+    arr.reshape(-1)[j:j + LANES] = v
+
+
+def store8_m(arr, j, v, w):
+    """Flat elements ``j .. j+w-1`` of ``arr`` = the first ``w`` lanes of v."""
+    if w > 0:
+        arr.reshape(-1)[j:j + w] = v[:w]
+
+
+def canon8(v):
+    """``v`` with every NaN lane replaced by the quiet NaN 0x7FC00000."""
+    return np.where(np.isnan(v), np.float32(np.nan), v).astype(np.float32)
+
+
+def fma8(a, b, c):
+    """Lane-wise float32 ``a * b + c`` with one rounding (RNE)."""
+    return np.array([fma32(a[i], b[i], c[i]) for i in range(LANES)], np.float32)
+
+
+def mul8(a, b):
+    """Lane-wise float32 ``a * b`` (RNE)."""
+    with np.errstate(all="ignore"):
+        return np.multiply(a, b, dtype=np.float32)
+
+
+def add8(a, b):
+    """Lane-wise float32 ``a + b`` (RNE)."""
+    with np.errstate(all="ignore"):
+        return np.add(a, b, dtype=np.float32)
+
+
+# --- compiled --------------------------------------------------------------------------
+
+def _row(arr):
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32
+            and arr.layout == "C"):
+        raise errors.TypingError(f"simd loads and stores take a C-contiguous float32 array, "
+                                 f"got {arr}")
+
+
+def _address(context, builder, arrty, arr, j):
+    a = context.make_array(arrty)(context, builder, arr)
+    return builder.bitcast(builder.gep(a.data, [j]), _VT.as_pointer())
+
+
+def _mask(builder, w):
+    """<8 x i1>: lane i < w."""
+    w = builder.trunc(w, _I32) if w.type.width > 32 else w
+    lanes = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
+    ws = builder.insert_element(ir.Constant(ir.VectorType(_I32, LANES), ir.Undefined), w,
+                                ir.Constant(_I32, 0))
+    ws = builder.shuffle_vector(ws, ws, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+    return builder.icmp_signed("<", lanes, ws)
+
+
+def _fn(builder, name, ret, args):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
+
+
+@intrinsic
+def _get3(typingctx, arr, i, j, k):
+    if not (isinstance(arr, types.Array) and arr.ndim == 3 and arr.dtype == types.float32):
+        raise errors.TypingError(f"get3 takes a 3-axis float32 array, got {arr}")
+
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        strides = cgutils.unpack_tuple(builder, a.strides, 3)
+        off = builder.add(builder.add(builder.mul(args[1], strides[0]),
+                                      builder.mul(args[2], strides[1])),
+                          builder.mul(args[3], strides[2]))
+        p = builder.gep(builder.bitcast(a.data, ir.IntType(8).as_pointer()), [off])
+        return builder.load(builder.bitcast(p, ir.FloatType().as_pointer()), align=4)
+    return types.float32(arr, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _splat8(typingctx, x):
+    def codegen(context, builder, sig, args):
+        v = builder.insert_element(ir.Constant(_VT, ir.Undefined), args[0], ir.Constant(_I32, 0))
+        return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, LANES),
+                                                        [0] * LANES))
+    return f32x8(types.float32), codegen
+
+
+@intrinsic
+def _load8(typingctx, row, j):
+    _row(row)
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_address(context, builder, sig.args[0], args[0], args[1]), align=4)
+    return f32x8(row, j), codegen
+
+
+@intrinsic
+def _load8_m(typingctx, row, j, w):
+    _row(row)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1])
+        f = _fn(builder, "llvm.masked.load.v8f32.p0", _VT,
+                [_VT.as_pointer(), _I32, _MT, _VT])
+        return builder.call(f, [p, ir.Constant(_I32, 4), _mask(builder, args[2]),
+                                ir.Constant(_VT, [0.0] * LANES)])
+    return f32x8(row, j, w), codegen
+
+
+@intrinsic
+def _store8(typingctx, row, j, v):
+    _row(row)
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1]),
+                      align=4)
+        return context.get_dummy_value()
+    return types.none(row, j, f32x8), codegen
+
+
+@intrinsic
+def _store8_m(typingctx, row, j, v, w):
+    _row(row)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1])
+        f = _fn(builder, "llvm.masked.store.v8f32.p0", ir.VoidType(),
+                [_VT, _VT.as_pointer(), _I32, _MT])
+        builder.call(f, [args[2], p, ir.Constant(_I32, 4), _mask(builder, args[3])])
+        return context.get_dummy_value()
+    return types.none(row, j, f32x8, w), codegen
+
+
+@intrinsic
+def _canon8(typingctx, v):
+    def codegen(context, builder, sig, args):
+        nan = builder.fcmp_unordered("uno", args[0], args[0])
+        q = ir.Constant(ir.FloatType(), float("nan"))  # llvmlite writes 0x7FF8000000000000
+        return builder.select(nan, ir.Constant(_VT, [q.constant] * LANES), args[0])
+    return f32x8(f32x8), codegen
+
+
+@intrinsic
+def _fma8(typingctx, a, b, c):
+    def codegen(context, builder, sig, args):
+        return builder.call(_fn(builder, "llvm.fma.v8f32", _VT, [_VT] * 3), args)
+    return f32x8(f32x8, f32x8, f32x8), codegen
+
+
+@intrinsic
+def _mul8(typingctx, a, b):
+    def codegen(context, builder, sig, args):
+        return builder.fmul(*args)
+    return f32x8(f32x8, f32x8), codegen
+
+
+@intrinsic
+def _add8(typingctx, a, b):
+    def codegen(context, builder, sig, args):
+        return builder.fadd(*args)
+    return f32x8(f32x8, f32x8), codegen
+
+
+@overload(get3, inline="always")
+def _ov_get3(arr, i, j, k):
+    return lambda arr, i, j, k: _get3(arr, i, j, k)
+
+
+@overload(splat8, inline="always")
+def _ov_splat8(x):
+    return lambda x: _splat8(np.float32(x))
+
+
+@overload(load8, inline="always")
+def _ov_load8(row, j):
+    return lambda row, j: _load8(row, j)
+
+
+@overload(load8_m, inline="always")
+def _ov_load8_m(row, j, w):
+    return lambda row, j, w: _load8_m(row, j, w)
+
+
+@overload(store8, inline="always")
+def _ov_store8(row, j, v):
+    return lambda row, j, v: _store8(row, j, v)
+
+
+@overload(store8_m, inline="always")
+def _ov_store8_m(row, j, v, w):
+    return lambda row, j, v, w: _store8_m(row, j, v, w)
+
+
+@overload(canon8, inline="always")
+def _ov_canon8(v):
+    return lambda v: _canon8(v)
+
+
+@overload(fma8, inline="always")
+def _ov_fma8(a, b, c):
+    return lambda a, b, c: _fma8(a, b, c)
+
+
+@overload(mul8, inline="always")
+def _ov_mul8(a, b):
+    return lambda a, b: _mul8(a, b)
+
+
+@overload(add8, inline="always")
+def _ov_add8(a, b):
+    return lambda a, b: _add8(a, b)
