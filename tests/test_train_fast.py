@@ -488,3 +488,27 @@ def test_serial_twin_matches_parallel_kernel():
                 got = np.empty_like(want)
                 kern(a, b, c, fused, got)
                 _assert_bits(got, want)
+
+
+def test_sgd_momentum_kernel_matches_numpy():
+    # the one-pass update against numpy's four operations, specials included; the
+    # compiled entry point, the plain-Python copy and the numpy twin
+    from lowprec._kernels import plain, update
+
+    rng = np.random.default_rng(11)
+    n = 1000
+    w, g, buf = (_operand(rng, (n,), True) for _ in range(3))
+    mom, neg_lr = np.float32(0.9), -np.float32(0.003)
+    want_buf = buf.copy()
+    want = np.empty(n, np.float32)
+    with np.errstate(all="ignore"):
+        update._numpy(w, g, want_buf, mom, neg_lr, want)
+    # NaNs: which of two NaN operands an instruction passes on is the CPU's choice
+    one = lambda x: np.where(np.isnan(x), np.uint32(0x7FC00000), _bits(x))  # noqa: E731
+    for run in (update._compile(), plain.copy_of(update.sgd_momentum)):
+        b, out = buf.copy(), np.empty(n, np.float32)
+        with np.errstate(all="ignore"):
+            run(w, g, b, mom, neg_lr, out)
+        np.testing.assert_array_equal(one(out), one(want))
+        np.testing.assert_array_equal(one(b), one(want_buf))
+    assert np.isnan(want).any() and np.isinf(want).any()

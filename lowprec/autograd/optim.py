@@ -21,6 +21,8 @@ from .weight_update import WeightUpdate
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_"]
 
+_F32 = np.dtype(np.float32)
+
 
 class Optimizer:
     """Holds the parameters and applies updates through the weight store.
@@ -197,12 +199,33 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         plain = self.update is None and self.tracker is None
+        fused = None
         for i, p in enumerate(self.params):
             g = p.grad
             if g is None:
                 continue
             hp = self._group_of[i]
-            dt = p.data.dtype.type
+            w = p.data
+            if plain and w.dtype == _F32:
+                st = self.state.get(i)
+                buf = None if st is None else st.get("momentum_buffer")
+                if (buf is not None and hp["momentum"] and not hp["weight_decay"]
+                        and not hp["dampening"] and not hp["nesterov"] and g.dtype == _F32
+                        and buf.dtype == _F32 and g.shape == w.shape == buf.shape
+                        and w.flags.c_contiguous and g.flags.c_contiguous
+                        and buf.flags.c_contiguous):
+                    # the steady state of SGD with momentum: the loop below's float32
+                    # operations in one pass (same bits; the parameter gets a new array)
+                    if fused is None:
+                        from .._kernels.update import sgd_momentum_entry  # numba: not at import
+
+                        fused = sgd_momentum_entry()
+                    new = np.empty(w.shape, _F32)
+                    fused(w.reshape(-1), g.reshape(-1), buf.reshape(-1),
+                          _F32.type(hp["momentum"]), -_F32.type(hp["lr"]), new.reshape(-1))
+                    p.data = new
+                    continue
+            dt = w.dtype.type
             if hp["weight_decay"]:
                 g = g + dt(hp["weight_decay"]) * p.data
             if hp["momentum"]:

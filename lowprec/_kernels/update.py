@@ -1,0 +1,63 @@
+"""One pass over a parameter for the SGD-with-momentum step.
+
+numpy takes four passes (and a temporary) for the update torch.optim.SGD defines,
+``buf = momentum * buf + g; w = w + (-lr) * buf``: a multiply, an add, a scale and an add,
+each a call of a microsecond or more on a training step's small arrays. The kernel below
+does the same float32 operations, in the same order, in one pass (no fused multiply-add:
+numba does not contract without fast-math), so its bits are numpy's.
+"""
+
+import numpy as np
+from numba.core import types as nbt
+
+from .jit import njit
+from .plain import Tier
+
+__all__ = ["sgd_momentum", "sgd_momentum_entry", "SIGNATURE"]
+
+_F32_1C = nbt.Array(nbt.float32, 1, "C")
+#: The kernel's one specialisation: flat C-contiguous float32 arrays and float32 scalars.
+SIGNATURE = (_F32_1C, _F32_1C, _F32_1C, nbt.float32, nbt.float32, _F32_1C)
+
+
+@njit(cache=True)
+def sgd_momentum(w, g, buf, momentum, neg_lr, out):
+    """buf <- momentum * buf + g; out <- w + neg_lr * buf (float32, rounded per operation).
+
+    All arrays flat, float32, of one length; ``out`` may be ``w`` itself."""
+    for i in range(w.size):
+        b = buf[i] * momentum + g[i]
+        buf[i] = b
+        out[i] = w[i] + neg_lr * b
+
+
+def _numpy(w, g, buf, momentum, neg_lr, out) -> None:
+    np.multiply(buf, momentum, out=buf)
+    buf += g
+    np.add(w, neg_lr * buf, out=out)
+
+
+_ENTRY: list = []
+_PLAIN = Tier(sgd_momentum, 1 << 62, twin=_numpy)
+
+
+def sgd_momentum_entry():
+    """A callable with :func:`sgd_momentum`'s arguments: the compiled entry point (no
+    dispatcher type matching, a microsecond less a call); numpy (same bits) while the
+    kernel is not compiled and the plain tier's budget lasts (:mod:`.plain`)."""
+    if _ENTRY:
+        return _ENTRY[0]
+    if not hasattr(sgd_momentum, "overloads"):  # NUMBA_DISABLE_JIT
+        return sgd_momentum
+    return _compile() if _PLAIN.closed else _maybe_plain
+
+
+def _compile():
+    sgd_momentum.compile(SIGNATURE)  # from the on-disk cache when it is there
+    _ENTRY.append(sgd_momentum.overloads[SIGNATURE].entry_point)
+    return _ENTRY[0]
+
+
+def _maybe_plain(w, g, buf, momentum, neg_lr, out) -> None:
+    if _PLAIN(sgd_momentum, 0, w, g, buf, momentum, neg_lr, out) is Tier.NOT_RUN:
+        (_ENTRY[0] if _ENTRY else _compile())(w, g, buf, momentum, neg_lr, out)
