@@ -21,8 +21,8 @@ multiply-adds run the kernel's serial twin through one compiled entry point
 (:func:`lowprec._kernels.gemm_serial.serial_entry`: cheaper to compile than the threaded
 kernel, and one specialisation for every layout, so a first use compiles it once); its
 left operand may be any strided view (it is read one element at a time: a transposed
-activation costs no copy). The right operand, read in vectors, is copied to rows, in
-strips where numpy's transposed copy would thrash the cache. Bigger products run the
+activation costs no copy). The right operand, read in vectors, is copied to rows: the
+transpose of a row-major array by an 8 x 8-block kernel, other views by numpy. Bigger products run the
 threaded kernel on C-contiguous operands.
 """
 
@@ -53,6 +53,7 @@ def _kernel():
 
         from ._kernels.gemm import gemm_f32
         from ._kernels.gemm_serial import compiled_entry, serial_entry, serial_small
+        from ._kernels.transpose import transpose_entry
 
         numba.get_num_threads()  # starts the threading layer once
         # numba's public getter takes a lock to check that the threading layer has started
@@ -68,7 +69,7 @@ def _kernel():
         # the serial entry point is compiled at the first small product that needs it
         # (before that, small products may run on numpy: gemm_serial.serial_small)
         _KERNEL.extend((gemm_f32, get, compiled_entry(), serial_small, serial_entry,
-                        compiled_entry))
+                        compiled_entry, transpose_entry))
     return _KERNEL[0]
 
 
@@ -107,13 +108,21 @@ def _copy(size: int) -> int:
 def _c3(x: np.ndarray) -> np.ndarray:
     """x (batch, rows, cols) as a C-contiguous float32 array (x itself when it is one).
 
-    The transpose of a row-major stack (a backward GEMM's operand) is copied in strips of
-    source rows: numpy's copy walks the output's rows, reading the source down a column,
-    and with rows of 128 floats or more those reads fall into a few cache sets and evict
-    each other (a 128 x 128 transpose took as long as the GEMM it fed). A strip of as many
-    rows as the cache's ways and sets hold for that stride stays resident."""
+    The transpose of a row-major stack (a backward GEMM's operand) is copied by the
+    8 x 8-block kernel (:mod:`lowprec._kernels.transpose`; numpy's copy of a 128 x 128
+    transpose took as long as the GEMM it fed). Other strided views are copied by numpy,
+    in strips of source rows where its copy would read down columns of 128 floats or more:
+    those reads fall into a few cache sets and evict each other; a strip of as many rows
+    as the cache's ways and sets hold for that stride stays resident."""
     if x.flags.c_contiguous:
         return x
+    t = x.swapaxes(1, 2)
+    if t.flags.c_contiguous:
+        out = np.empty(x.shape, _F32)
+        if not _KERNEL:
+            _kernel()
+        _KERNEL[6]()(t, out)
+        return out
     src_rows = x.shape[2]
     stride = x.strides[2]
     if x.strides[1] == x.itemsize and stride >= 512 and src_rows > 8:

@@ -175,3 +175,31 @@ def test_overflow_nan_written_as_canonical():
         got = _run(gemm_f32_serial, a, b, c, fused)
         assert _bits(got)[0, 0, 0] == expect
         np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 128, 128), (2, 13, 21), (3, 1, 9),
+                                   (1, 17, 8), (2, 8, 30), (1, 0, 5)])
+def test_transpose_kernel(shape):
+    from lowprec._kernels import plain, transpose
+
+    rng = np.random.default_rng(sum(shape))
+    x = _values(rng, int(np.prod(shape)) or 1)[: int(np.prod(shape))].reshape(shape)
+    want = np.ascontiguousarray(x.swapaxes(1, 2))
+    for run in (transpose._compile(), plain.copy_of(transpose.transpose_f32),
+                transpose.transpose_f32):
+        out = np.full(want.shape, 7, np.float32)
+        run(x, out)
+        np.testing.assert_array_equal(_bits(out), _bits(want))  # a copy: every bit, NaNs too
+
+
+def test_transposed_operands_use_the_kernel():
+    # gemm_fast copies a transposed C array with the block kernel, other views with numpy
+    from lowprec import gemm_fast
+
+    rng = np.random.default_rng(3)
+    w = _values(rng, 40 * 24, False).reshape(1, 40, 24)
+    got = gemm_fast._c3(w.swapaxes(1, 2))
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(_bits(got), _bits(w.swapaxes(1, 2)))
+    v = w[:, ::2, :].swapaxes(1, 2)  # not the transpose of a C array
+    np.testing.assert_array_equal(_bits(gemm_fast._c3(v)), _bits(v))

@@ -288,3 +288,62 @@ def _ov_mul8(a, b):
 @overload(add8, inline="always")
 def _ov_add8(a, b):
     return lambda a, b: _add8(a, b)
+
+
+# --- 8 x 8 transpose -------------------------------------------------------------------
+
+def transpose8x8(src, s0, ss, dst, d0, ds):
+    """dst rows r = 0..7 (flat offsets d0 + r * ds, eight elements each) <- column r of the
+    8 x 8 block of src whose rows start at s0 + r * ss."""
+    block = np.array([src.reshape(-1)[s0 + r * ss:s0 + r * ss + LANES] for r in range(LANES)],
+                     np.float32)
+    flat = dst.reshape(-1)
+    for r in range(LANES):
+        flat[d0 + r * ds:d0 + r * ds + LANES] = block[:, r]
+
+
+def _shuffle(builder, x, y, mask):
+    return builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(_I32, LANES), mask))
+
+
+@intrinsic
+def _transpose8x8(typingctx, src, s0, ss, dst, d0, ds):
+    _row(src)
+    _row(dst)
+
+    def codegen(context, builder, sig, args):
+        sarr, s0_, ss_, darr, d0_, ds_ = args
+        rows = [builder.load(_address(context, builder, sig.args[0], sarr,
+                                      builder.add(s0_, builder.mul(ss_, ir.Constant(ss_.type, r)))),
+                             align=4) for r in range(LANES)]
+        # within each 128-bit half: interleave row pairs, then pairs of pairs; then swap
+        # the halves (unpcklps/unpckhps, shufps, vperm2f128)
+        t = []
+        for r in range(0, LANES, 2):
+            t.append(_shuffle(builder, rows[r], rows[r + 1], [0, 8, 1, 9, 4, 12, 5, 13]))
+            t.append(_shuffle(builder, rows[r], rows[r + 1], [2, 10, 3, 11, 6, 14, 7, 15]))
+        # t[0]=lo(r0,r1) t[1]=hi(r0,r1) t[2]=lo(r2,r3) t[3]=hi(r2,r3) ... t[7]=hi(r6,r7)
+        u = []
+        for base in (0, 4):
+            lo01, hi01, lo23, hi23 = t[base:base + 4]
+            u.append(_shuffle(builder, lo01, lo23, [0, 1, 8, 9, 4, 5, 12, 13]))
+            u.append(_shuffle(builder, lo01, lo23, [2, 3, 10, 11, 6, 7, 14, 15]))
+            u.append(_shuffle(builder, hi01, hi23, [0, 1, 8, 9, 4, 5, 12, 13]))
+            u.append(_shuffle(builder, hi01, hi23, [2, 3, 10, 11, 6, 7, 14, 15]))
+        # u[0..3]: columns 0..3 of rows 0-3 (low half) and columns 4..7 (high half);
+        # u[4..7]: the same for rows 4-7
+        out = [None] * LANES
+        for c in range(4):
+            out[c] = _shuffle(builder, u[c], u[4 + c], [0, 1, 2, 3, 8, 9, 10, 11])
+            out[c + 4] = _shuffle(builder, u[c], u[4 + c], [4, 5, 6, 7, 12, 13, 14, 15])
+        for r in range(LANES):
+            builder.store(out[r], _address(context, builder, sig.args[3], darr,
+                                           builder.add(d0_, builder.mul(ds_, ir.Constant(ds_.type, r)))),
+                          align=4)
+        return context.get_dummy_value()
+    return types.none(src, types.intp, types.intp, dst, types.intp, types.intp), codegen
+
+
+@overload(transpose8x8, inline="always")
+def _ov_transpose8x8(src, s0, ss, dst, d0, ds):
+    return lambda src, s0, ss, dst, d0, ds: _transpose8x8(src, s0, ss, dst, d0, ds)
