@@ -44,6 +44,7 @@ _ZEROS: dict = {}   # shape -> zero addend
 #: threads costs more than they save (the study trains on one thread for the same reason).
 #: The results do not depend on it (threads split independent outputs).
 SMALL = 1 << 20
+_PLAN_ZEROS = 1 << 16  # outputs up to this many elements keep their zero addend in the plan
 
 
 def _kernel():
@@ -53,7 +54,7 @@ def _kernel():
 
         from ._kernels.gemm import gemm_f32
         from ._kernels.gemm_serial import compiled_entry, serial_entry, serial_small
-        from ._kernels.transpose import transpose_entry
+        from ._kernels.transpose import ENTRY as transpose
 
         numba.get_num_threads()  # starts the threading layer once
         # numba's public getter takes a lock to check that the threading layer has started
@@ -69,7 +70,7 @@ def _kernel():
         # the serial entry point is compiled at the first small product that needs it
         # (before that, small products may run on numpy: gemm_serial.serial_small)
         _KERNEL.extend((gemm_f32, get, compiled_entry(), serial_small, serial_entry,
-                        compiled_entry, transpose_entry))
+                        compiled_entry, transpose.get))
     return _KERNEL[0]
 
 
@@ -166,15 +167,27 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
         key = (a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides)
         plan = _PLANS.get(key)
         if plan is not None:
-            flip, nb, m, n, full = plan
+            flip, nb, m, n, full, zero, small = plan
+            # small products go straight to the serial entry point once it is compiled
+            entry = _KERNEL[2] if small else None
             if flip:
-                ta, tb = _swap3(b, nb), _swap3(a, nb)
+                ta, tb = _swap3(b, nb), _c3(_swap3(a, nb))
                 out = np.empty((nb, n, m), _F32)
-                _run(ta, _c3(tb), _zeros((nb, n, m)), fused, out)
+                if zero is None:
+                    zero = _zeros((nb, n, m))
+                if entry is not None:
+                    entry(ta, tb, zero, fused, out)
+                else:
+                    _run(ta, tb, zero, fused, out)
                 return _c3(out.swapaxes(1, 2)).reshape(full)
+            a3, b3 = a.reshape(nb, m, a.shape[-1]), _c3(b.reshape(nb, b.shape[-2], n))
             out = np.empty((nb, m, n), _F32)
-            _run(a.reshape(nb, m, a.shape[-1]), _c3(b.reshape(nb, b.shape[-2], n)),
-                 _zeros((nb, m, n)), fused, out)
+            if zero is None:
+                zero = _zeros((nb, m, n))
+            if entry is not None:
+                entry(a3, b3, zero, fused, out)
+            else:
+                _run(a3, b3, zero, fused, out)
             return out.reshape(full)
     return _matmul_f32(a, b, c, fused)
 
@@ -251,8 +264,11 @@ def _matmul_f32(a, b, c, fused):
             and type(b) is np.ndarray:
         if len(_PLANS) > 256:
             _PLANS.clear()
-        _PLANS[(a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides)] = (flip, nb, m, n,
-                                                                            full)
+        # small outputs keep their zero addend in the plan (a dictionary lookup less)
+        zero = (_zeros((nb, n, m) if flip else (nb, m, n)) if nb * m * n <= _PLAN_ZEROS
+                else None)
+        _PLANS[(a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides)] = (
+            flip, nb, m, n, full, zero, nb * m * k * n < SMALL)
     if flip:
         # C^T = B^T A^T: the same fma chain per element, the factors swapped
         at, bt = np.swapaxes(b3, 1, 2), np.swapaxes(a3, 1, 2)

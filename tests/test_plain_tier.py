@@ -230,9 +230,26 @@ def test_budget_spent_compiles(plain_run):
     _same(got, want)
 
 
+_TRAIN = """
+def train(a):
+    # an fp32 training step: the lean GEMM, transposed operands, SGD with momentum
+    from lowprec.autograd import Autocast, Policy, Tensor, nn, ops, optim
+    m = nn.MLP([16, 24, 10], seed=0)
+    opt = optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    y = np.arange(16) % 10
+    for _ in range(3):
+        with Autocast(Policy("fp32")):
+            loss = ops.cross_entropy(m(Tensor(a)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return [p.data for p in m.parameters()]
+"""
+
 _COLD = """
 import json, sys
 import numpy as np, lowprec as lp
+""" + _TRAIN + """
 from numba.core.event import install_recorder
 x = np.linspace(-3, 3, 256, dtype=np.float32)
 a = x.reshape(16, 16)
@@ -240,6 +257,7 @@ with install_recorder("numba:compile") as rec:
     res = [lp.quantize(x, "e4m3"), lp.matmul(a, a),
            lp.matmul(a, a, inputs="bf16", acc="bf16"),
            lp.matmul(a, a, inputs="e4m3", model="h100")]
+    res += train(a)
 compiled = sorted({ev.data["dispatcher"].py_func.__qualname__ for _, ev in rec.buffer})
 print(json.dumps({"compiled": compiled,
                   "res": [np.asarray(r, np.float32).view(np.uint32).tolist() for r in res]}))
@@ -256,7 +274,12 @@ def test_first_small_calls_on_a_cold_cache_compile_nothing(tmp_path):
     assert got["compiled"] == []
     x = np.linspace(-3, 3, 256, dtype=np.float32)
     a = x.reshape(16, 16)
-    want = [lp.quantize(x, "e4m3"), lp.matmul(a, a), lp.matmul(a, a, inputs="bf16", acc="bf16"),
-            lp.matmul(a, a, inputs="e4m3", model="h100")]
+    scope = {"np": np}
+    exec(_TRAIN, scope)
+    with plain.compiling():  # the compiled kernels' bits, whatever this process ran before
+        want = [lp.quantize(x, "e4m3"), lp.matmul(a, a),
+                lp.matmul(a, a, inputs="bf16", acc="bf16"),
+                lp.matmul(a, a, inputs="e4m3", model="h100")] + scope["train"](a)
+    assert len(got["res"]) == len(want)
     for g, w in zip(got["res"], want):
         assert g == np.asarray(w, np.float32).view(np.uint32).tolist()

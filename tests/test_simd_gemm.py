@@ -185,7 +185,7 @@ def test_transpose_kernel(shape):
     rng = np.random.default_rng(sum(shape))
     x = _values(rng, int(np.prod(shape)) or 1)[: int(np.prod(shape))].reshape(shape)
     want = np.ascontiguousarray(x.swapaxes(1, 2))
-    for run in (transpose._compile(), plain.copy_of(transpose.transpose_f32),
+    for run in (transpose.ENTRY.compiled(), plain.copy_of(transpose.transpose_f32),
                 transpose.transpose_f32):
         out = np.full(want.shape, 7, np.float32)
         run(x, out)

@@ -505,7 +505,7 @@ def test_sgd_momentum_kernel_matches_numpy():
         update._numpy(w, g, want_buf, mom, neg_lr, want)
     # NaNs: which of two NaN operands an instruction passes on is the CPU's choice
     one = lambda x: np.where(np.isnan(x), np.uint32(0x7FC00000), _bits(x))  # noqa: E731
-    for run in (update._compile(), plain.copy_of(update.sgd_momentum)):
+    for run in (update.ENTRY.compiled(), plain.copy_of(update.sgd_momentum)):
         b, out = buf.copy(), np.empty(n, np.float32)
         with np.errstate(all="ignore"):
             run(w, g, b, mom, neg_lr, out)

@@ -11,10 +11,10 @@ import numpy as np
 from numba.core import types as nbt
 
 from .jit import njit
-from .plain import Tier
+from .plain import EntryPoint
 from .simd import transpose8x8
 
-__all__ = ["transpose_f32", "transpose_entry", "SIGNATURE"]
+__all__ = ["transpose_f32", "ENTRY", "SIGNATURE"]
 
 _F32_C3 = nbt.Array(nbt.float32, 3, "C")
 SIGNATURE = (_F32_C3, _F32_C3)
@@ -43,27 +43,5 @@ def _numpy(src, dst) -> None:
     dst[...] = src.swapaxes(1, 2)
 
 
-_ENTRY: list = []
-_PLAIN = Tier(transpose_f32, 1 << 62, twin=_numpy)
-
-
-def transpose_entry():
-    """A callable with :func:`transpose_f32`'s arguments: the compiled entry point (no
-    dispatcher type matching); numpy while the kernel is not compiled and the plain tier's
-    budget lasts (:mod:`.plain`)."""
-    if _ENTRY:
-        return _ENTRY[0]
-    if not hasattr(transpose_f32, "overloads"):  # NUMBA_DISABLE_JIT
-        return transpose_f32
-    return _compile() if _PLAIN.closed else _maybe_plain
-
-
-def _compile():
-    transpose_f32.compile(SIGNATURE)  # from the on-disk cache when it is there
-    _ENTRY.append(transpose_f32.overloads[SIGNATURE].entry_point)
-    return _ENTRY[0]
-
-
-def _maybe_plain(src, dst) -> None:
-    if _PLAIN(transpose_f32, 0, src, dst) is Tier.NOT_RUN:
-        (_ENTRY[0] if _ENTRY else _compile())(src, dst)
+#: The entry point callers use (``ENTRY.get()``); numpy before the kernel is compiled.
+ENTRY = EntryPoint(transpose_f32, SIGNATURE, _numpy)

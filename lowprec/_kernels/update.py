@@ -11,9 +11,9 @@ import numpy as np
 from numba.core import types as nbt
 
 from .jit import njit
-from .plain import Tier
+from .plain import EntryPoint
 
-__all__ = ["sgd_momentum", "sgd_momentum_entry", "SIGNATURE"]
+__all__ = ["sgd_momentum", "ENTRY", "SIGNATURE"]
 
 _F32_1C = nbt.Array(nbt.float32, 1, "C")
 #: The kernel's one specialisation: flat C-contiguous float32 arrays and float32 scalars.
@@ -37,27 +37,5 @@ def _numpy(w, g, buf, momentum, neg_lr, out) -> None:
     np.add(w, neg_lr * buf, out=out)
 
 
-_ENTRY: list = []
-_PLAIN = Tier(sgd_momentum, 1 << 62, twin=_numpy)
-
-
-def sgd_momentum_entry():
-    """A callable with :func:`sgd_momentum`'s arguments: the compiled entry point (no
-    dispatcher type matching, a microsecond less a call); numpy (same bits) while the
-    kernel is not compiled and the plain tier's budget lasts (:mod:`.plain`)."""
-    if _ENTRY:
-        return _ENTRY[0]
-    if not hasattr(sgd_momentum, "overloads"):  # NUMBA_DISABLE_JIT
-        return sgd_momentum
-    return _compile() if _PLAIN.closed else _maybe_plain
-
-
-def _compile():
-    sgd_momentum.compile(SIGNATURE)  # from the on-disk cache when it is there
-    _ENTRY.append(sgd_momentum.overloads[SIGNATURE].entry_point)
-    return _ENTRY[0]
-
-
-def _maybe_plain(w, g, buf, momentum, neg_lr, out) -> None:
-    if _PLAIN(sgd_momentum, 0, w, g, buf, momentum, neg_lr, out) is Tier.NOT_RUN:
-        (_ENTRY[0] if _ENTRY else _compile())(w, g, buf, momentum, neg_lr, out)
+#: The entry point callers use (``ENTRY.get()``); numpy before the kernel is compiled.
+ENTRY = EntryPoint(sgd_momentum, SIGNATURE, _numpy)

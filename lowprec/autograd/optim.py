@@ -217,9 +217,9 @@ class SGD(Optimizer):
                     # the steady state of SGD with momentum: the loop below's float32
                     # operations in one pass (same bits; the parameter gets a new array)
                     if fused is None:
-                        from .._kernels.update import sgd_momentum_entry  # numba: not at import
+                        from .._kernels.update import ENTRY  # numba: not at import
 
-                        fused = sgd_momentum_entry()
+                        fused = ENTRY.get()
                     new = np.empty(w.shape, _F32)
                     fused(w.reshape(-1), g.reshape(-1), buf.reshape(-1),
                           _F32.type(hp["momentum"]), -_F32.type(hp["lr"]), new.reshape(-1))
