@@ -170,8 +170,12 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
             flip, nb, m, n, full, zero, small = plan
             # small products go straight to the serial entry point once it is compiled
             entry = _KERNEL[2] if small else None
+            two = a.ndim == 2  # (then b too: same batch shape); views by indexing are cheaper
             if flip:
-                ta, tb = _swap3(b, nb), _c3(_swap3(a, nb))
+                if two:
+                    ta, tb = b.T[None], _c3(a.T[None])
+                else:
+                    ta, tb = _swap3(b, nb), _c3(_swap3(a, nb))
                 out = np.empty((nb, n, m), _F32)
                 if zero is None:
                     zero = _zeros((nb, n, m))
@@ -179,8 +183,12 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
                     entry(ta, tb, zero, fused, out)
                 else:
                     _run(ta, tb, zero, fused, out)
-                return _c3(out.swapaxes(1, 2)).reshape(full)
-            a3, b3 = a.reshape(nb, m, a.shape[-1]), _c3(b.reshape(nb, b.shape[-2], n))
+                out = _c3(out.swapaxes(1, 2))
+                return out[0] if two else out.reshape(full)
+            if two:
+                a3, b3 = a[None], _c3(b[None])
+            else:
+                a3, b3 = a.reshape(nb, m, a.shape[-1]), _c3(b.reshape(nb, b.shape[-2], n))
             out = np.empty((nb, m, n), _F32)
             if zero is None:
                 zero = _zeros((nb, m, n))
@@ -188,7 +196,7 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
                 entry(a3, b3, zero, fused, out)
             else:
                 _run(a3, b3, zero, fused, out)
-            return out.reshape(full)
+            return out[0] if two else out.reshape(full)
     return _matmul_f32(a, b, c, fused)
 
 

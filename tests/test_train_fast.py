@@ -512,3 +512,19 @@ def test_sgd_momentum_kernel_matches_numpy():
         np.testing.assert_array_equal(one(out), one(want))
         np.testing.assert_array_equal(one(b), one(want_buf))
     assert np.isnan(want).any() and np.isinf(want).any()
+
+
+def test_sgd_fused_step_takes_strided_parameters_and_gradients():
+    # Fortran-ordered parameters and transposed gradients: the one-pass update reads
+    # their values in logical order, as numpy's operations do
+    rng = np.random.default_rng(12)
+    w0 = rng.standard_normal((6, 5)).astype(np.float32)
+    grads = [rng.standard_normal((5, 6)).astype(np.float32).T for _ in range(3)]
+    p = Tensor(np.asfortranarray(w0), requires_grad=True)
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    for g in grads:
+        p.grad = g
+        opt.step()
+    want = _sgd_reference([w0], [[np.ascontiguousarray(g)] for g in grads], 0.1, 0.9, 0.0, 0.0,
+                          False)[0]
+    _assert_bits(np.ascontiguousarray(p.data), want)

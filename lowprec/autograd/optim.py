@@ -212,7 +212,6 @@ class SGD(Optimizer):
                 if (buf is not None and hp["momentum"] and not hp["weight_decay"]
                         and not hp["dampening"] and not hp["nesterov"] and g.dtype == _F32
                         and buf.dtype == _F32 and g.shape == w.shape == buf.shape
-                        and w.flags.c_contiguous and g.flags.c_contiguous
                         and buf.flags.c_contiguous):
                     # the steady state of SGD with momentum: the loop below's float32
                     # operations in one pass (same bits; the parameter gets a new array)
@@ -220,9 +219,11 @@ class SGD(Optimizer):
                         from .._kernels.update import ENTRY  # numba: not at import
 
                         fused = ENTRY.get()
+                    # (ravel: a view of a contiguous array, a copy of any other, which the
+                    # kernel only reads; the buffer, written in place, is contiguous)
                     new = np.empty(w.shape, _F32)
-                    fused(w.reshape(-1), g.reshape(-1), buf.reshape(-1),
-                          _F32.type(hp["momentum"]), -_F32.type(hp["lr"]), new.reshape(-1))
+                    fused(w.ravel(), g.ravel(), buf.ravel(), _F32.type(hp["momentum"]),
+                          -_F32.type(hp["lr"]), new.ravel())
                     p.data = new
                     continue
             dt = w.dtype.type
