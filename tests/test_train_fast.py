@@ -528,3 +528,27 @@ def test_sgd_fused_step_takes_strided_parameters_and_gradients():
     want = _sgd_reference([w0], [[np.ascontiguousarray(g)] for g in grads], 0.1, 0.9, 0.0, 0.0,
                           False)[0]
     _assert_bits(np.ascontiguousarray(p.data), want)
+
+
+@pytest.mark.parametrize("bias_shape,bias_dtype", [((6,), np.float32), ((4, 6), np.float32),
+                                                   ((1, 6), np.float32), ((6,), np.float64),
+                                                   ((3, 4, 6), np.float32)])
+@pytest.mark.parametrize("policy", ["fp32", "bf16"])
+def test_matmul_bias_is_product_plus_bias(bias_shape, bias_dtype, policy):
+    # matmul(bias=) (one graph node when it can) gives (x @ w) + bias's values and
+    # gradients, bit for bit, and falls back to two nodes for broadcasting or promotion
+    rng = np.random.default_rng(13)
+    xs = rng.standard_normal((4, 5)).astype(np.float32)
+    ws = rng.standard_normal((5, 6)).astype(np.float32)
+    bs = rng.standard_normal(bias_shape).astype(bias_dtype)
+    g = rng.standard_normal(np.broadcast_shapes((4, 6), bias_shape))
+    results = []
+    for fused in (True, False):
+        x, w, b = (Tensor(v.copy(), requires_grad=True) for v in (xs, ws, bs))
+        with Autocast(Policy(policy)):
+            y = x.matmul(w, bias=b) if fused else x.matmul(w) + b
+        y.backward(g.astype(y.data.dtype))
+        results.append([y.data, x.grad, w.grad, b.grad])
+    for got, want in zip(*results):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}"))

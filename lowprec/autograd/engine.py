@@ -446,7 +446,8 @@ class Tensor:
         return self._lift(other) / self
 
     # --- matrix product: the one op that runs in emulated low precision -----------
-    def matmul(self, other, key: str = "", c: Optional["Tensor"] = None) -> "Tensor":
+    def matmul(self, other, key: str = "", c: Optional["Tensor"] = None,
+               bias: Optional["Tensor"] = None) -> "Tensor":
         """``self @ other`` (plus ``c`` inside the accumulation), as the active precision
         hook computes it (see :class:`Precision`): (m, k) @ (k, n), or batched,
         (..., m, k) @ (..., k, n) with the batch axes broadcast as numpy's matmul (the
@@ -462,6 +463,9 @@ class Tensor:
                 fused into the GEMM: it enters the accumulation instead of being added to
                 the rounded product. Its gradient is the output gradient summed over the
                 broadcast dimensions.
+            bias: optional tensor added to the rounded product, as ``(self @ other) +
+                bias`` computes it (same values and gradients), in one graph node
+                instead of two when ``bias`` has the product's dtype and trailing shape.
 
         Raises:
             ValueError: for operands with fewer than 2 axes, inner sizes that differ, batch
@@ -495,11 +499,21 @@ class Tensor:
         key = key or other.name or "matmul"
         data, saved = hook.matmul(self.data, other.data, key,
                                   None if c is None else c.data)
+        if bias is not None:
+            bias = self._lift(bias)
+            bd = bias.data
+            if bd.dtype != data.dtype or bd.ndim > data.ndim \
+                    or bd.shape != data.shape[data.ndim - bd.ndim:]:
+                return self.matmul(other, key, c) + bias  # broadcasting or promotion: two nodes
+            data = data + bd  # what the "+" node would compute
+            parents = parents + (bias,)
         out = self._make(data, parents, "@")
         # the built-in hooks return new arrays (no copy needed to keep them as .grad)
         owned = type(hook) in _OWN_HOOKS
 
         def _backward():
+            if bias is not None:  # as the "+" node did, before the product's backward
+                bias._accumulate(out.grad)
             ga, gb = hook.matmul_backward(out.grad, saved, key, self.requires_grad,
                                           other.requires_grad)
             if ga is not None:

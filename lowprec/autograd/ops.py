@@ -149,8 +149,7 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, key: str = 
     if fuse_bias and bias is not None:
         y = x.matmul(weight, key=key, c=bias)
     else:
-        y = x.matmul(weight, key=key)
-        y = y + bias if bias is not None else y
+        y = x.matmul(weight, key=key, bias=bias)  # = (x @ weight) + bias, one graph node
     return y.reshape(*lead, y.shape[-1]) if len(lead) > 1 else y
 
 
