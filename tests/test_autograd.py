@@ -148,6 +148,13 @@ def test_bad_inputs():
         Tensor(np.ones((2, 3))) @ Tensor(np.ones((2, 3)))
     with pytest.raises(ValueError, match="class indices"):
         ops.cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 3]))
+    for dt in (np.int8, np.int16, np.int32, np.int64):  # negative indices, every width
+        with pytest.raises(ValueError, match="class indices"):
+            ops.cross_entropy(Tensor(np.zeros((2, 3))), np.array([-1, 0], dt))
+        with pytest.raises(ValueError, match="class indices"):  # a strided view
+            ops.cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 9, -128, 7], dt)[::2])
+    assert ops.cross_entropy(Tensor(np.zeros((2, 3))), np.array([2, 0], np.uint8)).data == \
+        pytest.approx(np.log(3))
     with pytest.raises(ValueError, match="targets"):
         ops.cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="approximate"):

@@ -19,6 +19,9 @@ from .engine import Tensor, get_precision
 __all__ = ["softmax", "log_softmax", "cross_entropy", "mse", "layer_norm", "relu", "gelu",
            "tanh", "sigmoid", "exp", "log", "matmul", "linear", "embedding", "masked_fill"]
 
+_UNSIGNED = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32),
+             8: np.dtype(np.uint64)}
+
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Softmax along ``axis`` (max-subtracted, so large logits do not overflow); see
@@ -51,7 +54,9 @@ def cross_entropy(logits: Tensor, target, reduction: str = "mean") -> Tensor:
     if logits.ndim != 2 or t.shape != (logits.shape[0],):
         raise ValueError(f"cross_entropy needs (n, c) logits and (n,) targets, got "
                          f"{logits.shape} and {t.shape}")
-    if t.dtype.kind not in "iu" or (t.size and (t.min() < 0 or t.max() >= logits.shape[1])):
+    # one reduction: viewed as unsigned, a negative index is larger than any class count
+    if t.dtype.kind not in "iu" or (t.size and t.view(_UNSIGNED[t.dtype.itemsize]).max()
+                                    >= logits.shape[1]):
         raise ValueError(f"targets must be class indices in [0, {logits.shape[1]})")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
