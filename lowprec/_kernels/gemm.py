@@ -41,109 +41,120 @@ def _step8(acc, x, bv, fused):
 
 
 @njit(cache=True, inline="always")
-def _tile(a, b, src, out, bi, i0, rn, j0, jw, k0, k1, fused):
-    """out[bi, i0:i0+rn, j0:j0+jw] = src[same] + a[bi, rows, k] * b[bi, k, cols] for
-    k = k0 .. k1-1, one step at a time; rn <= 4 rows, jw <= 24 columns.
-
-    The 4 x 24 sums are twelve vectors held in registers through the k loop. Rows past rn
-    repeat the tile's last row (read, never stored); in a tile narrower than 24 columns the
-    lanes past jw are masked (never read or written)."""
+def _tile_rows(b, out, bi, i0, rn, j0, k0):
+    """A tile's rows r1..r3 (past rn: the last row again), the flat offsets o0..o3 of their
+    first columns in src and out, and the offset in b of row k0's first column."""
     n = b.shape[2]
     r1 = i0 + min(1, rn - 1)
     r2 = i0 + min(2, rn - 1)
     r3 = i0 + min(3, rn - 1)
-    o0 = (bi * out.shape[1] + i0) * n + j0  # flat offsets of the rows' first columns
-    o1 = o0 + (r1 - i0) * n
-    o2 = o0 + (r2 - i0) * n
-    o3 = o0 + (r3 - i0) * n
-    bo = (bi * b.shape[1] + k0) * n + j0
-    if jw == _JB:
-        c00 = load8(src, o0)
-        c01 = load8(src, o0 + 8)
-        c02 = load8(src, o0 + 16)
-        c10 = load8(src, o1)
-        c11 = load8(src, o1 + 8)
-        c12 = load8(src, o1 + 16)
-        c20 = load8(src, o2)
-        c21 = load8(src, o2 + 8)
-        c22 = load8(src, o2 + 16)
-        c30 = load8(src, o3)
-        c31 = load8(src, o3 + 8)
-        c32 = load8(src, o3 + 16)
-        for k in range(k0, k1):
-            b0 = load8(b, bo)
-            b1 = load8(b, bo + 8)
-            b2 = load8(b, bo + 16)
-            bo += n
-            x = splat8(get3(a, bi, i0, k))
-            c00 = _step8(c00, x, b0, fused)
-            c01 = _step8(c01, x, b1, fused)
-            c02 = _step8(c02, x, b2, fused)
-            x = splat8(get3(a, bi, r1, k))
-            c10 = _step8(c10, x, b0, fused)
-            c11 = _step8(c11, x, b1, fused)
-            c12 = _step8(c12, x, b2, fused)
-            x = splat8(get3(a, bi, r2, k))
-            c20 = _step8(c20, x, b0, fused)
-            c21 = _step8(c21, x, b1, fused)
-            c22 = _step8(c22, x, b2, fused)
-            x = splat8(get3(a, bi, r3, k))
-            c30 = _step8(c30, x, b0, fused)
-            c31 = _step8(c31, x, b1, fused)
-            c32 = _step8(c32, x, b2, fused)
-        store8(out, o0, canon8(c00))
-        store8(out, o0 + 8, canon8(c01))
-        store8(out, o0 + 16, canon8(c02))
-        if rn > 1:
-            store8(out, o1, canon8(c10))
-            store8(out, o1 + 8, canon8(c11))
-            store8(out, o1 + 16, canon8(c12))
-        if rn > 2:
-            store8(out, o2, canon8(c20))
-            store8(out, o2 + 8, canon8(c21))
-            store8(out, o2 + 16, canon8(c22))
-        if rn > 3:
-            store8(out, o3, canon8(c30))
-            store8(out, o3 + 8, canon8(c31))
-            store8(out, o3 + 16, canon8(c32))
-        return
-    else:
-        w0 = min(8, jw)
-        w1 = min(8, max(0, jw - 8))
-        w2 = max(0, jw - 16)
-        c00 = load8_m(src, o0, w0)
-        c01 = load8_m(src, o0 + 8, w1)
-        c02 = load8_m(src, o0 + 16, w2)
-        c10 = load8_m(src, o1, w0)
-        c11 = load8_m(src, o1 + 8, w1)
-        c12 = load8_m(src, o1 + 16, w2)
-        c20 = load8_m(src, o2, w0)
-        c21 = load8_m(src, o2 + 8, w1)
-        c22 = load8_m(src, o2 + 16, w2)
-        c30 = load8_m(src, o3, w0)
-        c31 = load8_m(src, o3 + 8, w1)
-        c32 = load8_m(src, o3 + 16, w2)
-        for k in range(k0, k1):
-            b0 = load8_m(b, bo, w0)
-            b1 = load8_m(b, bo + 8, w1)
-            b2 = load8_m(b, bo + 16, w2)
-            bo += n
-            x = splat8(get3(a, bi, i0, k))
-            c00 = _step8(c00, x, b0, fused)
-            c01 = _step8(c01, x, b1, fused)
-            c02 = _step8(c02, x, b2, fused)
-            x = splat8(get3(a, bi, r1, k))
-            c10 = _step8(c10, x, b0, fused)
-            c11 = _step8(c11, x, b1, fused)
-            c12 = _step8(c12, x, b2, fused)
-            x = splat8(get3(a, bi, r2, k))
-            c20 = _step8(c20, x, b0, fused)
-            c21 = _step8(c21, x, b1, fused)
-            c22 = _step8(c22, x, b2, fused)
-            x = splat8(get3(a, bi, r3, k))
-            c30 = _step8(c30, x, b0, fused)
-            c31 = _step8(c31, x, b1, fused)
-            c32 = _step8(c32, x, b2, fused)
+    o0 = (bi * out.shape[1] + i0) * n + j0
+    return (r1, r2, r3, o0, o0 + (r1 - i0) * n, o0 + (r2 - i0) * n, o0 + (r3 - i0) * n,
+            (bi * b.shape[1] + k0) * n + j0)
+
+
+@njit(cache=True, inline="always")
+def _tile(a, b, src, out, bi, i0, rn, j0, k0, k1, fused):
+    """out[bi, i0:i0+rn, j0:j0+24] = src[same] + a[bi, rows, k] * b[bi, k, cols] for
+    k = k0 .. k1-1, one step at a time; rn <= 4 rows.
+
+    The 4 x 24 sums are twelve vectors held in registers through the k loop. Rows past rn
+    repeat the tile's last row (read, never stored)."""
+    n = b.shape[2]
+    r1, r2, r3, o0, o1, o2, o3, bo = _tile_rows(b, out, bi, i0, rn, j0, k0)
+    c00 = load8(src, o0)
+    c01 = load8(src, o0 + 8)
+    c02 = load8(src, o0 + 16)
+    c10 = load8(src, o1)
+    c11 = load8(src, o1 + 8)
+    c12 = load8(src, o1 + 16)
+    c20 = load8(src, o2)
+    c21 = load8(src, o2 + 8)
+    c22 = load8(src, o2 + 16)
+    c30 = load8(src, o3)
+    c31 = load8(src, o3 + 8)
+    c32 = load8(src, o3 + 16)
+    for k in range(k0, k1):
+        b0 = load8(b, bo)
+        b1 = load8(b, bo + 8)
+        b2 = load8(b, bo + 16)
+        bo += n
+        x = splat8(get3(a, bi, i0, k))
+        c00 = _step8(c00, x, b0, fused)
+        c01 = _step8(c01, x, b1, fused)
+        c02 = _step8(c02, x, b2, fused)
+        x = splat8(get3(a, bi, r1, k))
+        c10 = _step8(c10, x, b0, fused)
+        c11 = _step8(c11, x, b1, fused)
+        c12 = _step8(c12, x, b2, fused)
+        x = splat8(get3(a, bi, r2, k))
+        c20 = _step8(c20, x, b0, fused)
+        c21 = _step8(c21, x, b1, fused)
+        c22 = _step8(c22, x, b2, fused)
+        x = splat8(get3(a, bi, r3, k))
+        c30 = _step8(c30, x, b0, fused)
+        c31 = _step8(c31, x, b1, fused)
+        c32 = _step8(c32, x, b2, fused)
+    store8(out, o0, canon8(c00))
+    store8(out, o0 + 8, canon8(c01))
+    store8(out, o0 + 16, canon8(c02))
+    if rn > 1:
+        store8(out, o1, canon8(c10))
+        store8(out, o1 + 8, canon8(c11))
+        store8(out, o1 + 16, canon8(c12))
+    if rn > 2:
+        store8(out, o2, canon8(c20))
+        store8(out, o2 + 8, canon8(c21))
+        store8(out, o2 + 16, canon8(c22))
+    if rn > 3:
+        store8(out, o3, canon8(c30))
+        store8(out, o3 + 8, canon8(c31))
+        store8(out, o3 + 16, canon8(c32))
+
+
+@njit(cache=True)
+def _tile_edge(a, b, src, out, bi, i0, rn, j0, jw, k0, k1, fused):
+    """:func:`_tile` for the last, narrower tile of a row (jw < 24 columns): lanes past
+    jw are masked (never read or written). Not inlined: it runs once a row of tiles, and
+    a second inlined copy of the k loop doubled the kernels' compile time."""
+    n = b.shape[2]
+    r1, r2, r3, o0, o1, o2, o3, bo = _tile_rows(b, out, bi, i0, rn, j0, k0)
+    w0 = min(8, jw)
+    w1 = min(8, max(0, jw - 8))
+    w2 = max(0, jw - 16)
+    c00 = load8_m(src, o0, w0)
+    c01 = load8_m(src, o0 + 8, w1)
+    c02 = load8_m(src, o0 + 16, w2)
+    c10 = load8_m(src, o1, w0)
+    c11 = load8_m(src, o1 + 8, w1)
+    c12 = load8_m(src, o1 + 16, w2)
+    c20 = load8_m(src, o2, w0)
+    c21 = load8_m(src, o2 + 8, w1)
+    c22 = load8_m(src, o2 + 16, w2)
+    c30 = load8_m(src, o3, w0)
+    c31 = load8_m(src, o3 + 8, w1)
+    c32 = load8_m(src, o3 + 16, w2)
+    for k in range(k0, k1):
+        b0 = load8_m(b, bo, w0)
+        b1 = load8_m(b, bo + 8, w1)
+        b2 = load8_m(b, bo + 16, w2)
+        bo += n
+        x = splat8(get3(a, bi, i0, k))
+        c00 = _step8(c00, x, b0, fused)
+        c01 = _step8(c01, x, b1, fused)
+        c02 = _step8(c02, x, b2, fused)
+        x = splat8(get3(a, bi, r1, k))
+        c10 = _step8(c10, x, b0, fused)
+        c11 = _step8(c11, x, b1, fused)
+        c12 = _step8(c12, x, b2, fused)
+        x = splat8(get3(a, bi, r2, k))
+        c20 = _step8(c20, x, b0, fused)
+        c21 = _step8(c21, x, b1, fused)
+        c22 = _step8(c22, x, b2, fused)
+        x = splat8(get3(a, bi, r3, k))
+        c30 = _step8(c30, x, b0, fused)
+        c31 = _step8(c31, x, b1, fused)
+        c32 = _step8(c32, x, b2, fused)
     store8_m(out, o0, canon8(c00), w0)
     store8_m(out, o0 + 8, canon8(c01), w1)
     store8_m(out, o0 + 16, canon8(c02), w2)
@@ -196,7 +207,11 @@ def gemm_f32(a, b, c, fused, out):
             k1 = min(kk, k0 + _KC)
             src = c if k0 == 0 else out
             for i0 in range(g * _RG, i_end, _RB):
-                _tile(a, b, src, out, bi, i0, min(_RB, i_end - i0), j0, jw, k0, k1, fused)
+                if jw == _JB:
+                    _tile(a, b, src, out, bi, i0, min(_RB, i_end - i0), j0, k0, k1, fused)
+                else:
+                    _tile_edge(a, b, src, out, bi, i0, min(_RB, i_end - i0), j0, jw, k0, k1,
+                               fused)
 
 
 @njit(cache=True)
