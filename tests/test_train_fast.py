@@ -552,3 +552,21 @@ def test_matmul_bias_is_product_plus_bias(bias_shape, bias_dtype, policy):
     for got, want in zip(*results):
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}"))
+
+
+def test_relu_kernel_matches_numpy():
+    # the one-pass ReLU (compiled, plain copy) against numpy's four operations: every
+    # special, bit for bit, values and masks
+    from lowprec._kernels import plain, update
+
+    rng = np.random.default_rng(14)
+    x = _operand(rng, (999,), True)
+    x[:6] = [np.nan, -np.nan, -0.0, 0.0, 1e-45, -1e-45]
+    want_y, want_m = np.empty_like(x), np.empty(x.shape, np.uint32)
+    update._relu_numpy(x, want_y, want_m)
+    assert (want_m[:6] == [0, 0, 0, 0, 0xFFFFFFFF, 0]).all()
+    for run in (update.RELU.compiled(), plain.copy_of(update.relu_select)):
+        y, m = np.empty_like(x), np.empty(x.shape, np.uint32)
+        run(x, y, m)
+        _assert_bits(y, want_y)
+        np.testing.assert_array_equal(m, want_m)

@@ -33,6 +33,7 @@ __all__ = ["Tensor", "no_grad", "is_grad_enabled", "tensor", "Precision", "get_p
 _GRAD_ENABLED = contextvars.ContextVar("lowprec_grad_enabled", default=True)
 _F32 = np.dtype(np.float32)
 _UINT = {n: np.dtype(f"u{n}") for n in (2, 4, 8)}  # float itemsize -> unsigned of that width
+_RELU: list = []  # the one-pass float32 ReLU's entry (lowprec._kernels.update), on first use
 
 
 class Precision:
@@ -594,9 +595,18 @@ class Tensor:
         # The selects below are where(x > 0, v, +0) done as a bitwise and with a mask of
         # all ones or all zeros (the same bits, several times faster than np.where).
         bits = _UINT.get(x.dtype.itemsize) or np.dtype(f"u{x.dtype.itemsize}")
-        mask = (x > 0).astype(bits)
-        np.negative(mask, out=mask)  # 1 -> all ones (unsigned wrap-around)
-        y = np.bitwise_and(x.view(bits), mask).view(x.dtype)
+        if x.dtype == _F32 and x.size:  # one pass for the four below (same bits)
+            if not _RELU:
+                from .._kernels.update import RELU  # numba: not at import
+
+                _RELU.append(RELU)
+            y = np.empty(x.shape, _F32)
+            mask = np.empty(x.shape, bits)
+            _RELU[0].get()(x.ravel(), y.ravel(), mask.ravel())
+        else:
+            mask = (x > 0).astype(bits)
+            np.negative(mask, out=mask)  # 1 -> all ones (unsigned wrap-around)
+            y = np.bitwise_and(x.view(bits), mask).view(x.dtype)
         # (what _unary does, without the derivative closure that _backward below replaces)
         out = self._make(get_precision().activation(y, "relu", True), (self,), "relu")
 
