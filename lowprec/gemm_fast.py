@@ -171,31 +171,23 @@ def matmul_f32(a: np.ndarray, b: np.ndarray, c: Optional[np.ndarray] = None,
             # small products go straight to the serial entry point once it is compiled
             entry = _KERNEL[2] if small else None
             two = a.ndim == 2  # (then b too: same batch shape); views by indexing are cheaper
-            if flip:
-                if two:
-                    ta, tb = b.T[None], _c3(a.T[None])
-                else:
-                    ta, tb = _swap3(b, nb), _c3(_swap3(a, nb))
-                out = np.empty((nb, n, m), _F32)
-                if zero is None:
-                    zero = _zeros((nb, n, m))
-                if entry is not None:
-                    entry(ta, tb, zero, fused, out)
-                else:
-                    _run(ta, tb, zero, fused, out)
-                out = _c3(out.swapaxes(1, 2))
-                return out[0] if two else out.reshape(full)
-            if two:
-                a3, b3 = a[None], _c3(b[None])
+            if flip:  # C^T = B^T A^T
+                a3 = b.T[None] if two else _swap3(b, nb)
+                b3 = _c3(a.T[None] if two else _swap3(a, nb))
+                shape = (nb, n, m)
             else:
-                a3, b3 = a.reshape(nb, m, a.shape[-1]), _c3(b.reshape(nb, b.shape[-2], n))
-            out = np.empty((nb, m, n), _F32)
+                a3 = a[None] if two else a.reshape(nb, m, a.shape[-1])
+                b3 = _c3(b[None] if two else b.reshape(nb, b.shape[-2], n))
+                shape = (nb, m, n)
+            out = np.empty(shape, _F32)
             if zero is None:
-                zero = _zeros((nb, m, n))
+                zero = _zeros(shape)
             if entry is not None:
                 entry(a3, b3, zero, fused, out)
             else:
                 _run(a3, b3, zero, fused, out)
+            if flip:
+                out = _c3(out.swapaxes(1, 2))
             return out[0] if two else out.reshape(full)
     return _matmul_f32(a, b, c, fused)
 
