@@ -22,8 +22,8 @@ multiply-adds run the kernel's serial twin through one compiled entry point
 kernel, and one specialisation for every layout, so a first use compiles it once); its
 left operand may be any strided view (it is read one element at a time: a transposed
 activation costs no copy). The right operand, read in vectors, is copied to rows: the
-transpose of a row-major array by an 8 x 8-block kernel, other views by numpy. Bigger products run the
-threaded kernel on C-contiguous operands.
+transpose of a row-major array by an 8 x 8-block kernel, other views by numpy. Bigger
+products run the threaded kernel on C-contiguous operands.
 """
 
 from __future__ import annotations
@@ -96,14 +96,16 @@ def _run(a, b, c, fused, out) -> None:
 def _cost(m: int, k: int, n: int) -> int:
     """Estimated nanoseconds of the kernel for an (m, k) @ (k, n) product: it takes tiles
     of 4 rows by 24 columns (a narrower last tile costs as much), each step of k about
-    3 ns (twelve vector FMAs and the loads), with about 30 ns a tile to load and store its sums
-    (measured on the MLP's shapes, 2-core AVX2 machine)."""
+    3 ns (twelve vector FMAs and the loads), with about 30 ns a tile to load and store
+    its sums (measured on the MLP's shapes, 2-core AVX2 machine)."""
     return ((m + 3) // 4) * ((n + 23) // 24) * (3 * k + 30)
 
 
-def _copy(size: int) -> int:
-    """Estimated nanoseconds of a strided copy of ``size`` float32 elements."""
-    return (2 * size) // 3
+def _copy(size: int, transposed: bool) -> int:
+    """Estimated nanoseconds of copying ``size`` float32 elements to rows: the transpose
+    of a row-major array (the 8 x 8-block kernel, about 1/4 ns an element) or another
+    strided view (numpy, about 2/3 ns)."""
+    return size // 4 if transposed else (2 * size) // 3
 
 
 def _c3(x: np.ndarray) -> np.ndarray:
@@ -248,17 +250,16 @@ def _matmul_f32(a, b, c, fused):
                              f"result shape {full}") from None
         c = c.reshape(nb, m, n)
 
-    # Cost of each orientation (ns), plus a copy (about 2/3 ns an element, numpy's strided
-    # copy) for every operand the kernel would have to read through a strided view it
-    # cannot take.
+    # Cost of each orientation (ns), plus a copy for every operand the kernel would have
+    # to read through a strided view it cannot take.
     sa, sb = a3.strides, b3.strides
     a_rows, b_rows = sa[2] == 4 and sa[1] == 4 * k, sb[2] == 4 and sb[1] == 4 * n
     a_cols, b_cols = sa[1] == 4 and sa[2] == 4 * m, sb[1] == 4 and sb[2] == 4 * k
     # (the kernel reads its left operand in any layout; see _run)
-    direct = (_cost(m, k, n) * nb + (0 if a_rows or a_cols else _copy(a3.size))
-              + (0 if b_rows else _copy(b3.size)))
-    flipped = (_cost(n, k, m) * nb + (0 if b_cols or b_rows else _copy(b3.size))
-               + (0 if a_cols else _copy(a3.size)) + _copy(m * n * nb))
+    direct = (_cost(m, k, n) * nb + (0 if a_rows or a_cols else _copy(a3.size, False))
+              + (0 if b_rows else _copy(b3.size, b_cols)))
+    flipped = (_cost(n, k, m) * nb + (0 if b_cols or b_rows else _copy(b3.size, False))
+               + (0 if a_cols else _copy(a3.size, a_rows)) + _copy(m * n * nb, True))
     flip = flipped < direct
     if c is None and (a.shape[:-2] == b.shape[:-2]) and type(a) is np.ndarray \
             and type(b) is np.ndarray:

@@ -313,9 +313,12 @@ def _transpose8x8(typingctx, src, s0, ss, dst, d0, ds):
 
     def codegen(context, builder, sig, args):
         sarr, s0_, ss_, darr, d0_, ds_ = args
-        rows = [builder.load(_address(context, builder, sig.args[0], sarr,
-                                      builder.add(s0_, builder.mul(ss_, ir.Constant(ss_.type, r)))),
-                             align=4) for r in range(LANES)]
+        def row(arr, arrty, first, stride, r):  # the address of row r of the block
+            off = builder.add(first, builder.mul(stride, ir.Constant(stride.type, r)))
+            return _address(context, builder, arrty, arr, off)
+
+        rows = [builder.load(row(sarr, sig.args[0], s0_, ss_, r), align=4)
+                for r in range(LANES)]
         # within each 128-bit half: interleave row pairs, then pairs of pairs; then swap
         # the halves (unpcklps/unpckhps, shufps, vperm2f128)
         t = []
@@ -337,9 +340,7 @@ def _transpose8x8(typingctx, src, s0, ss, dst, d0, ds):
             out[c] = _shuffle(builder, u[c], u[4 + c], [0, 1, 2, 3, 8, 9, 10, 11])
             out[c + 4] = _shuffle(builder, u[c], u[4 + c], [4, 5, 6, 7, 12, 13, 14, 15])
         for r in range(LANES):
-            builder.store(out[r], _address(context, builder, sig.args[3], darr,
-                                           builder.add(d0_, builder.mul(ds_, ir.Constant(ds_.type, r)))),
-                          align=4)
+            builder.store(out[r], row(darr, sig.args[3], d0_, ds_, r), align=4)
         return context.get_dummy_value()
     return types.none(src, types.intp, types.intp, dst, types.intp, types.intp), codegen
 
