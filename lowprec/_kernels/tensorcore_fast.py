@@ -179,30 +179,30 @@ def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
 
 
 @njit(cache=True, inline="always")
-def _round_block(cur, curi, pm, isum, tot, multi, rare, frac_bits, p_out, emin_out,
+def _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out, emin_out,
                  emax_out, mode):
-    """cur <- round(cur + block) for the _TW lanes of a register tile, from the block's max
-    power pm, last run isum and earlier runs tot (see :func:`_tile_block`)."""
-    # normalise and round v = S * 2^(E - F) (exact, a normal float64) from its bits, in one
-    # pass without branches on the data (stores are unconditional: masked stores are slow
-    # on AMD CPUs)
+    """The branch-free pass of :func:`_round_block`; returns the number of rare lanes.
+    (Inlined once per rounding mode with ``mode`` a constant, so that the pass has no
+    branches on it.)"""
     sh = np.int64(53 - p_out)
     low = (np.int64(1) << sh) - 1
     half = np.int64(1) << (sh - 1)
+    lo = _bits_f64(np.int64(1023 + emin_out) << 52)  # 2^emin_out
+    hi = _bits_f64(np.int64(1023 + emax_out) << 52)  # 2^emax_out
+    tiny = _bits_f64(np.int64(1023 - 126) << 52)  # 2^-126
     nrare = 0
     for jj in range(_TW):
         cv = cur[jj]
         cb = _f64_bits(cv)
-        cfin = (cb & _F64_EXP) != _F64_EXP
+        cfin = abs(cv) < np.inf
         ep = ((_f32_bits(pm[jj]) >> 23) & 0xFF) - 127
         sb = np.int64(1023 + frac_bits - ep) << 52  # bits of 2^(F - E)
         # c's term: 0 for an infinite c (the block keeps it) and when E is undefined (every
         # product and c zero: then the scale is finite and c is 0 anyway)
         ct = np.trunc((cv if cfin else 0.0) * _bits_f64(sb))
-        sv = np.float64(isum[jj]) + (tot[jj] if multi else 0.0)
+        sv = np.float64(isum[jj]) + tot[jj]
         v = (sv + ct) * _bits_f64((np.int64(2046) << 52) - sb)  # 2^(E - F)
         bits = _f64_bits(v)
-        e = ((bits & _F64_EXP) >> 52) - 1023
         if mode == RNE:
             add = (half - 1) + ((bits >> sh) & 1)
         elif mode == RTZ:
@@ -212,26 +212,51 @@ def _round_block(cur, curi, pm, isum, tot, multi, rare, frac_bits, p_out, emin_o
         r = (bits + add) & ~low
         # rare cases for the pass below: infinite c, zero sum, output subnormal, a result
         # that may overflow (top binade)
-        fl = np.int32(not cfin) | np.int32(e < emin_out) | np.int32(e >= emax_out)
+        av = abs(v)
+        fl = np.int64(not cfin) | np.int64(av < lo) | np.int64(av >= hi)
         nrare += fl
         rare[jj] = fl
-        tot[jj] = v
-        curi[jj] = r if cfin else cb
+        vbuf[jj] = v
+        r = r if cfin else cb
+        curi[jj] = r
+        # the result's power of two clamped to 2^-126 (a normal or 0 here: rare lanes are
+        # redone below)
+        pw = _bits_f64(r & _F64_EXP)
+        cpow[jj] = np.float32(pw if pw > tiny else tiny)
+    return nrare
+
+
+@njit(cache=True, inline="always")
+def _round_block(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out, emin_out,
+                 emax_out, mode):
+    """cur <- round(cur + block) for the _TW lanes of a register tile, from the block's max
+    power pm, last run isum and earlier runs tot (zeros for a block in one run: see
+    :func:`_tile_block`); cpow <- the new cur's powers of two (:func:`_c_pow`), the next
+    block's start."""
+    if mode == RTZ:
+        nrare = _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
+                             emin_out, emax_out, RTZ)
+    elif mode == RNE:
+        nrare = _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
+                             emin_out, emax_out, RNE)
+    else:
+        nrare = _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
+                             emin_out, emax_out, mode)
     if nrare > 0:
         for jj in range(_TW):
             if rare[jj] == 0:
                 continue
             r = curi[jj]
-            if (r & _F64_EXP) == _F64_EXP:
-                continue  # an infinite accumulator stays infinite
-            v = tot[jj]
-            e = ((_f64_bits(v) & _F64_EXP) >> 52) - 1023
-            if v == 0.0:
-                cur[jj] = 0.0
-            elif e < emin_out:  # output subnormals: the general rounding
-                cur[jj] = round_pair(v, 0.0, p_out, emin_out, emax_out, mode, True)
-            elif ((r & _F64_EXP) >> 52) - 1023 > emax_out:
-                curi[jj] = (r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP
+            if (r & _F64_EXP) != _F64_EXP:  # an infinite accumulator stays infinite
+                v = vbuf[jj]
+                e = ((_f64_bits(v) & _F64_EXP) >> 52) - 1023
+                if v == 0.0:
+                    cur[jj] = 0.0
+                elif e < emin_out:  # output subnormals: the general rounding
+                    cur[jj] = round_pair(v, 0.0, p_out, emin_out, emax_out, mode, True)
+                elif ((r & _F64_EXP) >> 52) - 1023 > emax_out:
+                    curi[jj] = (r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP
+            cpow[jj] = _c_pow(cur[jj])
 
 
 @njit(cache=True, inline="always")
@@ -300,7 +325,6 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
     cpo = c_p_out if c_p_out > 0 else p_out
     cr = c_round if c_round >= 0 else mode
     late = c_mode == C_LATE
-    multi = sub < n
     nb = a.shape[0]
     m_rows = a.shape[1]
     kdim = a.shape[2]
@@ -326,11 +350,13 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
         tot = np.zeros((ng, _TW), np.float64)
         part = np.empty(_TW, np.float64)
         parti = part.view(np.int64)
-        cpow = np.empty(_TW, np.float32)
+        cpw = np.zeros((ng, _TW), np.float32)  # the accumulators' powers (_c_pow)
+        cpl = np.zeros(_TW, np.float32)  # c_mode "late": the instruction's part's
         pm = np.empty(_TW, np.float32)
         isum = np.empty(_TW, np.int32)
-        rare = np.empty(_TW, np.int32)
-        ftot = np.empty(_TW, np.float64)
+        rare = np.empty(_TW, np.int64)
+        ftot = np.zeros(_TW, np.float64)  # stays 0 when a block is one int32 run
+        vbuf = np.empty(_TW, np.float64)
         errs = np.empty(_TW, np.float64)
         for r in range(nr):
             g = r // _RB
@@ -341,6 +367,10 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                     tot[g, q0 + jj] = cv
                 else:
                     acc[g, q0 + jj] = cv
+        if promote <= 0:
+            for g in range(ng):
+                for q in range(_TW):
+                    cpw[g, q] = _c_pow(acc[g, q])
         boff = (bi * ntiles + jt) * kdim * _JT
         for k0 in range(0, nslots, kt):
             k1 = min(k0 + kt, nslots)
@@ -351,28 +381,29 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                 i3 = min(i0 + 3, i_hi - 1)
                 cur = acc[g]
                 curi = cur.view(np.int64)
+                cpb = cpl if late else cpw[g]
                 for q0 in range(k0, k1, inst_k):
                     # c_mode "late": the instruction's blocks start from 0, c added after
                     if late:
                         for q in range(_TW):
                             part[q] = 0.0
+                            cpl[q] = 0.0
                     dst = part if late else cur
                     dsti = parti if late else curi
                     for s0 in range(q0, q0 + inst_k, n):
-                        for q in range(_TW):
-                            cpow[q] = _c_pow(dst[q])
                         _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n,
-                                    sub, frac_bits, cpow, pm, isum, ftot)
-                        _round_block(dst, dsti, pm, isum, ftot, multi, rare, frac_bits, p_out,
-                                     emin_out, emax_out, mode)
+                                    sub, frac_bits, cpb, pm, isum, ftot)
+                        _round_block(dst, dsti, pm, isum, ftot, vbuf, rare, cpb, frac_bits,
+                                     p_out, emin_out, emax_out, mode)
                     if late:
-                        _add_late(cur, curi, part, ftot, errs, rare, cpo, emin_out, emax_out,
+                        _add_late(cur, curi, part, vbuf, errs, rare, cpo, emin_out, emax_out,
                                   cr)
                     done = q0 + inst_k
                     if promote > 0 and done % promote == 0:
                         for q in range(_TW):
                             tot[g, q] = np.float32(tot[g, q] + cur[q])
                             cur[q] = 0.0
+                            cpw[g, q] = 0.0
         for r in range(nr):
             g = r // _RB
             q0 = (r - g * _RB) * _JT
