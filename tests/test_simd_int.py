@@ -38,7 +38,7 @@ def _float_ops(x, y, fo, io):
 
 @numba.njit
 def _int_ops(x, y, n, out):
-    # out: (8 ops, size)
+    # out: (10 ops, size)
     for j in range(0, x.size, 8):
         u = si.iload8(x, j)
         v = si.iload8(y, j)
@@ -50,6 +50,8 @@ def _int_ops(x, y, n, out):
         si.istore8(out[5], j, si.lshr8(u, n))
         si.istore8(out[6], j, si.iadd8(u, si.isplat8(n - 5)))
         simd.store8(out[7].view(np.float32), j, si.from_bits8(u))
+        si.istore8(out[8], j, si.zip_lo8(u, v))
+        si.istore8(out[9], j, si.zip_hi8(u, v))
 
 
 @numba.njit
@@ -69,6 +71,8 @@ def _twin_int_ops(x, y, n, out):
         si.istore8(out[5], j, si.lshr8(u, n))
         si.istore8(out[6], j, si.iadd8(u, si.isplat8(n - 5)))
         simd.store8(out[7].view(np.float32), j, si.from_bits8(u))
+        si.istore8(out[8], j, si.zip_lo8(u, v))
+        si.istore8(out[9], j, si.zip_hi8(u, v))
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -93,8 +97,8 @@ def test_float_ops_match_twins(seed):
 def test_int_ops_match_twins(n):
     rng = np.random.default_rng(n)
     x, y = _i32(2048, rng), _i32(2048, rng)
-    got = np.zeros((8, x.size), np.int32)
-    want = np.zeros((8, x.size), np.int32)
+    got = np.zeros((10, x.size), np.int32)
+    want = np.zeros((10, x.size), np.int32)
     _int_ops(x, y, n, got)
     _twin_int_ops(x, y, n, want)
     assert (got == want).all()
@@ -105,6 +109,33 @@ def test_int_ops_match_twins(n):
     assert (got[3] == np.maximum(x, y)).all()
     assert (got[4] == ((x64 << n) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)).all()
     assert (got[5] == (x.view(np.uint32) >> n).view(np.int32)).all()
+    g = x.reshape(-1, 8)
+    h = y.reshape(-1, 8)
+    assert (got[8].reshape(-1, 4, 2)[:, :, 0] == g[:, :4]).all()
+    assert (got[8].reshape(-1, 4, 2)[:, :, 1] == h[:, :4]).all()
+    assert (got[9].reshape(-1, 4, 2)[:, :, 0] == g[:, 4:]).all()
+    assert (got[9].reshape(-1, 4, 2)[:, :, 1] == h[:, 4:]).all()
+
+
+def test_zip_with_zero_makes_float64_high_words():
+    # the kernel's use: zeros zipped with high words, stored over float64 data
+    hw = np.array([(1023 + e) << 20 for e in (-5, 0, 3, 100, -1000, 1000, 1, 2)], np.int32)
+    out = np.empty(8, np.float64)
+    _store_high_words(hw, out.view(np.int32))
+    assert (out == [2.0 ** e for e in (-5, 0, 3, 100, -1000, 1000, 1, 2)]).all()
+    twin = np.empty(8, np.float64)
+    z = si.isplat8(0)
+    si.istore8(twin.view(np.int32), 0, si.zip_lo8(z, hw))
+    si.istore8(twin.view(np.int32), 8, si.zip_hi8(z, hw))
+    assert (twin.view(np.int64) == out.view(np.int64)).all()
+
+
+@numba.njit
+def _store_high_words(hw, out32):
+    z = si.isplat8(0)
+    h = si.iload8(hw, 0)
+    si.istore8(out32, 0, si.zip_lo8(z, h))
+    si.istore8(out32, 8, si.zip_hi8(z, h))
 
 
 def test_ftoi_matches_twin_in_range():

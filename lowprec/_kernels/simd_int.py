@@ -4,7 +4,9 @@
 :data:`.simd.f32x8` is for ``<8 x float>``. The block-FMA kernel (:mod:`.tensorcore_fast`)
 keeps its per-block state in such vectors: a running float32 maximum (:func:`max8`), scales
 built from a float32's exponent bits (:func:`bits8`, shifts, masks, :func:`from_bits8`) and
-int32 sums of truncated products (:func:`ftoi8`, :func:`iadd8`).
+int32 sums of truncated products (:func:`ftoi8`, :func:`iadd8`), and the high words of
+float64 scales, interleaved with zeros (:func:`zip_lo8`, :func:`zip_hi8`) and stored over a
+float64 array.
 
 Every operation is one LLVM instruction per lane with the semantics of its plain-Python
 twin below (used under ``NUMBA_DISABLE_JIT=1`` and in the kernels' plain copies, where a
@@ -101,6 +103,17 @@ def from_bits8(v):
     return np.array(v, np.int32).view(np.float32)
 
 
+def zip_lo8(a, b):
+    """Lanes 0..3 of ``a`` and ``b`` interleaved: a0 b0 a1 b1 a2 b2 a3 b3. (With ``a``
+    zero and stored over int64 (little-endian) data: the int64 values b_i << 32.)"""
+    return np.stack([a[:4], b[:4]], 1).reshape(-1).astype(np.int32)
+
+
+def zip_hi8(a, b):
+    """Lanes 4..7 of ``a`` and ``b`` interleaved: a4 b4 a5 b5 a6 b6 a7 b7."""
+    return np.stack([a[4:], b[4:]], 1).reshape(-1).astype(np.int32)
+
+
 def ftoi8(v):
     """Lane-wise float32 -> int32 truncated toward zero (lanes in int32's range)."""
     with np.errstate(invalid="ignore"):
@@ -185,6 +198,19 @@ _shl8 = _shift(lambda bld, v, n: bld.shl(v, n))
 _lshr8 = _shift(lambda bld, v, n: bld.lshr(v, n))
 
 
+def _zip(lanes):
+    @intrinsic
+    def _op(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(_IT, lanes))
+        return i32x8(i32x8, i32x8), codegen
+    return _op
+
+
+_zip_lo8 = _zip([0, 8, 1, 9, 2, 10, 3, 11])
+_zip_hi8 = _zip([4, 12, 5, 13, 6, 14, 7, 15])
+
+
 @intrinsic
 def _bits8(typingctx, v):
     def codegen(context, builder, sig, args):
@@ -256,6 +282,16 @@ def _ov_shl8(v, n):
 @overload(lshr8, inline="always")
 def _ov_lshr8(v, n):
     return lambda v, n: _lshr8(v, np.int32(n))
+
+
+@overload(zip_lo8, inline="always")
+def _ov_zip_lo8(a, b):
+    return lambda a, b: _zip_lo8(a, b)
+
+
+@overload(zip_hi8, inline="always")
+def _ov_zip_hi8(a, b):
+    return lambda a, b: _zip_hi8(a, b)
 
 
 @overload(bits8, inline="always")

@@ -44,8 +44,8 @@ from .bits import bits_f32 as _bits_f32, bits_f64 as _bits_f64
 from .bits import f32_bits as _f32_bits, f64_bits as _f64_bits
 from .jit import njit, prange
 from .simd import get3, load8, mul8, splat8, store8
-from .simd_int import (bits8, from_bits8, iadd8, iand8, imax8, isplat8, istore8, isub8,
-                       ftoi8, lshr8, max8, shl8)
+from .simd_int import (bits8, from_bits8, ftoi8, iadd8, iand8, imax8, isplat8, istore8,
+                       isub8, lshr8, max8, shl8, zip_hi8, zip_lo8)
 from .tensorcore import round_pair
 
 _JT = 16  # columns per tile: two vectors of eight lanes
@@ -80,20 +80,30 @@ def _avals(arr, bi, i0, i1, i2, i3, k):
 
 
 @njit(cache=True, inline="always")
-def _scale8(m, frac_bits):
-    """2^(F - max(E, F - 126)) for 2^E = m lane by lane (E = -127 for m = 0), float32."""
+def _scales8(m, frac_bits, sc, si, q):
+    """For 2^E = m lane by lane (E = -127 for m = 0): returns 2^(F - max(E, F - 126))
+    (float32); float64 lanes q .. q+7 of sc and si (written through their int32 views)
+    <- 2^(F - E) and 2^(E - F)."""
     e = iadd8(iand8(lshr8(bits8(m), 23), isplat8(0xFF)), isplat8(-127))
+    z = isplat8(0)
+    h = shl8(isub8(isplat8(1023 + frac_bits), e), 20)  # high words of the float64 scales
+    istore8(sc, 2 * q, zip_lo8(z, h))
+    istore8(sc, 2 * q + 8, zip_hi8(z, h))
+    h = shl8(iadd8(isplat8(1023 - frac_bits), e), 20)
+    istore8(si, 2 * q, zip_lo8(z, h))
+    istore8(si, 2 * q + 8, zip_hi8(z, h))
     e = imax8(e, isplat8(frac_bits - 126))
     return from_bits8(shl8(isub8(isplat8(127 + frac_bits), e), 23))
 
 
 @njit(cache=True, inline="always")
 def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, frac_bits,
-                cpow, pm, isum, tot):
+                cpow, sc, si, isum, tot):
     """Slots s0 .. s0+n-1 (one block) of a register tile of four rows (a's rows i0..i3) by
     _JT columns (panel offset boff), state lanes row after row.
 
-    pm <- the max of c's power (cpow) and the products' powers; isum <- the int32 sum of
+    sc, si (int32 views of float64 arrays) <- 2^(F - E) and 2^(E - F) for 2^E the max of
+    c's power (cpow) and the products' powers; isum <- the int32 sum of
     the block's last run of ``sub`` truncated scaled products; tot <- the float64 sum of
     the runs before it (when sub < n). The tile's eight running maxima and eight int32 sums
     stay in registers through the slots; the scales are computed once per block.
@@ -121,22 +131,14 @@ def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
         m21 = max8(m21, mul8(x2, b1))
         m30 = max8(m30, mul8(x3, b0))
         m31 = max8(m31, mul8(x3, b1))
-    store8(pm, 0, m00)
-    store8(pm, 8, m01)
-    store8(pm, 16, m10)
-    store8(pm, 24, m11)
-    store8(pm, 32, m20)
-    store8(pm, 40, m21)
-    store8(pm, 48, m30)
-    store8(pm, 56, m31)
-    s00 = _scale8(m00, frac_bits)
-    s01 = _scale8(m01, frac_bits)
-    s10 = _scale8(m10, frac_bits)
-    s11 = _scale8(m11, frac_bits)
-    s20 = _scale8(m20, frac_bits)
-    s21 = _scale8(m21, frac_bits)
-    s30 = _scale8(m30, frac_bits)
-    s31 = _scale8(m31, frac_bits)
+    s00 = _scales8(m00, frac_bits, sc, si, 0)
+    s01 = _scales8(m01, frac_bits, sc, si, 8)
+    s10 = _scales8(m10, frac_bits, sc, si, 16)
+    s11 = _scales8(m11, frac_bits, sc, si, 24)
+    s20 = _scales8(m20, frac_bits, sc, si, 32)
+    s21 = _scales8(m21, frac_bits, sc, si, 40)
+    s30 = _scales8(m30, frac_bits, sc, si, 48)
+    s31 = _scales8(m31, frac_bits, sc, si, 56)
     for r0 in range(s0, end, sub):
         r1 = min(r0 + sub, end)
         t00 = isplat8(0)
@@ -179,7 +181,7 @@ def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
 
 
 @njit(cache=True, inline="always")
-def _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out, emin_out,
+def _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out, emin_out,
                  emax_out, mode):
     """The branch-free pass of :func:`_round_block`; returns the number of rare lanes.
     (Inlined once per rounding mode with ``mode`` a constant, so that the pass has no
@@ -195,13 +197,11 @@ def _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out, e
         cv = cur[jj]
         cb = _f64_bits(cv)
         cfin = abs(cv) < np.inf
-        ep = ((_f32_bits(pm[jj]) >> 23) & 0xFF) - 127
-        sb = np.int64(1023 + frac_bits - ep) << 52  # bits of 2^(F - E)
         # c's term: 0 for an infinite c (the block keeps it) and when E is undefined (every
         # product and c zero: then the scale is finite and c is 0 anyway)
-        ct = np.trunc((cv if cfin else 0.0) * _bits_f64(sb))
+        ct = np.trunc((cv if cfin else 0.0) * sc[jj])
         sv = np.float64(isum[jj]) + tot[jj]
-        v = (sv + ct) * _bits_f64((np.int64(2046) << 52) - sb)  # 2^(E - F)
+        v = (sv + ct) * si[jj]
         bits = _f64_bits(v)
         if mode == RNE:
             add = (half - 1) + ((bits >> sh) & 1)
@@ -227,20 +227,20 @@ def _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out, e
 
 
 @njit(cache=True, inline="always")
-def _round_block(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out, emin_out,
+def _round_block(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out, emin_out,
                  emax_out, mode):
-    """cur <- round(cur + block) for the _TW lanes of a register tile, from the block's max
-    power pm, last run isum and earlier runs tot (zeros for a block in one run: see
+    """cur <- round(cur + block) for the _TW lanes of a register tile, from the block's
+    scales sc = 2^(F - E) and si = 2^(E - F), last run isum and earlier runs tot (zeros for a block in one run: see
     :func:`_tile_block`); cpow <- the new cur's powers of two (:func:`_c_pow`), the next
     block's start."""
     if mode == RTZ:
-        nrare = _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
+        nrare = _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
                              emin_out, emax_out, RTZ)
     elif mode == RNE:
-        nrare = _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
+        nrare = _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
                              emin_out, emax_out, RNE)
     else:
-        nrare = _round_lanes(cur, curi, pm, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
+        nrare = _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
                              emin_out, emax_out, mode)
     if nrare > 0:
         for jj in range(_TW):
@@ -352,7 +352,10 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
         parti = part.view(np.int64)
         cpw = np.zeros((ng, _TW), np.float32)  # the accumulators' powers (_c_pow)
         cpl = np.zeros(_TW, np.float32)  # c_mode "late": the instruction's part's
-        pm = np.empty(_TW, np.float32)
+        sc = np.empty(_TW, np.float64)
+        sc32 = sc.view(np.int32)
+        si = np.empty(_TW, np.float64)
+        si32 = si.view(np.int32)
         isum = np.empty(_TW, np.int32)
         rare = np.empty(_TW, np.int64)
         ftot = np.zeros(_TW, np.float64)  # stays 0 when a block is one int32 run
@@ -392,8 +395,8 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                     dsti = parti if late else curi
                     for s0 in range(q0, q0 + inst_k, n):
                         _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n,
-                                    sub, frac_bits, cpb, pm, isum, ftot)
-                        _round_block(dst, dsti, pm, isum, ftot, vbuf, rare, cpb, frac_bits,
+                                    sub, frac_bits, cpb, sc32, si32, isum, ftot)
+                        _round_block(dst, dsti, sc, si, isum, ftot, vbuf, rare, cpb, frac_bits,
                                      p_out, emin_out, emax_out, mode)
                     if late:
                         _add_late(cur, curi, part, vbuf, errs, rare, cpo, emin_out, emax_out,
