@@ -8,7 +8,7 @@ zero to a multiple of 2^(E - F) and sums exactly. Here, per output column and bl
 2. Each product is scaled in float32: x = (a_k * b_kj) * 2^(F - E). a_k * b_kj is exact
    (precisions add to <= 24 bits and the caller checks that every product is a normal
    float32); the scaling is exact whenever x >= 2^-126, and a smaller x truncates to 0
-   whatever its rounding. ``np.int32(x)`` truncates toward zero: the sign-magnitude
+   whatever its rounding. float32 -> int32 conversion (``fptosi``) truncates toward zero: the sign-magnitude
    truncation of the model, in one conversion.
 3. The truncated terms are summed in int32 over runs of ``sub`` slots, where the caller
    checks that ``sub`` terms of at most ``maxsig * 2^F`` cannot overflow; the runs' sums
@@ -20,9 +20,20 @@ zero to a multiple of 2^(E - F) and sums exactly. Here, per output column and bl
    a zero sum, +0; an output subnormal, through :func:`tensorcore.round_pair`; a result in
    the top binade, which may overflow to inf) are flagged and fixed in a second pass.
 
-Loops over the tile's columns are innermost and branch-free so that they vectorise; every
-store is unconditional (a running max written in place compiles to masked stores, which are
-slow on AMD CPUs), and scalars are moved between float and integer registers by bitcasts.
+Registers: a register tile of ``_RB`` = 4 rows by ``_JT`` = 16 columns (eight vectors of
+eight float32 or int32 lanes, :mod:`.simd` and :mod:`.simd_int`) runs each block as two
+passes over its slots with its state in registers: the eight running maxima of step 1 (no
+loads or stores of state per slot), then, after the scales are built from the maxima's
+exponent bits by int32 vector operations, the eight int32 sums of step 3 (the scales as
+vectors too). Only the block's results leave registers: the int32 sums and the float64
+scales 2^(F - E) and 2^(E - F) (their high words built in int32 lanes, zipped with zero low
+words and stored over float64 arrays). Step 4 is a plain loop over the tile's 64 lanes
+that LLVM vectorises (four float64 lanes), compiled once per rounding mode so that it has
+no branches; it also leaves the next block's start (step 1's 2^ec) for every lane. Its
+stores are unconditional (masked stores, e.g. a running max written in place, are slow on
+AMD CPUs: vmaskmov stores are microcoded), and scalars are moved between float and integer
+registers by bitcasts. Rows past the end of a task repeat its last row (computed, never
+written out); columns past N are zero padding of the panels.
 
 The chaining along K (the slot table, c_mode "late", fp32 promotion) is the reference
 kernel's. The c-addition stage of c_mode "late" (with its own rounding and precision,
@@ -30,9 +41,11 @@ kernel's. The c-addition stage of c_mode "late" (with its own rounding and preci
 sum is exact in float64 and normal (the usual case); other columns are flagged and rounded
 by :func:`tensorcore.round_pair` as in the reference. ``normalise_products`` models (align
 by floor(log2 |a b|)) take |a| and |b| as the "powers": the max of |a| |b| has the exponent
-wanted. :func:`prepare` builds the operands in float32 (powers from the exponent bits). Work is split into tiles of ``_RT`` rows by ``_JT`` columns (parallel), K into
-panels of about ``_KT`` slots so the tile's panel of b stays in cache; b is packed by the
-caller as (batch, column tile, K, _JT) panels, padded with zeros.
+wanted. :func:`prepare` builds the operands in float32 (powers from the exponent bits).
+Work is split into tasks of ``_RT`` rows by ``_JT`` columns (parallel), K into panels of
+about ``_KT`` slots so the task's panel of b stays in cache while its register tiles pass
+over it; b is packed by the caller as (batch, column tile, K, _JT) panels, padded with
+zeros.
 """
 
 import math
@@ -560,6 +573,7 @@ def pack_panels(x: np.ndarray) -> np.ndarray:
 #: :func:`tc_gemm_fast` (same arguments), by its serial twin for small products.
 tc_gemm_fast_auto = gemm_serial.SerialWhenSmall(
     tc_gemm_fast, "tc_gemm_fast_serial", lambda a, pa, bp, pbp, c, *rest: c.size * a.shape[-1],
-    # the plain copy computes whole tiles of _JT columns: about 5 us per product
-    plain_below=1 << 16, plain_work=lambda a, pa, bp, *rest: a.shape[0] * a.shape[1]
+    # the plain copy computes whole tiles of _JT columns: about 6 (blocks of 32) to 10
+    # (blocks of 8) us per product, numpy's eight-lane twins and per-lane rounding
+    plain_below=1 << 15, plain_work=lambda a, pa, bp, *rest: a.shape[0] * a.shape[1]
     * bp.shape[1] * _JT * a.shape[2])
