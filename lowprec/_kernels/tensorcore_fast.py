@@ -8,7 +8,7 @@ zero to a multiple of 2^(E - F) and sums exactly. Here, per output column and bl
 2. Each product is scaled in float32: x = (a_k * b_kj) * 2^(F - E). a_k * b_kj is exact
    (precisions add to <= 24 bits and the caller checks that every product is a normal
    float32); the scaling is exact whenever x >= 2^-126, and a smaller x truncates to 0
-   whatever its rounding. ``np.int32(x)`` truncates toward zero: the sign-magnitude
+   whatever its rounding. float32 -> int32 conversion (``fptosi``) truncates toward zero: the sign-magnitude
    truncation of the model, in one conversion.
 3. The truncated terms are summed in int32 over runs of ``sub`` slots, where the caller
    checks that ``sub`` terms of at most ``maxsig * 2^F`` cannot overflow; the runs' sums
@@ -20,9 +20,20 @@ zero to a multiple of 2^(E - F) and sums exactly. Here, per output column and bl
    a zero sum, +0; an output subnormal, through :func:`tensorcore.round_pair`; a result in
    the top binade, which may overflow to inf) are flagged and fixed in a second pass.
 
-Loops over the tile's columns are innermost and branch-free so that they vectorise; every
-store is unconditional (a running max written in place compiles to masked stores, which are
-slow on AMD CPUs), and scalars are moved between float and integer registers by bitcasts.
+Registers: a register tile of ``_RB`` = 4 rows by ``_JT`` = 16 columns (eight vectors of
+eight float32 or int32 lanes, :mod:`.simd` and :mod:`.simd_int`) runs each block as two
+passes over its slots with its state in registers: the eight running maxima of step 1 (no
+loads or stores of state per slot), then, after the scales are built from the maxima's
+exponent bits by int32 vector operations, the eight int32 sums of step 3 (the scales as
+vectors too). Only the block's results leave registers: the int32 sums and the float64
+scales 2^(F - E) and 2^(E - F) (their high words built in int32 lanes, zipped with zero low
+words and stored over float64 arrays). Step 4 is a plain loop over the tile's 64 lanes
+that LLVM vectorises (four float64 lanes), compiled once per rounding mode so that it has
+no branches; it also leaves the next block's start (step 1's 2^ec) for every lane. Its
+stores are unconditional (masked stores, e.g. a running max written in place, are slow on
+AMD CPUs: vmaskmov stores are microcoded), and scalars are moved between float and integer
+registers by bitcasts. Rows past the end of a task repeat its last row (computed, never
+written out); columns past N are zero padding of the panels.
 
 The chaining along K (the slot table, c_mode "late", fp32 promotion) is the reference
 kernel's. The c-addition stage of c_mode "late" (with its own rounding and precision,
@@ -30,9 +41,11 @@ kernel's. The c-addition stage of c_mode "late" (with its own rounding and preci
 sum is exact in float64 and normal (the usual case); other columns are flagged and rounded
 by :func:`tensorcore.round_pair` as in the reference. ``normalise_products`` models (align
 by floor(log2 |a b|)) take |a| and |b| as the "powers": the max of |a| |b| has the exponent
-wanted. :func:`prepare` builds the operands in float32 (powers from the exponent bits). Work is split into tiles of ``_RT`` rows by ``_JT`` columns (parallel), K into
-panels of about ``_KT`` slots so the tile's panel of b stays in cache; b is packed by the
-caller as (batch, column tile, K, _JT) panels, padded with zeros.
+wanted. :func:`prepare` builds the operands in float32 (powers from the exponent bits).
+Work is split into tasks of ``_RT`` rows by ``_JT`` columns (parallel), K into panels of
+about ``_KT`` slots so the task's panel of b stays in cache while its register tiles pass
+over it; b is packed by the caller as (batch, column tile, K, _JT) panels, padded with
+zeros.
 """
 
 import math
@@ -43,25 +56,19 @@ from . import gemm_serial
 from .bits import bits_f32 as _bits_f32, bits_f64 as _bits_f64
 from .bits import f32_bits as _f32_bits, f64_bits as _f64_bits
 from .jit import njit, prange
+from .simd import get3, load8, mul8, splat8, store8
+from .simd_int import (bits8, from_bits8, ftoi8, iadd8, iand8, imax8, isplat8, istore8,
+                       isub8, lshr8, max8, shl8, zip_hi8, zip_lo8)
 from .tensorcore import round_pair
 
-_JT = 64  # columns per tile (the vector loops' length)
-_RT = 32  # rows per tile
+_JT = 16  # columns per tile: two vectors of eight lanes
+_RB = 4  # rows per register tile
+_TW = _RB * _JT  # state lanes of a register tile (its rows' _JT columns, row after row)
+_RT = 32  # rows per task
 _KT = 256  # slots per K panel (rounded to whole instructions)
 
 _F64_EXP = np.int64(0x7FF0000000000000)
 _F64_MAN = np.int64(0x000FFFFFFFFFFFFF)
-
-
-@njit(cache=True, inline="always")
-def _slot(order, x, bi, i, s, end):
-    """(k, x[bi, i, k]) of slot s, or (0, 0) for a padding slot or s >= end."""
-    if s >= end:
-        return 0, np.float32(0.0)
-    k = order[s]
-    if k < 0:
-        return 0, np.float32(0.0)
-    return k, x[bi, i, k]
 
 
 @njit(cache=True, inline="always")
@@ -75,107 +82,140 @@ def _c_pow(cv):
 
 
 @njit(cache=True, inline="always")
-def _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, y):
-    """max(y, x_u * pbp[.., k_u, jj]) over four slots."""
-    p0 = x0 * pbp[bi, jt, k0, jj]
-    p1 = x1 * pbp[bi, jt, k1, jj]
-    p2 = x2 * pbp[bi, jt, k2, jj]
-    p3 = x3 * pbp[bi, jt, k3, jj]
-    p0 = p0 if p0 > p1 else p1
-    p2 = p2 if p2 > p3 else p3
-    p0 = p0 if p0 > p2 else p2
-    return p0 if p0 > y else y
+def _avals(arr, bi, i0, i1, i2, i3, k):
+    """arr[bi, i_r, k] of the tile's four rows as vectors of eight equal lanes; zeros for a
+    padding slot (k < 0)."""
+    if k < 0:
+        z = splat8(np.float32(0.0))
+        return z, z, z, z
+    return (splat8(get3(arr, bi, i0, k)), splat8(get3(arr, bi, i1, k)),
+            splat8(get3(arr, bi, i2, k)), splat8(get3(arr, bi, i3, k)))
 
 
 @njit(cache=True, inline="always")
-def _scales(m, frac_bits, s32, s64i, jj):
-    """s32[jj] = 2^(F - max(E, F - 126)) (float32), s64i[jj] = bits of 2^(F - E) for
-    2^E = m (E = -127 for m = 0)."""
-    e = ((_f32_bits(m) >> 23) & 0xFF) - 127
-    e32 = e if e > frac_bits - 126 else frac_bits - 126
-    s32[jj] = _bits_f32(np.int32((127 + frac_bits - e32) << 23))
-    s64i[jj] = np.int64(1023 + frac_bits - e) << 52
+def _scales8(m, frac_bits, sc, si, q):
+    """For 2^E = m lane by lane (E = -127 for m = 0): returns 2^(F - max(E, F - 126))
+    (float32); float64 lanes q .. q+7 of sc and si (written through their int32 views)
+    <- 2^(F - E) and 2^(E - F)."""
+    e = iadd8(iand8(lshr8(bits8(m), 23), isplat8(0xFF)), isplat8(-127))
+    z = isplat8(0)
+    h = shl8(isub8(isplat8(1023 + frac_bits), e), 20)  # high words of the float64 scales
+    istore8(sc, 2 * q, zip_lo8(z, h))
+    istore8(sc, 2 * q + 8, zip_hi8(z, h))
+    h = shl8(iadd8(isplat8(1023 - frac_bits), e), 20)
+    istore8(si, 2 * q, zip_lo8(z, h))
+    istore8(si, 2 * q + 8, zip_hi8(z, h))
+    e = imax8(e, isplat8(frac_bits - 126))
+    return from_bits8(shl8(isub8(isplat8(127 + frac_bits), e), 23))
 
 
 @njit(cache=True, inline="always")
-def _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, sc):
-    """Sum of four truncated scaled products trunc(x_u * bp[.., k_u, jj] * sc), int32."""
-    t = np.int32(x0 * bp[bi, jt, k0, jj] * sc) + np.int32(x1 * bp[bi, jt, k1, jj] * sc)
-    t += np.int32(x2 * bp[bi, jt, k2, jj] * sc) + np.int32(x3 * bp[bi, jt, k3, jj] * sc)
-    return np.int32(t)
+def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, frac_bits,
+                cpow, sc, si, isum, tot):
+    """Slots s0 .. s0+n-1 (one block) of a register tile of four rows (a's rows i0..i3) by
+    _JT columns (panel offset boff), state lanes row after row.
 
-
-@njit(cache=True, inline="always")
-def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, curi, pmax,
-                pmaxi, pmax2, s32, s32i, s64, s64i, isum, tot, toti, p_out, emin_out, emax_out, mode):
-    """One block FMA for the _JT columns of tile jt in row i: cur <- round(cur + block).
-    (Inlined once: the caller passes the instruction's part or the accumulator as cur.)"""
-    # E: the max of c's power of two and the products' (pa * pb, exact), four slots per
-    # pass (padding slots and zero inputs enter as 0 products, which never raise it), then
-    # the scales 2^(F - E): float32 for the products (E raised to F - 126 so that it stays
-    # a float32; that only happens when every product is zero), float64 for c and the
-    # result. Passes alternate between two buffers: an in-place running max compiles to
-    # masked stores, slow on AMD CPUs.
+    sc, si (int32 views of float64 arrays) <- 2^(F - E) and 2^(E - F) for 2^E the max of
+    c's power (cpow) and the products' powers; isum <- the int32 sum of
+    the block's last run of ``sub`` truncated scaled products; tot <- the float64 sum of
+    the runs before it (when sub < n). The tile's eight running maxima and eight int32 sums
+    stay in registers through the slots; the scales are computed once per block.
+    """
+    m00 = load8(cpow, 0)
+    m01 = load8(cpow, 8)
+    m10 = load8(cpow, 16)
+    m11 = load8(cpow, 24)
+    m20 = load8(cpow, 32)
+    m21 = load8(cpow, 40)
+    m30 = load8(cpow, 48)
+    m31 = load8(cpow, 56)
     end = s0 + n
-    src = pmax
-    dst = pmax2
-    for g in range(0, n, 4):
-        s = s0 + g
-        k0, x0 = _slot(order, pa, bi, i, s, end)
-        k1, x1 = _slot(order, pa, bi, i, s + 1, end)
-        k2, x2 = _slot(order, pa, bi, i, s + 2, end)
-        k3, x3 = _slot(order, pa, bi, i, s + 3, end)
-        if g == 0:
-            for jj in range(_JT):
-                dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj,
-                                _c_pow(cur[jj]))
-        else:
-            for jj in range(_JT):
-                dst[jj] = _max4(x0, x1, x2, x3, pbp, bi, jt, k0, k1, k2, k3, jj, src[jj])
-        src, dst = dst, src
-    for jj in range(_JT):
-        _scales(src[jj], frac_bits, s32, s64i, jj)
-    # truncated terms summed in int32 over runs of ``sub`` slots (no overflow: the caller
-    # bounds sub * the largest term), four slots at a time; the int32 additions may wrap in
-    # between but the run's sum is exact. Runs before the last are added into tot (float64).
-    multi = sub < n
+    for s in range(s0, end):
+        k = order[s]
+        o = boff + max(k, 0) * _JT
+        b0 = load8(pbp, o)
+        b1 = load8(pbp, o + 8)
+        x0, x1, x2, x3 = _avals(pa, bi, i0, i1, i2, i3, k)
+        m00 = max8(m00, mul8(x0, b0))
+        m01 = max8(m01, mul8(x0, b1))
+        m10 = max8(m10, mul8(x1, b0))
+        m11 = max8(m11, mul8(x1, b1))
+        m20 = max8(m20, mul8(x2, b0))
+        m21 = max8(m21, mul8(x2, b1))
+        m30 = max8(m30, mul8(x3, b0))
+        m31 = max8(m31, mul8(x3, b1))
+    s00 = _scales8(m00, frac_bits, sc, si, 0)
+    s01 = _scales8(m01, frac_bits, sc, si, 8)
+    s10 = _scales8(m10, frac_bits, sc, si, 16)
+    s11 = _scales8(m11, frac_bits, sc, si, 24)
+    s20 = _scales8(m20, frac_bits, sc, si, 32)
+    s21 = _scales8(m21, frac_bits, sc, si, 40)
+    s30 = _scales8(m30, frac_bits, sc, si, 48)
+    s31 = _scales8(m31, frac_bits, sc, si, 56)
     for r0 in range(s0, end, sub):
         r1 = min(r0 + sub, end)
-        for jj in range(_JT):
-            isum[jj] = 0
-        for s in range(r0, r1, 4):
-            k0, x0 = _slot(order, a, bi, i, s, r1)
-            k1, x1 = _slot(order, a, bi, i, s + 1, r1)
-            k2, x2 = _slot(order, a, bi, i, s + 2, r1)
-            k3, x3 = _slot(order, a, bi, i, s + 3, r1)
-            for jj in range(_JT):
-                t = _trunc4(x0, x1, x2, x3, bp, bi, jt, k0, k1, k2, k3, jj, s32[jj])
-                isum[jj] = np.int32(isum[jj] + t)
+        t00 = isplat8(0)
+        t01 = t00
+        t10 = t00
+        t11 = t00
+        t20 = t00
+        t21 = t00
+        t30 = t00
+        t31 = t00
+        for s in range(r0, r1):
+            k = order[s]
+            o = boff + max(k, 0) * _JT
+            b0 = load8(bp, o)
+            b1 = load8(bp, o + 8)
+            x0, x1, x2, x3 = _avals(a, bi, i0, i1, i2, i3, k)
+            t00 = iadd8(t00, ftoi8(mul8(mul8(x0, b0), s00)))
+            t01 = iadd8(t01, ftoi8(mul8(mul8(x0, b1), s01)))
+            t10 = iadd8(t10, ftoi8(mul8(mul8(x1, b0), s10)))
+            t11 = iadd8(t11, ftoi8(mul8(mul8(x1, b1), s11)))
+            t20 = iadd8(t20, ftoi8(mul8(mul8(x2, b0), s20)))
+            t21 = iadd8(t21, ftoi8(mul8(mul8(x2, b1), s21)))
+            t30 = iadd8(t30, ftoi8(mul8(mul8(x3, b0), s30)))
+            t31 = iadd8(t31, ftoi8(mul8(mul8(x3, b1), s31)))
+        istore8(isum, 0, t00)
+        istore8(isum, 8, t01)
+        istore8(isum, 16, t10)
+        istore8(isum, 24, t11)
+        istore8(isum, 32, t20)
+        istore8(isum, 40, t21)
+        istore8(isum, 48, t30)
+        istore8(isum, 56, t31)
         if r1 < end:
             if r0 == s0:
-                for jj in range(_JT):
-                    tot[jj] = np.float64(isum[jj])
+                for q in range(_TW):
+                    tot[q] = np.float64(isum[q])
             else:
-                for jj in range(_JT):
-                    tot[jj] += np.float64(isum[jj])
-    # normalise and round v = S * 2^(E - F) (exact, a normal float64) from its bits, in one
-    # pass without branches on the data (stores are unconditional: see pmax above)
+                for q in range(_TW):
+                    tot[q] += np.float64(isum[q])
+
+
+@njit(cache=True, inline="always")
+def _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out, emin_out,
+                 emax_out, mode):
+    """The branch-free pass of :func:`_round_block`; returns the number of rare lanes.
+    (Inlined once per rounding mode with ``mode`` a constant, so that the pass has no
+    branches on it.)"""
     sh = np.int64(53 - p_out)
     low = (np.int64(1) << sh) - 1
     half = np.int64(1) << (sh - 1)
+    lo = _bits_f64(np.int64(1023 + emin_out) << 52)  # 2^emin_out
+    hi = _bits_f64(np.int64(1023 + emax_out) << 52)  # 2^emax_out
+    tiny = _bits_f64(np.int64(1023 - 126) << 52)  # 2^-126
     nrare = 0
-    for jj in range(_JT):
+    for jj in range(_TW):
         cv = cur[jj]
         cb = _f64_bits(cv)
-        cfin = (cb & _F64_EXP) != _F64_EXP
-        sb = s64i[jj]
+        cfin = abs(cv) < np.inf
         # c's term: 0 for an infinite c (the block keeps it) and when E is undefined (every
         # product and c zero: then the scale is finite and c is 0 anyway)
-        ct = np.trunc((cv if cfin else 0.0) * _bits_f64(sb))
-        sv = np.float64(isum[jj]) + (tot[jj] if multi else 0.0)
-        v = (sv + ct) * _bits_f64((np.int64(2046) << 52) - sb)  # 2^(E - F)
+        ct = np.trunc((cv if cfin else 0.0) * sc[jj])
+        sv = np.float64(isum[jj]) + tot[jj]
+        v = (sv + ct) * si[jj]
         bits = _f64_bits(v)
-        e = ((bits & _F64_EXP) >> 52) - 1023
         if mode == RNE:
             add = (half - 1) + ((bits >> sh) & 1)
         elif mode == RTZ:
@@ -185,35 +225,60 @@ def _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits, cur, cu
         r = (bits + add) & ~low
         # rare cases for the pass below: infinite c, zero sum, output subnormal, a result
         # that may overflow (top binade)
-        rare = np.int32(not cfin) | np.int32(e < emin_out) | np.int32(e >= emax_out)
-        nrare += rare
-        s32i[jj] = rare
-        tot[jj] = v
-        curi[jj] = r if cfin else cb
+        av = abs(v)
+        fl = np.int64(not cfin) | np.int64(av < lo) | np.int64(av >= hi)
+        nrare += fl
+        rare[jj] = fl
+        vbuf[jj] = v
+        r = r if cfin else cb
+        curi[jj] = r
+        # the result's power of two clamped to 2^-126 (a normal or 0 here: rare lanes are
+        # redone below)
+        pw = _bits_f64(r & _F64_EXP)
+        cpow[jj] = np.float32(pw if pw > tiny else tiny)
+    return nrare
+
+
+@njit(cache=True, inline="always")
+def _round_block(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out, emin_out,
+                 emax_out, mode):
+    """cur <- round(cur + block) for the _TW lanes of a register tile, from the block's
+    scales sc = 2^(F - E) and si = 2^(E - F), last run isum and earlier runs tot (zeros for a block in one run: see
+    :func:`_tile_block`); cpow <- the new cur's powers of two (:func:`_c_pow`), the next
+    block's start."""
+    if mode == RTZ:
+        nrare = _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
+                             emin_out, emax_out, RTZ)
+    elif mode == RNE:
+        nrare = _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
+                             emin_out, emax_out, RNE)
+    else:
+        nrare = _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
+                             emin_out, emax_out, mode)
     if nrare > 0:
-        for jj in range(_JT):
-            if s32i[jj] == 0:
+        for jj in range(_TW):
+            if rare[jj] == 0:
                 continue
             r = curi[jj]
-            if (r & _F64_EXP) == _F64_EXP:
-                continue  # an infinite accumulator stays infinite
-            v = tot[jj]
-            e = ((_f64_bits(v) & _F64_EXP) >> 52) - 1023
-            if v == 0.0:
-                cur[jj] = 0.0
-            elif e < emin_out:  # output subnormals: the general rounding
-                cur[jj] = round_pair(v, 0.0, p_out, emin_out, emax_out, mode, True)
-            elif ((r & _F64_EXP) >> 52) - 1023 > emax_out:
-                curi[jj] = (r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP
+            if (r & _F64_EXP) != _F64_EXP:  # an infinite accumulator stays infinite
+                v = vbuf[jj]
+                e = ((_f64_bits(v) & _F64_EXP) >> 52) - 1023
+                if v == 0.0:
+                    cur[jj] = 0.0
+                elif e < emin_out:  # output subnormals: the general rounding
+                    cur[jj] = round_pair(v, 0.0, p_out, emin_out, emax_out, mode, True)
+                elif ((r & _F64_EXP) >> 52) - 1023 > emax_out:
+                    curi[jj] = (r & ~(_F64_EXP | _F64_MAN)) | _F64_EXP
+            cpow[jj] = _c_pow(cur[jj])
 
 
 @njit(cache=True, inline="always")
 def _add_late(cur, curi, part, sums, errs, rare, p_out, emin_out, emax_out, mode):
-    """cur <- round(cur + part) (the c-addition stage of c_mode "late"), _JT columns.
+    """cur <- round(cur + part) (the c-addition stage of c_mode "late"), _TW lanes.
 
     The sum is formed in float64 with its error (two-sum). Where it is exact (error 0), a
     normal float64 and below the output's top binade, it is rounded from its bits in one
-    branch-free pass, as in :func:`_block_fast`; the other columns (inexact or zero sum,
+    branch-free pass, as in :func:`_round_block`; the other lanes (inexact or zero sum,
     output subnormal, possible overflow, non-finite) are flagged and rounded in a second
     pass by :func:`tensorcore.round_pair`, as the reference kernel does every column.
     """
@@ -221,7 +286,7 @@ def _add_late(cur, curi, part, sums, errs, rare, p_out, emin_out, emax_out, mode
     low = (np.int64(1) << sh) - 1
     half = np.int64(1) << (sh - 1)
     nrare = 0
-    for jj in range(_JT):
+    for jj in range(_TW):
         x = cur[jj]
         y = part[jj]
         sm = x + y
@@ -242,7 +307,7 @@ def _add_late(cur, curi, part, sums, errs, rare, p_out, emin_out, emax_out, mode
         errs[jj] = err
         curi[jj] = (bits + add) & ~low
     if nrare > 0:
-        for jj in range(_JT):
+        for jj in range(_TW):
             if rare[jj] != 0:
                 sm = sums[jj]
                 if math.isfinite(sm):
@@ -258,7 +323,8 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
 
     Args:
         a, pa: (batch, M, K) float32 input values and 2^(clamped exponent) (0 for zeros).
-        bp, pbp: (batch, column tiles, K, _JT) float32 panels of b and of its powers.
+        bp, pbp: (batch, column tiles, K, _JT) C-contiguous float32 panels of b and of its
+            powers (:func:`pack_panels`).
         c: (batch, M, N) float64 values of the output format (or fp32), finite.
         order: int64 slot table (see :func:`tensorcore.tc_gemm`).
         n, inst_k: products per block and per instruction.
@@ -269,11 +335,12 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
         c_p_out, c_round: precision and rounding id of the c-addition stage of C_LATE
             (0 / -1: ``p_out`` / ``mode``).
     """
-    cp = c_p_out if c_p_out > 0 else p_out
+    cpo = c_p_out if c_p_out > 0 else p_out
     cr = c_round if c_round >= 0 else mode
     late = c_mode == C_LATE
     nb = a.shape[0]
     m_rows = a.shape[1]
+    kdim = a.shape[2]
     ncols = c.shape[2]
     ntiles = bp.shape[1]
     nslots = order.size
@@ -289,63 +356,83 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
         j0 = jt * _JT
         jn = min(_JT, ncols - j0)
         nr = i_hi - i_lo
-        acc = np.zeros((nr, _JT), np.float64)
-        tot = np.zeros((nr, _JT), np.float64)
-        part = np.empty(_JT, np.float64)
+        ng = (nr + _RB - 1) // _RB
+        # per register tile of _RB rows: its accumulators (and fp32 totals under
+        # promotion), lanes row after row; rows past the last repeat it (never written out)
+        acc = np.zeros((ng, _TW), np.float64)
+        tot = np.zeros((ng, _TW), np.float64)
+        part = np.empty(_TW, np.float64)
         parti = part.view(np.int64)
-        pmax = np.empty(_JT, np.float32)
-        pmaxi = pmax.view(np.int32)
-        pmax2 = np.empty(_JT, np.float32)
-        s32 = np.empty(_JT, np.float32)
-        s32i = s32.view(np.int32)
-        s64 = np.empty(_JT, np.float64)
-        s64i = s64.view(np.int64)
-        isum = np.empty(_JT, np.int32)
-        ftot = np.empty(_JT, np.float64)
-        ftoti = ftot.view(np.int64)
+        cpw = np.zeros((ng, _TW), np.float32)  # the accumulators' powers (_c_pow)
+        cpl = np.zeros(_TW, np.float32)  # c_mode "late": the instruction's part's
+        sc = np.empty(_TW, np.float64)
+        sc32 = sc.view(np.int32)
+        si = np.empty(_TW, np.float64)
+        si32 = si.view(np.int32)
+        isum = np.empty(_TW, np.int32)
+        rare = np.empty(_TW, np.int64)
+        ftot = np.zeros(_TW, np.float64)  # stays 0 when a block is one int32 run
+        vbuf = np.empty(_TW, np.float64)
+        errs = np.empty(_TW, np.float64)
         for r in range(nr):
+            g = r // _RB
+            q0 = (r - g * _RB) * _JT
             for jj in range(jn):
                 cv = c[bi, i_lo + r, j0 + jj]
                 if promote > 0:
-                    tot[r, jj] = cv
+                    tot[g, q0 + jj] = cv
                 else:
-                    acc[r, jj] = cv
+                    acc[g, q0 + jj] = cv
+        if promote <= 0:
+            for g in range(ng):
+                for q in range(_TW):
+                    cpw[g, q] = _c_pow(acc[g, q])
+        boff = (bi * ntiles + jt) * kdim * _JT
         for k0 in range(0, nslots, kt):
             k1 = min(k0 + kt, nslots)
-            for r in range(nr):
-                i = i_lo + r
-                cur = acc[r]
+            for g in range(ng):
+                i0 = i_lo + g * _RB
+                i1 = min(i0 + 1, i_hi - 1)
+                i2 = min(i0 + 2, i_hi - 1)
+                i3 = min(i0 + 3, i_hi - 1)
+                cur = acc[g]
                 curi = cur.view(np.int64)
+                cpb = cpl if late else cpw[g]
                 for q0 in range(k0, k1, inst_k):
                     # c_mode "late": the instruction's blocks start from 0, c added after
                     if late:
-                        for jj in range(_JT):
-                            part[jj] = 0.0
+                        for q in range(_TW):
+                            part[q] = 0.0
+                            cpl[q] = 0.0
                     dst = part if late else cur
                     dsti = parti if late else curi
                     for s0 in range(q0, q0 + inst_k, n):
-                        _block_fast(a, pa, bp, pbp, bi, jt, i, order, s0, n, sub, frac_bits,
-                                    dst, dsti, pmax, pmaxi, pmax2, s32, s32i, s64, s64i, isum,
-                                    ftot, ftoti, p_out, emin_out, emax_out, mode)
+                        _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n,
+                                    sub, frac_bits, cpb, sc32, si32, isum, ftot)
+                        _round_block(dst, dsti, sc, si, isum, ftot, vbuf, rare, cpb, frac_bits,
+                                     p_out, emin_out, emax_out, mode)
                     if late:
-                        _add_late(cur, curi, part, ftot, s64, s32i, cp, emin_out, emax_out,
+                        _add_late(cur, curi, part, vbuf, errs, rare, cpo, emin_out, emax_out,
                                   cr)
                     done = q0 + inst_k
                     if promote > 0 and done % promote == 0:
-                        for jj in range(_JT):
-                            tot[r, jj] = np.float32(tot[r, jj] + cur[jj])
-                            cur[jj] = 0.0
+                        for q in range(_TW):
+                            tot[g, q] = np.float32(tot[g, q] + cur[q])
+                            cur[q] = 0.0
+                            cpw[g, q] = 0.0
         for r in range(nr):
+            g = r // _RB
+            q0 = (r - g * _RB) * _JT
             i = i_lo + r
             if promote > 0:
                 if nslots % promote != 0:
-                    for jj in range(_JT):
-                        tot[r, jj] = np.float32(tot[r, jj] + acc[r, jj])
+                    for jj in range(jn):
+                        tot[g, q0 + jj] = np.float32(tot[g, q0 + jj] + acc[g, q0 + jj])
                 for jj in range(jn):
-                    out[bi, i, j0 + jj] = tot[r, jj]
+                    out[bi, i, j0 + jj] = tot[g, q0 + jj]
             else:
                 for jj in range(jn):
-                    out[bi, i, j0 + jj] = acc[r, jj]
+                    out[bi, i, j0 + jj] = acc[g, q0 + jj]
 
 
 # --- dispatch (plain Python) --------------------------------------------------------------
@@ -486,6 +573,7 @@ def pack_panels(x: np.ndarray) -> np.ndarray:
 #: :func:`tc_gemm_fast` (same arguments), by its serial twin for small products.
 tc_gemm_fast_auto = gemm_serial.SerialWhenSmall(
     tc_gemm_fast, "tc_gemm_fast_serial", lambda a, pa, bp, pbp, c, *rest: c.size * a.shape[-1],
-    # the plain copy computes whole tiles of _JT columns: about 5 us per product
-    plain_below=1 << 16, plain_work=lambda a, pa, bp, *rest: a.shape[0] * a.shape[1]
+    # the plain copy computes whole tiles of _JT columns: about 6 (blocks of 32) to 10
+    # (blocks of 8) us per product, numpy's eight-lane twins and per-lane rounding
+    plain_below=1 << 15, plain_work=lambda a, pa, bp, *rest: a.shape[0] * a.shape[1]
     * bp.shape[1] * _JT * a.shape[2])
