@@ -94,3 +94,22 @@ def test_each_stage_changes_some_result():
         if "normalise_products" in ch:
             r0 = run(base.with_(frac_bits=13))
         assert (run(m) != r0).any(), ch
+
+
+@pytest.mark.parametrize("frac_bits", [0, 3, 24])  # 0: the reference kernel; else the fast one
+@pytest.mark.parametrize("late", [False, True])
+def test_one_bit_outputs_round_ties_up(frac_bits, late):
+    # With a 1-bit output (out_frac_bits=0) the kept significand is the implicit 1, odd,
+    # so ties to even go up a binade (48 -> 64); both kernels took the parity from the
+    # float64's exponent bit instead (hypothesis found a block sum of 48 rounded to 32).
+    model = BlockFMAModel(n=1, frac_bits=frac_bits, rounding="rne", out_format="float32",
+                          out_frac_bits=0, c_mode="late" if late else "block",
+                          c_rounding="rne" if late else None, c_frac_bits=0 if late else None)
+    rng = np.random.default_rng(frac_bits + 7 * late)
+    f = lowprec.get_format("fp16")
+    a = rng.choice([1.5, -1.5, 3.0, 0.75, 1.0, -1.0, 1.25, 6.0], (5, 4))
+    b = rng.choice([1.0, 2.0, -4.0, 1.5, 8.0, 0.5], (4, 7))
+    c = rng.choice([0.0, 1.5, -3.0, 48.0, 24.0, -96.0], (5, 7)).astype(np.float32)
+    got = lowprec.matmul(a, b, c=c, inputs="fp16", model=model)
+    want = ref.matmul_model_ref(a, b, c.astype(np.float64), model, f.emin, f.emin)
+    np.testing.assert_array_equal(_bits(got), _bits(want))

@@ -130,6 +130,9 @@ def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, curi, pmax, pm
     sh = np.int64(53 - p_out)
     low = (np.int64(1) << sh) - 1
     half = np.int64(1) << (sh - 1)
+    # the last kept significand bit, for ties to even: a stored bit, or with p_out = 1 the
+    # implicit leading 1 (odd); bit 52 of the float64 is the exponent's, not the significand's
+    odd1 = np.int64(1) if p_out == 1 else np.int64(0)
     for jj in range(jn):
         sv = ssum[jj]
         vt[jj] = sv / scale[jj] if sv != 0.0 else 0.0
@@ -148,7 +151,7 @@ def _block(a, pa, b, pb, bi, i, j0, jn, order, s0, n, two_f, cur, curi, pmax, pm
         if mode == RTZ:
             r = bits & ~low
         elif mode == RNE:
-            r = (bits + (half - 1) + ((bits >> sh) & 1)) & ~low
+            r = (bits + (half - 1) + (((bits >> sh) & 1) | odd1)) & ~low
         elif (mode == RUP) != neg:
             r = (bits + low) & ~low
         else:

@@ -8,8 +8,8 @@ zero to a multiple of 2^(E - F) and sums exactly. Here, per output column and bl
 2. Each product is scaled in float32: x = (a_k * b_kj) * 2^(F - E). a_k * b_kj is exact
    (precisions add to <= 24 bits and the caller checks that every product is a normal
    float32); the scaling is exact whenever x >= 2^-126, and a smaller x truncates to 0
-   whatever its rounding. float32 -> int32 conversion (``fptosi``) truncates toward zero: the sign-magnitude
-   truncation of the model, in one conversion.
+   whatever its rounding. float32 -> int32 conversion (``fptosi``) truncates toward
+   zero: the sign-magnitude truncation of the model, in one conversion.
 3. The truncated terms are summed in int32 over runs of ``sub`` slots, where the caller
    checks that ``sub`` terms of at most ``maxsig * 2^F`` cannot overflow; the runs' sums
    and c's truncated term trunc(c * 2^(F - E)) are added in float64, exactly (each run
@@ -202,6 +202,7 @@ def _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_ou
     sh = np.int64(53 - p_out)
     low = (np.int64(1) << sh) - 1
     half = np.int64(1) << (sh - 1)
+    odd1 = np.int64(1) if p_out == 1 else np.int64(0)  # as tensorcore._block: p_out = 1
     lo = _bits_f64(np.int64(1023 + emin_out) << 52)  # 2^emin_out
     hi = _bits_f64(np.int64(1023 + emax_out) << 52)  # 2^emax_out
     tiny = _bits_f64(np.int64(1023 - 126) << 52)  # 2^-126
@@ -217,7 +218,7 @@ def _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_ou
         v = (sv + ct) * si[jj]
         bits = _f64_bits(v)
         if mode == RNE:
-            add = (half - 1) + ((bits >> sh) & 1)
+            add = (half - 1) + (((bits >> sh) & 1) | odd1)
         elif mode == RTZ:
             add = np.int64(0)
         else:
@@ -243,9 +244,9 @@ def _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_ou
 def _round_block(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out, emin_out,
                  emax_out, mode):
     """cur <- round(cur + block) for the _TW lanes of a register tile, from the block's
-    scales sc = 2^(F - E) and si = 2^(E - F), last run isum and earlier runs tot (zeros for a block in one run: see
-    :func:`_tile_block`); cpow <- the new cur's powers of two (:func:`_c_pow`), the next
-    block's start."""
+    scales sc = 2^(F - E) and si = 2^(E - F), last run isum and earlier runs tot (zeros
+    for a block in one run: see :func:`_tile_block`); cpow <- the new cur's powers of two
+    (:func:`_c_pow`), the next block's start."""
     if mode == RTZ:
         nrare = _round_lanes(cur, curi, sc, si, isum, tot, vbuf, rare, cpow, frac_bits, p_out,
                              emin_out, emax_out, RTZ)
@@ -285,6 +286,7 @@ def _add_late(cur, curi, part, sums, errs, rare, p_out, emin_out, emax_out, mode
     sh = np.int64(53 - p_out)
     low = (np.int64(1) << sh) - 1
     half = np.int64(1) << (sh - 1)
+    odd1 = np.int64(1) if p_out == 1 else np.int64(0)  # as tensorcore._block: p_out = 1
     nrare = 0
     for jj in range(_TW):
         x = cur[jj]
@@ -295,7 +297,7 @@ def _add_late(cur, curi, part, sums, errs, rare, p_out, emin_out, emax_out, mode
         bits = _f64_bits(sm)
         e = ((bits & _F64_EXP) >> 52) - 1023
         if mode == RNE:
-            add = (half - 1) + ((bits >> sh) & 1)
+            add = (half - 1) + (((bits >> sh) & 1) | odd1)
         elif mode == RTZ:
             add = np.int64(0)
         else:
