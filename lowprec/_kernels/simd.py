@@ -113,26 +113,61 @@ def add8(a, b):
 
 # --- compiled --------------------------------------------------------------------------
 
-def _row(arr):
-    if not (isinstance(arr, types.Array) and arr.dtype == types.float32
-            and arr.layout == "C"):
-        raise errors.TypingError(f"simd loads and stores take a C-contiguous float32 array, "
+def contiguous(arr, dtype) -> None:
+    """Typing check of a vector load's or store's array: C-contiguous, of ``dtype``."""
+    if not (isinstance(arr, types.Array) and arr.dtype == dtype and arr.layout == "C"):
+        raise errors.TypingError(f"simd loads and stores take a C-contiguous {dtype} array, "
                                  f"got {arr}")
 
 
-def _address(context, builder, arrty, arr, j):
+def vector_address(context, builder, arrty, arr, j, vt=_VT):
+    """Pointer to flat element ``j`` of ``arr`` as a pointer to the vector type ``vt``."""
     a = context.make_array(arrty)(context, builder, arr)
-    return builder.bitcast(builder.gep(a.data, [j]), _VT.as_pointer())
+    return builder.bitcast(builder.gep(a.data, [j]), vt.as_pointer())
+
+
+def splat(builder, x, vt=_VT):
+    """The vector of type ``vt`` with every lane ``x``."""
+    v = builder.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+
+
+def vector_load(vtype, dtype, vt=_VT):
+    """An intrinsic ``(arr, j) -> vtype``: eight elements of a C-contiguous ``dtype`` array
+    from flat index ``j`` (unchecked)."""
+    @intrinsic
+    def _load(typingctx, row, j):
+        contiguous(row, dtype)
+
+        def codegen(context, builder, sig, args):
+            return builder.load(vector_address(context, builder, sig.args[0], args[0],
+                                               args[1], vt), align=4)
+        return vtype(row, j), codegen
+    return _load
+
+
+def vector_store(vtype, dtype, vt=_VT):
+    """An intrinsic ``(arr, j, v)``: the eight lanes of ``v`` into a C-contiguous ``dtype``
+    array from flat index ``j`` (unchecked)."""
+    @intrinsic
+    def _store(typingctx, row, j, v):
+        contiguous(row, dtype)
+
+        def codegen(context, builder, sig, args):
+            builder.store(args[2], vector_address(context, builder, sig.args[0], args[0],
+                                                  args[1], vt), align=4)
+            return context.get_dummy_value()
+        return types.none(row, j, vtype), codegen
+    return _store
+
+
 
 
 def _mask(builder, w):
     """<8 x i1>: lane i < w."""
     w = builder.trunc(w, _I32) if w.type.width > 32 else w
     lanes = ir.Constant(ir.VectorType(_I32, LANES), list(range(LANES)))
-    ws = builder.insert_element(ir.Constant(ir.VectorType(_I32, LANES), ir.Undefined), w,
-                                ir.Constant(_I32, 0))
-    ws = builder.shuffle_vector(ws, ws, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
-    return builder.icmp_signed("<", lanes, ws)
+    return builder.icmp_signed("<", lanes, splat(builder, w, ir.VectorType(_I32, LANES)))
 
 
 def _fn(builder, name, ret, args):
@@ -158,27 +193,20 @@ def _get3(typingctx, arr, i, j, k):
 @intrinsic
 def _splat8(typingctx, x):
     def codegen(context, builder, sig, args):
-        v = builder.insert_element(ir.Constant(_VT, ir.Undefined), args[0], ir.Constant(_I32, 0))
-        return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, LANES),
-                                                        [0] * LANES))
+        return splat(builder, args[0])
     return f32x8(types.float32), codegen
 
 
-@intrinsic
-def _load8(typingctx, row, j):
-    _row(row)
-
-    def codegen(context, builder, sig, args):
-        return builder.load(_address(context, builder, sig.args[0], args[0], args[1]), align=4)
-    return f32x8(row, j), codegen
+_load8 = vector_load(f32x8, types.float32)
+_store8 = vector_store(f32x8, types.float32)
 
 
 @intrinsic
 def _load8_m(typingctx, row, j, w):
-    _row(row)
+    contiguous(row, types.float32)
 
     def codegen(context, builder, sig, args):
-        p = _address(context, builder, sig.args[0], args[0], args[1])
+        p = vector_address(context, builder, sig.args[0], args[0], args[1])
         f = _fn(builder, "llvm.masked.load.v8f32.p0", _VT,
                 [_VT.as_pointer(), _I32, _MT, _VT])
         return builder.call(f, [p, ir.Constant(_I32, 4), _mask(builder, args[2]),
@@ -187,22 +215,11 @@ def _load8_m(typingctx, row, j, w):
 
 
 @intrinsic
-def _store8(typingctx, row, j, v):
-    _row(row)
-
-    def codegen(context, builder, sig, args):
-        builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1]),
-                      align=4)
-        return context.get_dummy_value()
-    return types.none(row, j, f32x8), codegen
-
-
-@intrinsic
 def _store8_m(typingctx, row, j, v, w):
-    _row(row)
+    contiguous(row, types.float32)
 
     def codegen(context, builder, sig, args):
-        p = _address(context, builder, sig.args[0], args[0], args[1])
+        p = vector_address(context, builder, sig.args[0], args[0], args[1])
         f = _fn(builder, "llvm.masked.store.v8f32.p0", ir.VoidType(),
                 [_VT, _VT.as_pointer(), _I32, _MT])
         builder.call(f, [args[2], p, ir.Constant(_I32, 4), _mask(builder, args[3])])
@@ -308,14 +325,14 @@ def _shuffle(builder, x, y, mask):
 
 @intrinsic
 def _transpose8x8(typingctx, src, s0, ss, dst, d0, ds):
-    _row(src)
-    _row(dst)
+    contiguous(src, types.float32)
+    contiguous(dst, types.float32)
 
     def codegen(context, builder, sig, args):
         sarr, s0_, ss_, darr, d0_, ds_ = args
         def row(arr, arrty, first, stride, r):  # the address of row r of the block
             off = builder.add(first, builder.mul(stride, ir.Constant(stride.type, r)))
-            return _address(context, builder, arrty, arr, off)
+            return vector_address(context, builder, arrty, arr, off)
 
         rows = [builder.load(row(sarr, sig.args[0], s0_, ss_, r), align=4)
                 for r in range(LANES)]

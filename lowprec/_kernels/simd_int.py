@@ -26,10 +26,9 @@ time was the same).
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import errors
 from numba.extending import intrinsic, models, overload, register_model
 
-from .simd import LANES, f32x8
+from .simd import LANES, f32x8, splat, vector_load, vector_store
 
 
 class I32x8(types.Type):
@@ -132,20 +131,8 @@ def max8(a, b):
 
 # --- compiled --------------------------------------------------------------------------
 
-def _int_row(arr):
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int32 and arr.layout == "C"):
-        raise errors.TypingError(f"int32 vector loads and stores take a C-contiguous int32 "
-                                 f"array, got {arr}")
-
-
-def _address(context, builder, arrty, arr, j):
-    a = context.make_array(arrty)(context, builder, arr)
-    return builder.bitcast(builder.gep(a.data, [j]), _IT.as_pointer())
-
-
 def _splat(builder, x):
-    v = builder.insert_element(ir.Constant(_IT, ir.Undefined), x, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(v, v, ir.Constant(_IT, [0] * LANES))
+    return splat(builder, x, _IT)
 
 
 @intrinsic
@@ -155,24 +142,8 @@ def _isplat8(typingctx, x):
     return i32x8(types.int32), codegen
 
 
-@intrinsic
-def _iload8(typingctx, row, j):
-    _int_row(row)
-
-    def codegen(context, builder, sig, args):
-        return builder.load(_address(context, builder, sig.args[0], args[0], args[1]), align=4)
-    return i32x8(row, j), codegen
-
-
-@intrinsic
-def _istore8(typingctx, row, j, v):
-    _int_row(row)
-
-    def codegen(context, builder, sig, args):
-        builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1]),
-                      align=4)
-        return context.get_dummy_value()
-    return types.none(row, j, i32x8), codegen
+_iload8 = vector_load(i32x8, types.int32, _IT)
+_istore8 = vector_store(i32x8, types.int32, _IT)
 
 
 def _binary(op):
