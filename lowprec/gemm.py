@@ -219,7 +219,9 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
             if _TC_FAST else None)
     if fast is not None:  # same bits as tc_gemm, float32 lanes (see its module docstring)
         a32, pa32, bpan, pbpan, sub = fast
-        tc_fast.tc_gemm_fast_auto(a32, pa32, bpan, pbpan, cv, *args, sub, blk.frac_bits, *tail)
+        a32, pa32, bpan, pbpan, order = tc_fast.pad_slots(a32, pa32, bpan, pbpan, args[0])
+        tc_fast.tc_gemm_fast_auto(a32, pa32, bpan, pbpan, cv, order, *args[1:], sub,
+                                  blk.frac_bits, *tail)
     else:
         pa, pb = _pow2_exponents(av, emin_a), _pow2_exponents(bv, emin_b)
         tc_gemm(av, pa, bv, pb, cv, *args, blk.frac_bits, *tail, blk.normalise_products)
