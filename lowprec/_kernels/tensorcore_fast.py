@@ -190,7 +190,7 @@ def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
                     tot[q] += np.float64(isum[q])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _start8(c):
     """c's power of two as a block's start (:func:`_c_pow`) for eight float32 lanes: 2^(c's
     exponent clamped to -126), 0 for zero c (an infinite c, flagged by :func:`_round8`,
@@ -200,20 +200,20 @@ def _start8(c):
     return from_bits8(iand8(p, ixor8(ieq8(cb, isplat8(0)), isplat8(-1))))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _exp8(m):
     """E (unbiased, -127 for 0) of a running maximum 2^E."""
     return iadd8(iand8(lshr8(bits8(m), 23), isplat8(0xFF)), isplat8(-127))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _scale8(e, frac_bits):
     """2^(F - max(E, F - 126)) as float32 lanes: the products' (and c's) scale."""
     return from_bits8(shl8(isub8(isplat8(127 + frac_bits),
                                  imax8(e, isplat8(frac_bits - 126))), 23))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _round8(c, t, e, frac_bits, p_out, emin_out, emax_out, mode):
     """round(c + block) for eight lanes in float32/int32 registers: the common case of
     :func:`_round_block` (same bits), and a mask of the lanes it does not cover.
@@ -234,7 +234,6 @@ def _round8(c, t, e, frac_bits, p_out, emin_out, emax_out, mode):
     mag = isplat8(0x7FFFFFFF)
     ecl = imax8(e, isplat8(frac_bits - 126))
     sc = from_bits8(shl8(isub8(isplat8(127 + frac_bits), ecl), 23))
-    cb = bits8(c)
     sm = iadd8(t, ftoi8(mul8(c, sc)))
     f0 = itof8(sm)
     fb = bits8(f0)
@@ -264,21 +263,24 @@ def _round8(c, t, e, frac_bits, p_out, emin_out, emax_out, mode):
         else:
             r = iand8(iadd8(odd, iand8(low, away)), keep)
     er = iand8(lshr8(r, 23), isplat8(0xFF))  # 0 only for r = 0 (r is an integer)
-    ey = iadd8(er, isub8(ecl, isplat8(frac_bits + 127)))  # the result's exponent
+    scb = bits8(sc)
+    ey = isub8(er, lshr8(scb, 23))  # the result's exponent: er - 127 + E - F
     nz = ixor8(ieq8(er, isplat8(0)), ones)
-    rare = ior8(big, ieq8(iand8(cb, isplat8(0x7F800000)), isplat8(0x7F800000)))
-    rare = ior8(rare, iand8(igt8(isplat8(frac_bits - 126), e),
-                            ixor8(ieq8(iand8(cb, mag), isplat8(0)), ones)))
+    # c infinite (E = 128: the products' powers are at most 2^127), or c alone (non-zero:
+    # E >= -126) below F - 126
+    rare = ior8(big, ior8(igt8(e, isplat8(127)), iand8(igt8(isplat8(frac_bits - 126), e),
+                                                       igt8(e, isplat8(-127)))))
     rare = ior8(rare, iand8(igt8(isplat8(emin_out), ey), nz))
     rare = ior8(rare, igt8(ey, isplat8(emax_out - 1)))
-    si = from_bits8(shl8(iadd8(isplat8(127 - frac_bits), ecl), 23))
+    si = from_bits8(isub8(isplat8(254 << 23), scb))  # 2^(E - F) = 1 / sc
     return mul8(from_bits8(r), si), rare
 
 
 @njit(cache=True, inline="always")
-def _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, frac_bits,
-                src, start0, res, tsum, ebuf, p_out, emin_out, emax_out, mode):
-    """One block of a register tile rounded in registers: res (64 float32 lanes) <-
+def _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, seq, s0, n, sub,
+                frac_bits, src, start0, res, tsum, ebuf, p_out, emin_out, emax_out, mode):
+    """One block of a register tile rounded in registers: res (64 float32 lanes, may be
+    src: each vector of c is read before its result is written) <-
     round(c + block) with c = src (0 when ``start0``); returns whether a lane needs
     :func:`_round_block` instead (then ``res`` is not complete).
 
@@ -307,7 +309,7 @@ def _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
         m31 = _start8(load8(src, 56))
     end = s0 + n
     for s in range(s0, end):
-        k = order[s]
+        k = s if seq else order[s]
         o = boff + k * _JT
         b0 = load8(pbp, o)
         b1 = load8(pbp, o + 8)
@@ -356,7 +358,7 @@ def _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
         t30 = t00
         t31 = t00
         for s in range(r0, r1):
-            k = order[s]
+            k = s if seq else order[s]
             o = boff + k * _JT
             b0 = load8(bp, o)
             b1 = load8(bp, o + 8)
@@ -398,7 +400,7 @@ def _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
     return any8(rare)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _add_run(tsum, q, t, ovf):
     """tsum[q:q+8] += t (int32, wrapping); returns ovf with the sign bit set in the lanes
     that overflowed."""
@@ -593,6 +595,10 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
     nslots = order.size
     kt = max(inst_k, (_KT // inst_k) * inst_k)
     nrt = (m_rows + _RT - 1) // _RT
+    seq = True  # slots in k order (no interleave, no padding): k = s
+    for s in range(nslots):
+        if order[s] != s:
+            seq = False
     for w in prange(nb * nrt * ntiles):
         bi = w // (nrt * ntiles)
         rem = w - bi * nrt * ntiles
@@ -612,7 +618,6 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
         part = np.empty(_TW, np.float64)
         parti = part.view(np.int64)
         part32 = np.zeros(_TW, np.float32)
-        res32 = np.empty(_TW, np.float32)
         sav32 = np.empty(_TW, np.float32)
         savtot = np.empty(_TW, np.float64)
         tsum = np.empty(_TW, np.int32)
@@ -667,11 +672,9 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                         # after (float32's addition)
                         for s0 in range(q0, q0 + inst_k, n):
                             redo |= _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff,
-                                                order, s0, n, sub, frac_bits, dst32,
-                                                late and s0 == q0, res32, tsum, ebuf, p_out,
+                                                order, seq, s0, n, sub, frac_bits, dst32,
+                                                late and s0 == q0, dst32, tsum, ebuf, p_out,
                                                 emin_out, emax_out, mode)
-                            for q in range(0, _TW, 8):
-                                store8(dst32, q, load8(res32, q))
                         if late:
                             for q in range(0, _TW, 8):
                                 store8(cur32, q, add8(load8(cur32, q), load8(part32, q)))
