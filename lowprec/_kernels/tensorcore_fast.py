@@ -12,40 +12,57 @@ zero to a multiple of 2^(E - F) and sums exactly. Here, per output column and bl
    zero: the sign-magnitude truncation of the model, in one conversion.
 3. The truncated terms are summed in int32 over runs of ``sub`` slots, where the caller
    checks that ``sub`` terms of at most ``maxsig * 2^F`` cannot overflow; the runs' sums
-   and c's truncated term trunc(c * 2^(F - E)) are added in float64, exactly (each run
-   below 2^31, at most 2^(F+1) for c).
-4. The sum S * 2^(E - F) is a normal float64 and is rounded to the block's output by
-   integer operations on its bits, as in :func:`tensorcore._block`, in one pass without
-   data-dependent branches; the rare cases (an infinite accumulator, which stays infinite;
-   a zero sum, +0; an output subnormal, through :func:`tensorcore.round_pair`; a result in
-   the top binade, which may overflow to inf) are flagged and fixed in a second pass.
+   and c's truncated term trunc(c * 2^(F - E)) (at most 2^(F+1)) are added in int32 with
+   overflow flagged (the float32 path, step 4) or in float64, exactly.
+4. The block's result, round(S * 2^(E - F)) into the output format, is computed in
+   float32 and int32 registers (:func:`_round8`, eight lanes at a time) where the output
+   is fp32's or fp16's range: c's term is added to the int32 sum, the sum S is converted
+   to float32 (RNE) and back, which tells whether and which way that conversion rounded,
+   hence S rounded toward zero to 24 bits and its sticky bit; narrower outputs (at most 22
+   bits) round that value made odd (round to odd, then once more: the single rounding).
+   The result is the rounded S times 2^(E - F), exact in float32. The rare cases (an
+   infinite accumulator, which stays infinite; c alone in a block far below the grid;
+   int32 overflow of the sums; an output subnormal or in the top binade, which may
+   overflow to inf) are flagged: the K panel of that register tile is then redone from its
+   saved state on float64 lanes, as below.
+
+   The float64 lanes (other output widths, a c-addition stage other than float32's own
+   addition, and the redone panels): S * 2^(E - F) is a normal float64 rounded to the
+   block's output by integer operations on its bits, as in :func:`tensorcore._block`, in
+   one pass without data-dependent branches (:func:`_round_lanes`); its rare cases go
+   through :func:`tensorcore.round_pair` in a second pass.
 
 Registers: a register tile of ``_RB`` = 4 rows by ``_JT`` = 16 columns (eight vectors of
 eight float32 or int32 lanes, :mod:`.simd` and :mod:`.simd_int`) runs each block as two
 passes over its slots with its state in registers: the eight running maxima of step 1 (no
 loads or stores of state per slot), then, after the scales are built from the maxima's
 exponent bits by int32 vector operations, the eight int32 sums of step 3 (the scales as
-vectors too). Only the block's results leave registers: the int32 sums and the float64
-scales 2^(F - E) and 2^(E - F) (their high words built in int32 lanes, zipped with zero low
-words and stored over float64 arrays). Step 4 is a plain loop over the tile's 64 lanes
-that LLVM vectorises (four float64 lanes), compiled once per rounding mode so that it has
-no branches; it also leaves the next block's start (step 1's 2^ec) for every lane. Its
-stores are unconditional (masked stores, e.g. a running max written in place, are slow on
-AMD CPUs: vmaskmov stores are microcoded), and scalars are moved between float and integer
-registers by bitcasts. Rows past the end of a task repeat its last row (computed, never
-written out); columns past N are zero padding of the panels.
+vectors too). On the float32 path the accumulators stay float32 (64 lanes per register
+tile, read and written in place once per block). On the float64 path only the block's
+results leave registers: the int32 sums and the float64 scales 2^(F - E) and 2^(E - F)
+(their high words built in int32 lanes, zipped with zero low words and stored over float64
+arrays); step 4 is there a plain loop over the tile's 64 lanes that LLVM vectorises (four
+float64 lanes), compiled once per rounding mode so that it has no branches; it also leaves
+the next block's start (step 1's 2^ec) for every lane. Its stores are unconditional
+(masked stores, e.g. a running max written in place, are slow on AMD CPUs: vmaskmov
+stores are microcoded), and scalars are moved between float and integer registers by
+bitcasts. Rows past the end of a task repeat its last row (computed, never written out);
+columns past N are zero padding of the panels; padding slots of K (the slot table's -1)
+point at zero columns appended to a and the panels (:func:`pad_slots`), so the slot loops
+have no branch on them, and slots in k order skip the table.
 
 The chaining along K (the slot table, c_mode "late", fp32 promotion) is the reference
 kernel's. The c-addition stage of c_mode "late" (with its own rounding and precision,
-``c_rounding`` / ``c_frac_bits``) rounds cur + part from the float64 bits too, where that
-sum is exact in float64 and normal (the usual case); other columns are flagged and rounded
-by :func:`tensorcore.round_pair` as in the reference. ``normalise_products`` models (align
-by floor(log2 |a b|)) take |a| and |b| as the "powers": the max of |a| |b| has the exponent
-wanted. :func:`prepare` builds the operands in float32 (powers from the exponent bits).
-Work is split into tasks of ``_RT`` rows by ``_JT`` columns (parallel), K into panels of
-about ``_KT`` slots so the task's panel of b stays in cache while its register tiles pass
-over it; b is packed by the caller as (batch, column tile, K, _JT) panels, padded with
-zeros.
+``c_rounding`` / ``c_frac_bits``) is float32's addition on the float32 path when it rounds
+to nearest-even into fp32 (B200's fp8 path); otherwise it rounds cur + part from the
+float64 bits, where that sum is exact in float64 and normal (the usual case); other
+columns are flagged and rounded by :func:`tensorcore.round_pair` as in the reference.
+``normalise_products`` models (align by floor(log2 |a b|)) take |a| and |b| as the
+"powers": the max of |a| |b| has the exponent wanted. :func:`prepare` builds the operands
+in float32 (powers from the exponent bits). Work is split into tasks of ``_RT`` rows by
+``_JT`` columns (parallel), K into panels of about ``_KT`` slots so the task's panel of b
+stays in cache while its register tiles pass over it; b is packed by the caller as (batch,
+column tile, K, _JT) panels, padded with zeros.
 """
 
 import math
