@@ -21,6 +21,7 @@ infinite product or c gives that infinity; a block whose rounded sum overflows g
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -178,9 +179,14 @@ def _pow2_exponents(x: np.ndarray, emin: int) -> np.ndarray:
 
 
 def _slot_table(K: int, blk) -> np.ndarray:
-    ik = blk.k_per_instruction
-    nblk = ik // blk.n
-    g = blk.interleave
+    """The slot table of a K-long product (see ``tensorcore.tc_gemm``); the kernels only
+    read it, so one array per (K, layout) is kept."""
+    return _slot_table_of(K, blk.n, blk.k_per_instruction, blk.interleave)
+
+
+@functools.lru_cache(maxsize=64)
+def _slot_table_of(K: int, n: int, ik: int, g) -> np.ndarray:
+    nblk = ik // n
     kpad = K + (-K) % ik
     slots = np.empty(kpad, np.int64)
     pos = 0
@@ -189,11 +195,34 @@ def _slot_table(K: int, blk) -> np.ndarray:
             if g:
                 ks = [q0 + k for k in range(ik) if (k // g) % nblk == s]
             else:
-                ks = range(q0 + s * blk.n, q0 + (s + 1) * blk.n)
+                ks = range(q0 + s * n, q0 + (s + 1) * n)
             for k in ks:
                 slots[pos] = k if k < K else -1
                 pos += 1
     return slots
+
+
+def _tc_args(K: int, blk, out: np.ndarray):
+    """The tensor-core kernels' arguments around ``sub, frac_bits`` (slot table and
+    instruction shape; output format, rounding, c handling, promotion, ``out``)."""
+    out_fmt = get_format(blk.out_format)
+    args = (_slot_table(K, blk), blk.n, blk.k_per_instruction)
+    tail = (blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax,
+            parse_rounding(blk.rounding).id, C_MODES.index(blk.c_mode), blk.promote_every or 0,
+            out, blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id)
+    return args, tail
+
+
+def _tc_fast_run(fast, cv: np.ndarray, blk) -> np.ndarray:
+    """The fast kernel on operands from ``tensorcore_fast.prepare`` (or
+    ``tc_prep.prepare_codes``) and finite (batch, M, N) float64 c: float64 results."""
+    from ._kernels import tensorcore_fast as tc_fast
+
+    a32, pa32, bpan, pbpan, sub = fast
+    out = np.empty(cv.shape, np.float64)
+    args, tail = _tc_args(a32.shape[2], blk, out)
+    tc_fast.tc_gemm_fast_auto(a32, pa32, bpan, pbpan, cv, *args, sub, blk.frac_bits, *tail)
+    return out
 
 
 def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
@@ -208,25 +237,83 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
         av = np.where(np.isfinite(av), av, 0.0)
         bv = np.where(np.isfinite(bv), bv, 0.0)
         cv = np.where(np.isfinite(cv), cv, 0.0)
-    out_fmt = get_format(blk.out_format)
-    out = np.empty(cv.shape, np.float64)
-    args = (_slot_table(av.shape[2], blk), blk.n, blk.k_per_instruction)
-    tail = (blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax,
-            parse_rounding(blk.rounding).id, C_MODES.index(blk.c_mode), blk.promote_every or 0,
-            out, blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id)
     # the fast kernel claims only models whose every field it implements (handles_model)
     fast = (tc_fast.prepare(blk, fa.precision, fb.precision, av, bv, emin_a, emin_b)
             if _TC_FAST else None)
     if fast is not None:  # same bits as tc_gemm, float32 lanes (see its module docstring)
-        a32, pa32, bpan, pbpan, sub = fast
-        tc_fast.tc_gemm_fast_auto(a32, pa32, bpan, pbpan, cv, *args, sub, blk.frac_bits, *tail)
+        out = _tc_fast_run(fast, cv, blk)
     else:
+        out = np.empty(cv.shape, np.float64)
+        args, tail = _tc_args(av.shape[2], blk, out)
         pa, pb = _pow2_exponents(av, emin_a), _pow2_exponents(bv, emin_b)
         tc_gemm(av, pa, bv, pb, cv, *args, blk.frac_bits, *tail, blk.normalise_products)
     if special is not None:
         res, mask = special
         out = np.where(mask, res, out)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _code_tables(fmt: FloatFormat, code_dtype: np.dtype, emin: int, normalise: bool):
+    """(values, powers) float32 tables of every code of ``code_dtype`` for the fast kernel
+    (``tc_prep.tables``), or None when the format has more than 16 bits or values that
+    float32 does not hold exactly."""
+    from ._kernels import tc_prep
+
+    if fmt.bits > 16 or code_dtype not in tc_prep.SIGNATURES or emin < -126:
+        return None
+    v64 = fmt.values(np.float64)
+    v32 = v64.astype(np.float32)
+    if not np.array_equal(v32.astype(np.float64), v64, equal_nan=True):
+        return None
+    tabs = tc_prep.tables(v32, code_dtype, emin, normalise)
+    for t in tabs:
+        t.flags.writeable = False  # shared between calls (the kernel only reads them)
+    return tabs
+
+
+def _model_direct(a, b, model, chunk) -> Optional[np.ndarray]:
+    """:func:`matmul` of two LPArrays on a tensor-core model, c = 0, fp32 output, nothing
+    else asked, with the fast kernel's operands built straight from the codes
+    (``tc_prep``: no float64 values, one pass per operand); None when that does not
+    apply (other operands or formats, non-finite values, a plan the fast kernel declines):
+    the general path then gives the same bits (``_run_model``)."""
+    if not (isinstance(a, CodedArray) and isinstance(b, CodedArray)) or is_mc_model(model):
+        return None
+    fa, fb = get_format(a.fmt), get_format(b.fmt)
+    if not (isinstance(fa, FloatFormat) and isinstance(fb, FloatFormat)):
+        return None
+    ca, cb = np.asarray(a.codes), np.asarray(b.codes)
+    if ca.ndim not in (2, 3) or cb.ndim not in (2, 3):
+        return None
+    (M, K), (K2, N) = ca.shape[-2:], cb.shape[-2:]
+    if K != K2 or min(M, K, N) == 0:
+        return None
+    try:
+        batch = np.broadcast_shapes(ca.shape[:-2], cb.shape[:-2])
+        blk = select_block_pair(model, fa, fb, _F32)
+    except ValueError:
+        return None  # the general path raises it
+    if chunk is not None:
+        blk = blk.with_(promote_every=int(chunk))
+    conv = get_format(blk.convert_inputs) if blk.convert_inputs else None
+    emin_a = conv.emin if conv else fa.emin
+    emin_b = conv.emin if conv else fb.emin
+    tabs_a = _code_tables(fa, ca.dtype, emin_a, blk.normalise_products)
+    tabs_b = _code_tables(fb, cb.dtype, emin_b, blk.normalise_products)
+    if tabs_a is None or tabs_b is None:
+        return None
+    from ._kernels import tc_prep
+
+    nb = int(np.prod(batch, dtype=np.int64))
+    ca3 = np.ascontiguousarray(np.broadcast_to(ca, batch + (M, K))).reshape(nb, M, K)
+    cb3 = np.ascontiguousarray(np.broadcast_to(cb, batch + (K, N))).reshape(nb, K, N)
+    fast = tc_prep.prepare_codes(blk, fa.precision, fb.precision, ca3, tabs_a, cb3, tabs_b,
+                                 emin_a, emin_b)
+    if fast is None:
+        return None
+    out = _tc_fast_run(fast, np.zeros((nb, M, N), np.float64), blk)
+    return out.reshape(batch + (M, N)).astype(np.float32)
 
 
 def _run_mc(av, bv, cv, path: MatrixCorePath, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
@@ -479,6 +566,11 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     if (c is None and model is None and lanes is None and chunk is None and out is None
             and scale_a is None and scale_b is None and inputs is None):
         res = _fp32_direct(a, b, acc, acc_rounding, bool(fma))
+        if res is not None:
+            return res
+    if (model is not None and c is None and out is None and lanes is None and inputs is None
+            and scale_a is None and scale_b is None and _TC_FAST):
+        res = _model_direct(a, b, model, chunk)
         if res is not None:
             return res
     av, fa = _operand(a, "a", inputs)

@@ -1,0 +1,189 @@
+"""The fast tensor-core kernel's operands straight from an LPArray's codes, in one pass.
+
+:func:`.tensorcore_fast.prepare` builds the kernel's float32 operands from float64 values:
+a decode to float64, a float32 copy and its exactness check, the powers of two, the spans
+of non-zero magnitudes and the packing of b into column panels, each a pass of its own
+over the matrix (about 15 ms per 1024 x 1024 operand on a 2-core machine). An operand that
+is an LPArray of a format of at most 16 bits needs none of that: its value, power of two
+and magnitude are functions of its code. :func:`prep_codes` reads each code once and
+writes its float32 value and power from two tables of every code (built by the caller,
+:func:`tables`), in the kernel's layout, and marks the code as seen; the spans and
+finiteness are then read off the seen codes (at most 65536), not the matrix.
+
+Layout: the values of a (batch, R, C) operand go to (batch, ceil(C / jt), R, jt) panels,
+columns past C zero: ``jt = C`` is a itself ((batch, 1, R, C)), ``jt = _JT`` the column
+panels of b (:func:`.tensorcore_fast.pack_panels`). Table look-ups and copies only: any
+bits, the same as the numpy twin :func:`_numpy`, which runs before the kernel is compiled
+(:class:`.plain.EntryPoint`).
+"""
+
+import numpy as np
+from numba.core import types as nbt
+
+from .jit import njit
+from .plain import EntryPoint
+from .tensorcore_fast import _JT, _plan_spans, _pow2_f32, _pow2_scalar, handles_model
+
+__all__ = ["prep_codes", "tables", "run", "prepare_codes", "SIGNATURES"]
+
+
+@njit(cache=True)
+def prep_codes(codes, tab, ptab, rows, cols, jt, vals, pows, seen, stats):
+    """vals, pows <- tab[codes], ptab[codes] in panels of jt columns; seen[code] <- 1 for
+    every code read; stats <- (smallest, largest) non-zero finite |tab[code]| over the seen
+    codes ((inf, 0) when none) and 1.0 if a seen code's value is not finite, else 0.0.
+
+    Args:
+        codes: (batch * rows * cols) C-order codes (uint8 or uint16; every code indexes
+            tab and ptab).
+        tab, ptab: float32 value and power of two of every code.
+        rows, cols: the operand's matrix shape; jt: columns per panel (cols >= 1).
+        vals, pows: (batch * ceil(cols / jt) * rows * jt) float32 outputs.
+        seen: uint8 of tab's length, zeros on entry.
+        stats: float64 (3,) output.
+    """
+    nt = (cols + jt - 1) // jt
+    nbr = codes.size // cols
+    for br in range(nbr):
+        bi = br // rows
+        r = br - bi * rows
+        src = br * cols
+        for t in range(nt):
+            dst = ((bi * nt + t) * rows + r) * jt
+            j0 = t * jt
+            w = min(jt, cols - j0)
+            for q in range(w):
+                c = codes[src + j0 + q]
+                vals[dst + q] = tab[c]
+                pows[dst + q] = ptab[c]
+                seen[c] = 1
+            for q in range(w, jt):
+                vals[dst + q] = np.float32(0.0)
+                pows[dst + q] = np.float32(0.0)
+    lo = np.inf
+    hi = 0.0
+    bad = 0.0
+    for c in range(tab.size):
+        if seen[c] != 0:
+            v = abs(np.float64(tab[c]))
+            if not v < np.inf:  # inf or NaN
+                bad = 1.0
+            elif v > 0.0:
+                lo = min(lo, v)
+                hi = max(hi, v)
+    stats[0] = lo
+    stats[1] = hi
+    stats[2] = bad
+
+
+def _numpy(codes, tab, ptab, rows, cols, jt, vals, pows, seen, stats) -> None:
+    """:func:`prep_codes` in numpy (same arguments, same bits)."""
+    x = codes.reshape(-1, rows, cols)
+    nb = x.shape[0]
+    nt = -(-cols // jt)
+    for src, dst in ((tab, vals), (ptab, pows)):
+        tmp = np.zeros((nb, rows, nt * jt), np.float32)
+        tmp[:, :, :cols] = src[x]
+        dst.reshape(nb, nt, rows, jt)[...] = tmp.reshape(nb, rows, nt, jt).transpose(0, 2, 1, 3)
+    seen[x.reshape(-1)] = 1
+    v = np.abs(tab[seen != 0].astype(np.float64))
+    fin = v[np.isfinite(v) & (v > 0)]
+    stats[0] = fin.min() if fin.size else np.inf
+    stats[1] = fin.max() if fin.size else 0.0
+    stats[2] = 1.0 if (~np.isfinite(v)).any() else 0.0
+
+
+_F32_1 = nbt.Array(nbt.float32, 1, "C")
+
+
+def _signature(code_type):
+    return (nbt.Array(code_type, 1, "C"), _F32_1, _F32_1, nbt.int64, nbt.int64, nbt.int64,
+            _F32_1, _F32_1, nbt.Array(nbt.uint8, 1, "C"), nbt.Array(nbt.float64, 1, "C"))
+
+
+#: The two specialisations callers use: uint8 and uint16 codes (LPArrays' code dtypes of
+#: formats of at most 8 and 16 bits).
+SIGNATURES = {np.dtype(np.uint8): _signature(nbt.uint8),
+              np.dtype(np.uint16): _signature(nbt.uint16)}
+_ENTRIES = {dt: EntryPoint(prep_codes, sig, _numpy) for dt, sig in SIGNATURES.items()}
+
+
+def tables(values: np.ndarray, code_dtype, emin: int, normalise: bool):
+    """(tab, ptab): float32 values and powers of two indexed by every code of the dtype.
+
+    Args:
+        values: float32 values of a format's 2^bits codes (NaN codes NaN), bits at most
+            the code dtype's width; a code's bits above the format's are ignored (as
+            ``quantize.decode`` does), so the table repeats.
+        code_dtype: uint8 or uint16.
+        emin: exponents are clamped to emin (-126 <= emin): the power of x is
+            2^max(floor(log2|x|), emin) (``tensorcore_fast._pow2_f32``), 0 for zeros and
+            non-finite values; with ``normalise``, |x| instead.
+
+    Returns:
+        Two C-contiguous float32 arrays of 2^(8 * itemsize) entries.
+    """
+    size = 1 << (8 * np.dtype(code_dtype).itemsize)
+    tab = np.ascontiguousarray(np.resize(np.asarray(values, np.float32), size))
+    fin = np.where(np.isfinite(tab), tab, np.float32(0.0))
+    ptab = np.abs(fin) if normalise else _pow2_f32(fin, emin)
+    return tab, np.ascontiguousarray(ptab, np.float32)
+
+
+def run(codes: np.ndarray, tab: np.ndarray, ptab: np.ndarray, jt: int):
+    """(values, powers, (lo, hi), finite) of a (batch, R, C) operand's codes (C >= 1).
+
+    Returns:
+        values and powers as (batch, ceil(C / jt), R, jt) float32 panels, the (smallest,
+        largest) non-zero |value| (None when every value is zero), and whether every value
+        is finite.
+    """
+    nb, rows, cols = codes.shape
+    nt = -(-cols // jt)
+    shape = (nb, nt, rows, jt)
+    vals = np.empty(shape, np.float32)
+    pows = np.empty(shape, np.float32)
+    seen = np.zeros(tab.size, np.uint8)
+    stats = np.empty(3, np.float64)
+    flat = np.ascontiguousarray(codes).reshape(-1)
+    _ENTRIES[flat.dtype].get()(flat, tab, ptab, rows, cols, jt, vals.reshape(-1),
+                               pows.reshape(-1), seen, stats)
+    span = None if stats[1] == 0.0 else (float(stats[0]), float(stats[1]))
+    return vals, pows, span, stats[2] == 0.0
+
+
+def prepare_codes(blk, prec_a: int, prec_b: int, codes_a, tabs_a, codes_b, tabs_b,
+                  emin_a: int, emin_b: int):
+    """:func:`.tensorcore_fast.prepare` from codes: the fast kernel's operands when it gives
+    the reference bits and every value is finite, else None.
+
+    Args:
+        blk: the BlockFMAModel.
+        prec_a, prec_b: precisions of a's and b's formats.
+        codes_a, codes_b: (batch, M, K) and (batch, K, N) codes, M, K, N >= 1.
+        tabs_a, tabs_b: their (tab, ptab) (:func:`tables`, with ``emin_a`` / ``emin_b``
+            and ``blk.normalise_products``).
+        emin_a, emin_b: the exponents the inputs' exponents are clamped to.
+
+    Returns:
+        None (the caller takes the general path: non-finite values, or a plan the kernel
+        declines), or (a, pa, b panels, pb panels, sub) for :func:`.tensorcore_fast.tc_gemm_fast`.
+    """
+    if not handles_model(blk) or prec_a + prec_b > 24 or min(emin_a, emin_b) < -126:
+        return None
+    a32, pa32, sa, fin = run(codes_a, *tabs_a, codes_a.shape[2])
+    if not fin:
+        return None
+    bpan, pbpan, sb, fin = run(codes_b, *tabs_b, _JT)
+    if not fin:
+        return None
+    if blk.normalise_products:
+        qa, qb = sa, sb
+    else:  # the powers' span: the powers of the extremes (a monotonic map)
+        qa = sa and tuple(_pow2_scalar(v, emin_a) for v in sa)
+        qb = sb and tuple(_pow2_scalar(v, emin_b) for v in sb)
+    sub = _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb)
+    if sub is None:
+        return None
+    shape = codes_a.shape
+    return a32.reshape(shape), pa32.reshape(shape), bpan, pbpan, sub
