@@ -263,7 +263,8 @@ def _code_tables(fmt: FloatFormat, code_dtype: np.dtype, emin: int, normalise: b
     if fmt.bits > 16 or code_dtype not in tc_prep.SIGNATURES or emin < -126:
         return None
     v64 = fmt.values(np.float64)
-    v32 = v64.astype(np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: declined below
+        v32 = v64.astype(np.float32)
     if not np.array_equal(v32.astype(np.float64), v64, equal_nan=True):
         return None
     tabs = tc_prep.tables(v32, code_dtype, emin, normalise)
