@@ -213,13 +213,14 @@ def _tc_args(K: int, blk, out: np.ndarray):
     return args, tail
 
 
-def _tc_fast_run(fast, cv: np.ndarray, blk) -> np.ndarray:
+def _tc_fast_run(fast, cv: np.ndarray, blk, out=None) -> np.ndarray:
     """The fast kernel on operands from ``tensorcore_fast.prepare`` (or
-    ``tc_prep.prepare_codes``) and finite (batch, M, N) float64 c: float64 results."""
+    ``tc_prep.prepare_codes``) and finite (batch, M, N) float64 c: float64 results (in
+    ``out`` when given)."""
     from ._kernels import tensorcore_fast as tc_fast
 
     a32, pa32, bpan, pbpan, sub = fast
-    out = np.empty(cv.shape, np.float64)
+    out = np.empty(cv.shape, np.float64) if out is None else out
     args, tail = _tc_args(a32.shape[2], blk, out)
     tc_fast.tc_gemm_fast_auto(a32, pa32, bpan, pbpan, cv, *args, sub, blk.frac_bits, *tail)
     return out
@@ -313,8 +314,12 @@ def _model_direct(a, b, model, chunk) -> Optional[np.ndarray]:
                                  emin_a, emin_b)
     if fast is None:
         return None
-    out = _tc_fast_run(fast, np.zeros((nb, M, N), np.float64), blk)
-    return out.reshape(batch + (M, N)).astype(np.float32)
+    pool = tc_prep.POOL  # scratch arrays kept between calls (fresh pages fault)
+    out = _tc_fast_run(fast, pool.zeros((nb, M, N), np.float64), blk,
+                       pool.take((nb, M, N), np.float64))
+    res = out.reshape(batch + (M, N)).astype(np.float32)
+    pool.give(out, *fast[:4])
+    return res
 
 
 def _run_mc(av, bv, cv, path: MatrixCorePath, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:

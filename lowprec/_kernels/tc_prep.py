@@ -29,7 +29,7 @@ from .jit import njit
 from .plain import EntryPoint
 from .tensorcore_fast import _JT, _plan_spans, _pow2_f32, _pow2_scalar, handles_model
 
-__all__ = ["prep_codes", "tables", "run", "prepare_codes", "SIGNATURES"]
+__all__ = ["prep_codes", "tables", "run", "prepare_codes", "SIGNATURES", "ScratchPool", "POOL"]
 
 
 @njit(cache=True)
@@ -136,19 +136,79 @@ def tables(values: np.ndarray, code_dtype, emin: int, normalise: bool):
     return tab, np.ascontiguousarray(ptab, np.float32)
 
 
+class ScratchPool:
+    """Scratch arrays kept between calls: the operands' panels and the kernel's float64
+    output are 4 to 8 MB each at n = 1024, and fresh pages cost a fault each when first
+    written (about 1 us; 6 ms a call in all on a 2-core machine), which is as much as the
+    passes that fill them.
+
+    :meth:`take` hands an array to one caller (popped under the GIL: two threads never
+    share one), :meth:`give` takes it back once the caller is done with it. Arrays over
+    ``max_each`` bytes are never kept, and the pool forgets everything when it would hold
+    more than ``max_bytes``.
+    """
+
+    def __init__(self, max_each: int = 16 << 20, max_bytes: int = 96 << 20):
+        self.max_each, self.max_bytes = max_each, max_bytes
+        self._free: dict = {}
+        self._bytes = 0
+        self._zeros: dict = {}
+
+    def take(self, shape: tuple, dtype) -> np.ndarray:
+        """A C-contiguous array of the shape and dtype, contents undefined."""
+        free = self._free.get((int(np.prod(shape)), np.dtype(dtype)))
+        if free:
+            try:
+                x = free.pop()
+                self._bytes -= x.nbytes
+                return x.reshape(shape)
+            except IndexError:  # another thread took the last one
+                pass
+        return np.empty(shape, dtype)
+
+    def give(self, *arrays: np.ndarray) -> None:
+        """Return arrays from :meth:`take` (or C-contiguous reshapes of them) that the
+        caller no longer uses."""
+        for x in arrays:
+            if x.nbytes > self.max_each or not x.flags.c_contiguous:
+                continue
+            if self._bytes + x.nbytes > self.max_bytes:
+                self._free = {}
+                self._bytes = 0
+            self._free.setdefault((x.size, x.dtype), []).append(x)
+            self._bytes += x.nbytes
+
+    def zeros(self, shape: tuple, dtype) -> np.ndarray:
+        """A zero array that callers only read (shared between calls; writeable, so that
+        it has the types the kernels are compiled for)."""
+        key = (shape, np.dtype(dtype))
+        z = self._zeros.get(key)
+        if z is None:
+            z = np.zeros(shape, dtype)
+            if z.nbytes <= self.max_each:
+                if len(self._zeros) > 8:
+                    self._zeros = {}
+                self._zeros[key] = z
+        return z
+
+
+#: The scratch arrays of :func:`run` and its callers.
+POOL = ScratchPool()
+
+
 def run(codes: np.ndarray, tab: np.ndarray, ptab: np.ndarray, jt: int):
     """(values, powers, (lo, hi), finite) of a (batch, R, C) operand's codes (C >= 1).
 
     Returns:
-        values and powers as (batch, ceil(C / jt), R, jt) float32 panels, the (smallest,
-        largest) non-zero |value| (None when every value is zero), and whether every value
-        is finite.
+        values and powers as (batch, ceil(C / jt), R, jt) float32 panels (from
+        :data:`POOL`: give them back when done), the (smallest, largest) non-zero |value|
+        (None when every value is zero), and whether every value is finite.
     """
     nb, rows, cols = codes.shape
     nt = -(-cols // jt)
     shape = (nb, nt, rows, jt)
-    vals = np.empty(shape, np.float32)
-    pows = np.empty(shape, np.float32)
+    vals = POOL.take(shape, np.float32)
+    pows = POOL.take(shape, np.float32)
     seen = np.zeros(tab.size, np.uint8)
     stats = np.empty(3, np.float64)
     flat = np.ascontiguousarray(codes).reshape(-1)
@@ -173,15 +233,18 @@ def prepare_codes(blk, prec_a: int, prec_b: int, codes_a, tabs_a, codes_b, tabs_
 
     Returns:
         None (the caller takes the general path: non-finite values, or a plan the kernel
-        declines), or (a, pa, b panels, pb panels, sub) for :func:`.tensorcore_fast.tc_gemm_fast`.
+        declines), or (a, pa, b panels, pb panels, sub) for :func:`.tensorcore_fast.tc_gemm_fast`
+        (the arrays from :data:`POOL`: the caller gives them back).
     """
     if not handles_model(blk) or prec_a + prec_b > 24 or min(emin_a, emin_b) < -126:
         return None
     a32, pa32, sa, fin = run(codes_a, *tabs_a, codes_a.shape[2])
     if not fin:
+        POOL.give(a32, pa32)
         return None
     bpan, pbpan, sb, fin = run(codes_b, *tabs_b, _JT)
     if not fin:
+        POOL.give(a32, pa32, bpan, pbpan)
         return None
     if blk.normalise_products:
         qa, qb = sa, sb
@@ -190,6 +253,7 @@ def prepare_codes(blk, prec_a: int, prec_b: int, codes_a, tabs_a, codes_b, tabs_
         qb = sb and tuple(_pow2_scalar(v, emin_b) for v in sb)
     sub = _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb)
     if sub is None:
+        POOL.give(a32, pa32, bpan, pbpan)
         return None
     shape = codes_a.shape
     return a32.reshape(shape), pa32.reshape(shape), bpan, pbpan, sub
