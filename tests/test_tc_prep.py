@@ -341,3 +341,40 @@ def test_numpy_twin_runs_before_compilation(monkeypatch):
     assert calls == [1]
     assert all(_same(u, v) for u, v in zip(compiled[:2], twin[:2]))
     assert compiled[2:] == twin[2:]
+
+
+def test_scratch_pool_reuses_without_sharing():
+    pool = tc_prep.ScratchPool(max_each=1 << 12, max_bytes=1 << 13)
+    x, y = pool.take((4, 8), np.float32), pool.take((4, 8), np.float32)
+    assert x is not y and x.shape == (4, 8) and x.flags.c_contiguous
+    pool.give(x.reshape(32))
+    z = pool.take((2, 16), np.float32)  # the same memory, reshaped
+    assert z.base is x or z.base is x.base or np.shares_memory(z, x)
+    assert not np.shares_memory(pool.take((2, 16), np.float32), x)  # taken once only
+    big = np.empty(2048, np.float32)  # over max_each: never kept
+    pool.give(big)
+    assert not np.shares_memory(pool.take((2048,), np.float32), big)
+    pool.give(np.empty(1024, np.float32), np.empty(1024, np.float32),
+              np.empty(1024, np.float32))  # over max_bytes: the pool starts afresh
+    assert pool._bytes <= 1 << 13
+    zz = pool.zeros((3, 5), np.float64)
+    assert zz is pool.zeros((3, 5), np.float64) and not zz.any() and zz.flags.writeable
+
+
+def test_results_do_not_alias_scratch(monkeypatch):
+    """A result stays as it was after later calls reuse the scratch arrays; the shared
+    zero addend stays zero."""
+    rng = np.random.default_rng(13)
+    took = _spy(monkeypatch)
+    la = LPArray(_codes("e4m3", (40, 64), rng), "e4m3")
+    lb = LPArray(_codes("e4m3", (64, 48), rng), "e4m3")
+    first = lowprec.matmul(la, lb, model="h100")
+    keep = first.copy()
+    for s in range(3):
+        lc = LPArray(_codes("e4m3", (40, 64), rng, scale=4.0 ** s), "e4m3")
+        again = lowprec.matmul(lc, lb, model="h100")
+        assert not np.shares_memory(again, first)
+    assert _same(first, keep)
+    assert not tc_prep.POOL.zeros((1, 40, 48), np.float64).any()
+    assert _same(lowprec.matmul(la, lb, model="h100"), keep)
+    assert took == [True] * 5
