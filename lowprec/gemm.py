@@ -22,6 +22,7 @@ infinite product or c gives that infinity; a block whose rounded sum overflows g
 from __future__ import annotations
 
 import functools
+import math
 from typing import Optional
 
 import numpy as np
@@ -307,7 +308,7 @@ def _model_direct(a, b, model, chunk) -> Optional[np.ndarray]:
         return None
     from ._kernels import tc_prep
 
-    nb = int(np.prod(batch, dtype=np.int64))
+    nb = math.prod(batch)
     ca3 = np.ascontiguousarray(np.broadcast_to(ca, batch + (M, K))).reshape(nb, M, K)
     cb3 = np.ascontiguousarray(np.broadcast_to(cb, batch + (K, N))).reshape(nb, K, N)
     fast = tc_prep.prepare_codes(blk, fa.precision, fb.precision, ca3, tabs_a, cb3, tabs_b,

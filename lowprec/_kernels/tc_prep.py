@@ -8,7 +8,8 @@ is an LPArray of a format of at most 16 bits needs none of that: its value, powe
 and magnitude are functions of its code. :func:`prep_codes` reads each code once and
 writes its float32 value and power from two tables of every code (built by the caller,
 :func:`tables`), in the kernel's layout, and marks the code as seen; the spans and
-finiteness are then read off the seen codes (at most 65536), not the matrix.
+finiteness are then read off the seen codes (at most 65536), not the matrix (operands
+smaller than the table take them from their elements).
 
 Layout: the values of a (batch, R, C) operand go to (batch, ceil(C / jt), R, jt) panels,
 columns past C zero: ``jt = C`` is a itself ((batch, 1, R, C)), ``jt = _JT`` the column
@@ -22,6 +23,8 @@ slice (about 8 ms) whenever another process holds a core, and ``parallel=True`` 
 the compilation (0.5 s serial).
 """
 
+import math
+
 import numpy as np
 from numba.core import types as nbt
 
@@ -34,9 +37,9 @@ __all__ = ["prep_codes", "tables", "run", "prepare_codes", "SIGNATURES", "Scratc
 
 @njit(cache=True)
 def prep_codes(codes, tab, ptab, rows, cols, jt, vals, pows, seen, stats):
-    """vals, pows <- tab[codes], ptab[codes] in panels of jt columns; seen[code] <- 1 for
-    every code read; stats <- (smallest, largest) non-zero finite |tab[code]| over the seen
-    codes ((inf, 0) when none) and 1.0 if a seen code's value is not finite, else 0.0.
+    """vals, pows <- tab[codes], ptab[codes] in panels of jt columns; stats <- (smallest,
+    largest) non-zero finite |tab[code]| over the codes read ((inf, 0) when none) and 1.0
+    if one of their values is not finite, else 0.0.
 
     Args:
         codes: (batch * rows * cols) C-order codes (uint8 or uint16; every code indexes
@@ -44,11 +47,17 @@ def prep_codes(codes, tab, ptab, rows, cols, jt, vals, pows, seen, stats):
         tab, ptab: float32 value and power of two of every code.
         rows, cols: the operand's matrix shape (>= 1); jt: columns per panel.
         vals, pows: (batch * ceil(cols / jt) * rows * jt) float32 outputs.
-        seen: uint8 of tab's length, zeros on entry.
+        seen: uint8 of tab's length, zeros on entry: seen[code] <- 1 for every code read,
+            and the stats come from the seen codes (large operands); or of length 0: the
+            stats come from the elements (operands smaller than the table).
         stats: float64 (3,) output.
     """
     nt = (cols + jt - 1) // jt
     nb = codes.size // (rows * cols)
+    mark = seen.size > 0
+    lo = np.inf
+    hi = 0.0
+    bad = 0.0
     # panel after panel, so that the writes are sequential (rows of a panel are jt apart;
     # row-major order would write 2 * nt streams at once)
     for bi in range(nb):
@@ -58,21 +67,30 @@ def prep_codes(codes, tab, ptab, rows, cols, jt, vals, pows, seen, stats):
             for r in range(rows):
                 src = (bi * rows + r) * cols + j0
                 dst = ((bi * nt + t) * rows + r) * jt
-                for q in range(w):
-                    c = codes[src + q]
-                    vals[dst + q] = tab[c]
-                    pows[dst + q] = ptab[c]
-                    seen[c] = 1
+                if mark:
+                    for q in range(w):
+                        c = codes[src + q]
+                        vals[dst + q] = tab[c]
+                        pows[dst + q] = ptab[c]
+                        seen[c] = 1
+                else:
+                    for q in range(w):
+                        c = codes[src + q]
+                        vals[dst + q] = tab[c]
+                        pows[dst + q] = ptab[c]
+                        v = abs(np.float64(tab[c]))
+                        if not v < np.inf:  # inf or NaN
+                            bad = 1.0
+                        elif v > 0.0:
+                            lo = min(lo, v)
+                            hi = max(hi, v)
                 for q in range(w, jt):
                     vals[dst + q] = np.float32(0.0)
                     pows[dst + q] = np.float32(0.0)
-    lo = np.inf
-    hi = 0.0
-    bad = 0.0
-    for c in range(tab.size):
+    for c in range(seen.size):
         if seen[c] != 0:
             v = abs(np.float64(tab[c]))
-            if not v < np.inf:  # inf or NaN
+            if not v < np.inf:
                 bad = 1.0
             elif v > 0.0:
                 lo = min(lo, v)
@@ -91,8 +109,11 @@ def _numpy(codes, tab, ptab, rows, cols, jt, vals, pows, seen, stats) -> None:
         tmp = np.zeros((nb, rows, nt * jt), np.float32)
         tmp[:, :, :cols] = src[x]
         dst.reshape(nb, nt, rows, jt)[...] = tmp.reshape(nb, rows, nt, jt).transpose(0, 2, 1, 3)
-    seen[x.reshape(-1)] = 1
-    v = np.abs(tab[seen != 0].astype(np.float64))
+    if seen.size:
+        seen[x.reshape(-1)] = 1
+        v = np.abs(tab[seen != 0].astype(np.float64))
+    else:
+        v = np.abs(tab[x.reshape(-1)].astype(np.float64))
     fin = v[np.isfinite(v) & (v > 0)]
     stats[0] = fin.min() if fin.size else np.inf
     stats[1] = fin.max() if fin.size else 0.0
@@ -156,7 +177,7 @@ class ScratchPool:
 
     def take(self, shape: tuple, dtype) -> np.ndarray:
         """A C-contiguous array of the shape and dtype, contents undefined."""
-        free = self._free.get((int(np.prod(shape)), np.dtype(dtype)))
+        free = self._free.get((math.prod(shape), np.dtype(dtype)))
         if free:
             try:
                 x = free.pop()
@@ -209,7 +230,9 @@ def run(codes: np.ndarray, tab: np.ndarray, ptab: np.ndarray, jt: int):
     shape = (nb, nt, rows, jt)
     vals = POOL.take(shape, np.float32)
     pows = POOL.take(shape, np.float32)
-    seen = np.zeros(tab.size, np.uint8)
+    # the seen codes' stats read the whole table: for operands smaller than it, the
+    # elements' own
+    seen = np.zeros(tab.size if codes.size >= tab.size // 4 else 0, np.uint8)
     stats = np.empty(3, np.float64)
     flat = np.ascontiguousarray(codes).reshape(-1)
     _ENTRIES[flat.dtype].get()(flat, tab, ptab, rows, cols, jt, vals.reshape(-1),
