@@ -275,12 +275,12 @@ def _code_tables(fmt: FloatFormat, code_dtype: np.dtype, emin: int, normalise: b
     return tabs
 
 
-def _model_direct(a, b, model, chunk) -> Optional[np.ndarray]:
-    """:func:`matmul` of two LPArrays on a tensor-core model, c = 0, fp32 output, nothing
-    else asked, with the fast kernel's operands built straight from the codes
-    (``tc_prep``: no float64 values, one pass per operand); None when that does not
-    apply (other operands or formats, non-finite values, a plan the fast kernel declines):
-    the general path then gives the same bits (``_run_model``)."""
+def _model_direct(a, b, c, model, chunk, scale_a, scale_b) -> Optional[np.ndarray]:
+    """:func:`matmul` of two LPArrays on a tensor-core model with fp32 output (c, chunk
+    and scales allowed, nothing else), with the fast kernel's operands built straight from
+    the codes (``tc_prep``: no float64 values, one pass per operand); None when that does
+    not apply (other operands or formats, non-finite values, a plan the fast kernel
+    declines): the general path then gives the same bits (``_run_model``)."""
     if not (isinstance(a, CodedArray) and isinstance(b, CodedArray)) or is_mc_model(model):
         return None
     fa, fb = get_format(a.fmt), get_format(b.fmt)
@@ -308,18 +308,30 @@ def _model_direct(a, b, model, chunk) -> Optional[np.ndarray]:
         return None
     from ._kernels import tc_prep
 
+    pool = tc_prep.POOL  # scratch arrays kept between calls (fresh pages fault)
     nb = math.prod(batch)
+    full = batch + (M, N)
+    sa, sb = _scales(scale_a, M, "a"), _scales(scale_b, N, "b")
+    if c is None:
+        c3 = pool.zeros((nb, M, N), np.float64)
+    else:
+        cv = _addend(c, full, False, blk, None)
+        if not np.isfinite(cv).all():
+            return None  # NaN / inf results: the general path's
+        c3 = np.ascontiguousarray(cv).reshape(nb, M, N)
     ca3 = np.ascontiguousarray(np.broadcast_to(ca, batch + (M, K))).reshape(nb, M, K)
     cb3 = np.ascontiguousarray(np.broadcast_to(cb, batch + (K, N))).reshape(nb, K, N)
     fast = tc_prep.prepare_codes(blk, fa.precision, fb.precision, ca3, tabs_a, cb3, tabs_b,
                                  emin_a, emin_b)
     if fast is None:
         return None
-    pool = tc_prep.POOL  # scratch arrays kept between calls (fresh pages fault)
-    out = _tc_fast_run(fast, pool.zeros((nb, M, N), np.float64), blk,
-                       pool.take((nb, M, N), np.float64))
-    res = out.reshape(batch + (M, N)).astype(np.float32)
+    out = _tc_fast_run(fast, c3, blk, pool.take((nb, M, N), np.float64))
+    res = out.reshape(full).astype(np.float32)
     pool.give(out, *fast[:4])
+    if sa is not None:  # as matmul's general path
+        res = (res * sa).astype(np.float32)
+    if sb is not None:
+        res = (res * sb).astype(np.float32)
     return res
 
 
@@ -501,6 +513,32 @@ def _run_int(av, bv, cv, saturate: bool) -> np.ndarray:
     return out
 
 
+def _addend(c, full: tuple, is_int: bool, blk, mcp) -> np.ndarray:
+    """matmul's c (not None) as values of the path's addend format (int64 on the integer
+    path, else float64), broadcast (a view) to the result shape ``full``."""
+    if isinstance(c, CodedArray):
+        cv = decode(np.asarray(c.codes), get_format(c.fmt), dtype=np.float64)
+        if is_int:
+            cv = cv.astype(np.int64)
+    else:
+        cv = np.asarray(c)
+        if is_int:
+            if cv.dtype.kind == "f" and not np.array_equal(cv, np.round(cv)):
+                raise ValueError("matmul: c must hold integers on the integer path")
+            cv = cv.astype(np.int64)
+        else:
+            cv = cv.astype(np.float32).astype(np.float64)
+    if blk is not None:  # the instruction takes c in its output format (RNE)
+        cv = quantize(cv, blk.out_format)
+    elif mcp is not None:
+        cv = quantize(cv, _F32)
+    try:
+        return np.broadcast_to(cv, full)
+    except ValueError:
+        raise ValueError(f"matmul: c of shape {np.shape(cv)} does not broadcast to the "
+                         f"result shape {full}")
+
+
 def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bool = True,
            chunk: Optional[int] = None, model=None, out=None, out_rounding="rne",
            scale_a=None, scale_b=None, seed: Optional[int] = None, overflow: str = "wrap",
@@ -575,9 +613,8 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
         res = _fp32_direct(a, b, acc, acc_rounding, bool(fma))
         if res is not None:
             return res
-    if (model is not None and c is None and out is None and lanes is None and inputs is None
-            and scale_a is None and scale_b is None and _TC_FAST):
-        res = _model_direct(a, b, model, chunk)
+    if model is not None and out is None and lanes is None and inputs is None and _TC_FAST:
+        res = _model_direct(a, b, c, model, chunk, scale_a, scale_b)
         if res is not None:
             return res
     av, fa = _operand(a, "a", inputs)
@@ -641,27 +678,7 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     if c is None:
         cv = np.zeros(full, np.int64 if is_int else np.float64)
     else:
-        if isinstance(c, CodedArray):
-            cv = decode(np.asarray(c.codes), get_format(c.fmt), dtype=np.float64)
-            if is_int:
-                cv = cv.astype(np.int64)
-        else:
-            cv = np.asarray(c)
-            if is_int:
-                if cv.dtype.kind == "f" and not np.array_equal(cv, np.round(cv)):
-                    raise ValueError("matmul: c must hold integers on the integer path")
-                cv = cv.astype(np.int64)
-            else:
-                cv = cv.astype(np.float32).astype(np.float64)
-        if blk is not None:  # the instruction takes c in its output format (RNE)
-            cv = quantize(cv, blk.out_format)
-        elif mcp is not None:
-            cv = quantize(cv, _F32)
-        try:
-            cv = np.broadcast_to(cv, full)
-        except ValueError:
-            raise ValueError(f"matmul: c of shape {np.shape(cv)} does not broadcast to the "
-                             f"result shape {full}")
+        cv = _addend(c, full, is_int, blk, mcp)
     nb = int(np.prod(batch, dtype=np.int64))
     a3 = np.ascontiguousarray(np.broadcast_to(av, batch + (M, K))).reshape(nb, M, K)
     b3 = np.ascontiguousarray(np.broadcast_to(bv, batch + (K, N))).reshape(nb, K, N)

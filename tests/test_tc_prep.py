@@ -287,14 +287,44 @@ def test_specials_and_declined_plans_take_the_general_path(monkeypatch):
     assert took == [False, False]
 
 
+def test_addend_and_scales(monkeypatch):
+    """c (arrays, broadcast rows, LPArrays, subnormal and large values), promotion and
+    scales take the direct path; a non-finite c the general one."""
+    rng = np.random.default_rng(15)
+    took = _spy(monkeypatch)
+    la = LPArray(_codes("fp16", (2, 9, 70), rng), "fp16")
+    lb = LPArray(_codes("fp16", (70, 20), rng), "fp16")
+    c = (rng.standard_normal((9, 20)) * 8).astype(np.float32)
+    c[0, :5] = [0.0, -0.0, 1e-40, 3e38, -2.0 ** -130]
+    cases = [dict(c=c), dict(c=c[0]), dict(c=c.astype(np.float64) * (1 + 2.0 ** -30)),
+             dict(c=LPArray(_codes("bf16", (9, 20), rng), "bf16")),
+             dict(c=c, chunk=16), dict(scale_a=np.float32(0.3)),
+             dict(c=c, scale_a=rng.random((9, 1)).astype(np.float32),
+                  scale_b=rng.random((1, 20)).astype(np.float32))]
+    for gpu in ("h100", "a100", "b200"):
+        for kw in cases:
+            fast, slow = _both(monkeypatch, la, lb, model=gpu, **kw)
+            assert _same(fast, slow), (gpu, kw)
+    assert took == [True] * (3 * len(cases))
+    bad = c.copy()
+    bad[1, 2] = np.inf
+    fast, slow = _both(monkeypatch, la, lb, model="h100", c=bad)
+    assert _same(fast, slow) and np.isinf(fast[:, 1, 2]).all()
+    assert len(took) == 3 * len(cases)  # the general path: prepare_codes not called
+    with pytest.raises(ValueError, match="does not broadcast"):
+        lowprec.matmul(la, lb, model="h100", c=np.zeros((3, 20)))
+    with pytest.raises(ValueError, match="scale_a"):
+        lowprec.matmul(la, lb, model="h100", scale_a=np.ones(4))
+
+
 def test_other_arguments_keep_the_general_path(monkeypatch):
-    """c, out, scales, 1-D operands and matrix-core models are the general path's."""
+    """out=, inputs=, 1-D operands and matrix-core models are the general path's."""
     rng = np.random.default_rng(10)
     took = _spy(monkeypatch)
     la = LPArray(_codes("fp16", (4, 24), rng), "fp16")
     lb = LPArray(_codes("fp16", (24, 5), rng), "fp16")
     c = rng.standard_normal((4, 5)).astype(np.float32)
-    for kw in (dict(c=c), dict(out="fp16"), dict(scale_a=2.0)):
+    for kw in (dict(c=c, out="fp16"), dict(out="bf16"), dict(inputs="fp16")):
         fast, slow = _both(monkeypatch, la, lb, model="h100", **kw)
         assert _same(np.asarray(fast, np.float32), np.asarray(slow, np.float32))
     v = LPArray(_codes("fp16", (24,), rng), "fp16")
