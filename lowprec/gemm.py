@@ -228,7 +228,7 @@ def _tc_fast_run(fast, cv: np.ndarray, blk, out=None) -> np.ndarray:
 
 
 def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
-    from ._kernels import tensorcore_fast as tc_fast
+    from ._kernels import tc_prep
     from ._kernels.tensorcore import tc_gemm
 
     conv = get_format(blk.convert_inputs) if blk.convert_inputs else None
@@ -239,11 +239,13 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
         av = np.where(np.isfinite(av), av, 0.0)
         bv = np.where(np.isfinite(bv), bv, 0.0)
         cv = np.where(np.isfinite(cv), cv, 0.0)
-    # the fast kernel claims only models whose every field it implements (handles_model)
-    fast = (tc_fast.prepare(blk, fa.precision, fb.precision, av, bv, emin_a, emin_b)
+    # the fast kernel claims only models whose every field it implements (handles_model);
+    # its operands as tensorcore_fast.prepare's, one pass per operand
+    fast = (tc_prep.prepare_values(blk, fa.precision, fb.precision, av, bv, emin_a, emin_b)
             if _TC_FAST else None)
     if fast is not None:  # same bits as tc_gemm, float32 lanes (see its module docstring)
         out = _tc_fast_run(fast, cv, blk)
+        tc_prep.POOL.give(*fast[:4])
     else:
         out = np.empty(cv.shape, np.float64)
         args, tail = _tc_args(av.shape[2], blk, out)

@@ -410,3 +410,92 @@ def test_results_do_not_alias_scratch(monkeypatch):
     assert not tc_prep.POOL.zeros((1, 40, 48), np.float64).any()
     assert _same(lowprec.matmul(la, lb, model="h100"), keep)
     assert took == [True] * 5
+
+
+# --- float64 operands: prepare_values (the general path's) ------------------------------
+
+
+def _values(shape, rng, kind):
+    """float64 operands: float32 values (with zeros, -0, float32 subnormals) or ones that
+    are not float32 values (between two, beyond the range)."""
+    x = rng.standard_normal(shape).astype(np.float32).astype(np.float64)
+    x[rng.random(shape) < 0.1] = 0.0
+    x[rng.random(shape) < 0.05] = -0.0
+    x = np.where(rng.random(shape) < 0.05, 2.0 ** -140 * rng.integers(1, 100, shape), x)
+    if x.size == 0:
+        return x
+    if kind == "between":
+        x.flat[rng.integers(x.size)] = 1.0 + 2.0 ** -30
+    elif kind == "huge":
+        x.flat[rng.integers(x.size)] = 2.0 ** 130
+    elif kind == "tiny":
+        x.flat[rng.integers(x.size)] = 2.0 ** -160
+    return x
+
+
+@pytest.mark.parametrize("norm", [False, True])
+@pytest.mark.parametrize("kind", ["f32", "between", "huge", "tiny"])
+def test_prep_values_kernel_twin_and_plain_copy_agree(norm, kind):
+    rng = np.random.default_rng(abs(hash((norm, kind))) % 2**32)
+    for shape in [(1, 1, 1), (2, 7, 5), (1, 33, 17), (3, 5, 40)]:
+        x = _values(shape, rng, kind)
+        for emin in (-126, -14, -6):
+            for jt in (shape[2], tcf._JT):
+                nb, rows, cols = shape
+                nt = -(-cols // jt)
+                res = []
+                for fn in (tc_prep.prep_values, tc_prep._values_numpy,
+                           plain.copy_of(tc_prep.prep_values)):
+                    vals = np.full(nb * nt * rows * jt, np.nan, np.float32)
+                    pows = np.full_like(vals, np.nan)
+                    stats = np.full(3, -1.0)
+                    with np.errstate(over="ignore"):
+                        fn(x.reshape(-1), emin, norm, rows, cols, jt, vals, pows, stats)
+                    res.append((vals, pows, stats))
+                assert res[0][2][2] == (0.0 if kind == "f32" else 1.0)
+                for other in res[1:]:
+                    assert _same(other[2], res[0][2])
+                    if kind == "f32":  # the values and powers are used only then
+                        assert _same(other[0], res[0][0]) and _same(other[1], res[0][1])
+                if kind == "f32":
+                    x32 = x.astype(np.float32)
+                    want = tcf.pack_panels(x32) if jt == tcf._JT else x32[:, None]
+                    assert _same(res[0][0].reshape(want.shape), want)
+
+
+@pytest.mark.parametrize("blk", BLOCKS, ids=lambda b: b.name or f"n{b.n}f{b.frac_bits}")
+def test_prepare_values_matches_prepare(blk):
+    rng = np.random.default_rng(abs(hash(blk)) % 2**32)
+    decided = set()
+    for (nb, m, k, n) in [(1, 1, 1, 1), (1, 5, 33, 70), (2, 17, 9, 16), (3, 4, 40, 33),
+                          (1, 3, 0, 4)]:
+        for kind in ("f32", "between", "huge", "tiny", "wide", "zeros"):
+            for fmt in ("fp16", "bf16", "e4m3"):
+                f = lowprec.get_format(fmt)
+                conv = lowprec.get_format(blk.convert_inputs) if blk.convert_inputs else f
+                av = _values((nb, m, k), rng, kind if kind != "wide" else "f32")
+                bv = _values((nb, k, n), rng, "f32")
+                if kind == "wide":
+                    av *= 2.0 ** 70
+                    bv *= 2.0 ** 60
+                if kind == "zeros":
+                    av[:] = 0.0
+                args = (blk, f.precision, f.precision, av, bv, conv.emin, conv.emin)
+                with np.errstate(over="ignore"):
+                    old = tcf.prepare(*args)
+                new = tc_prep.prepare_values(*args)
+                assert _agree(old, new), (nb, m, k, n, kind, fmt)
+                decided.add(new is None)
+    assert decided == ({True} if not 1 <= blk.frac_bits <= 25 else {True, False})
+
+
+def test_prepare_values_compiled_on_large_operands(monkeypatch):
+    """The compiled prep_values (not the numpy twin) on operands of a few thousand
+    elements, through run_values, against tensorcore_fast.prepare."""
+    rng = np.random.default_rng(21)
+    tc_prep._VALUES.compiled()
+    blk = select_block("h100", "bf16", "fp32")
+    for kind in ("f32", "between"):
+        av, bv = _values((2, 70, 90), rng, kind), _values((2, 90, 45), rng, "f32")
+        args = (blk, 8, 8, av, bv, -126, -126)
+        assert _agree(tcf.prepare(*args), tc_prep.prepare_values(*args))

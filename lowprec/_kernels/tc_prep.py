@@ -30,9 +30,12 @@ from numba.core import types as nbt
 
 from .jit import njit
 from .plain import EntryPoint
-from .tensorcore_fast import _JT, _plan_spans, _pow2_f32, _pow2_scalar, handles_model
+from .bits import bits_f32 as _bits_f32, f32_bits as _f32_bits
+from .tensorcore_fast import (_JT, _plan_spans, _pow2_f32, _pow2_scalar, _span,
+                              handles_model, prepare)
 
-__all__ = ["prep_codes", "tables", "run", "prepare_codes", "SIGNATURES", "ScratchPool", "POOL"]
+__all__ = ["prep_codes", "prep_values", "tables", "run", "run_values", "prepare_codes",
+           "prepare_values", "SIGNATURES", "VALUES_SIGNATURE", "ScratchPool", "POOL"]
 
 
 @njit(cache=True)
@@ -120,6 +123,74 @@ def _numpy(codes, tab, ptab, rows, cols, jt, vals, pows, seen, stats) -> None:
     stats[2] = 1.0 if (~np.isfinite(v)).any() else 0.0
 
 
+@njit(cache=True)
+def prep_values(x, emin, normalise, rows, cols, jt, vals, pows, stats):
+    """:func:`prep_codes` for float64 values (``tensorcore_fast.prepare``'s operands):
+    vals <- float32(x), pows <- their powers of two (as ``tensorcore_fast._pow2_f32`` with
+    emin; |x| with ``normalise``), in panels of jt columns; stats <- (smallest, largest)
+    non-zero |float32(x)| ((inf, 0) when none) and 1.0 if some x is not a float32 value
+    (then the outputs are not to be used), else 0.0.
+
+    Args:
+        x: (batch * rows * cols) C-order finite float64 values.
+        emin: exponents are clamped to emin (>= -126).
+        normalise: powers |x| instead.
+        rows, cols, jt, vals, pows, stats: as :func:`prep_codes`.
+    """
+    nt = (cols + jt - 1) // jt
+    nb = x.size // (rows * cols)
+    ebits = np.int32((127 + emin) << 23)
+    lo = np.float32(np.inf)
+    hi = np.float32(0.0)
+    bad = 0.0
+    for bi in range(nb):
+        for t in range(nt):
+            j0 = t * jt
+            w = min(jt, cols - j0)
+            for r in range(rows):
+                src = (bi * rows + r) * cols + j0
+                dst = ((bi * nt + t) * rows + r) * jt
+                for q in range(w):
+                    xv = x[src + q]
+                    v = np.float32(xv)
+                    if np.float64(v) != xv:
+                        bad = 1.0
+                    av = abs(v)
+                    vals[dst + q] = v
+                    if normalise:
+                        pows[dst + q] = av
+                    else:
+                        e = _f32_bits(v) & np.int32(0x7F800000)
+                        e = e if e > ebits else ebits
+                        pows[dst + q] = _bits_f32(e) if v != 0 else np.float32(0.0)
+                    if av > 0:
+                        lo = min(lo, av)
+                        hi = max(hi, av)
+                for q in range(w, jt):
+                    vals[dst + q] = np.float32(0.0)
+                    pows[dst + q] = np.float32(0.0)
+    stats[0] = lo
+    stats[1] = hi
+    stats[2] = bad
+
+
+def _values_numpy(x, emin, normalise, rows, cols, jt, vals, pows, stats) -> None:
+    """:func:`prep_values` in numpy (same arguments, same bits)."""
+    x3 = x.reshape(-1, rows, cols)
+    nb = x3.shape[0]
+    nt = -(-cols // jt)
+    with np.errstate(over="ignore"):  # beyond float32: inf, flagged below
+        v = x3.astype(np.float32)
+    p = np.abs(v) if normalise else _pow2_f32(v.copy(), emin)
+    for src, dst in ((v, vals), (p, pows)):
+        tmp = np.zeros((nb, rows, nt * jt), np.float32)
+        tmp[:, :, :cols] = src
+        dst.reshape(nb, nt, rows, jt)[...] = tmp.reshape(nb, rows, nt, jt).transpose(0, 2, 1, 3)
+    span = _span(v)
+    stats[0], stats[1] = span if span else (np.inf, 0.0)
+    stats[2] = 0.0 if (v == x3).all() else 1.0
+
+
 _F32_1 = nbt.Array(nbt.float32, 1, "C")
 
 
@@ -133,6 +204,10 @@ def _signature(code_type):
 SIGNATURES = {np.dtype(np.uint8): _signature(nbt.uint8),
               np.dtype(np.uint16): _signature(nbt.uint16)}
 _ENTRIES = {dt: EntryPoint(prep_codes, sig, _numpy) for dt, sig in SIGNATURES.items()}
+#: prep_values' one specialisation.
+VALUES_SIGNATURE = (nbt.Array(nbt.float64, 1, "C"), nbt.int64, nbt.boolean, nbt.int64,
+                    nbt.int64, nbt.int64, _F32_1, _F32_1, nbt.Array(nbt.float64, 1, "C"))
+_VALUES = EntryPoint(prep_values, VALUES_SIGNATURE, _values_numpy)
 
 
 def tables(values: np.ndarray, code_dtype, emin: int, normalise: bool):
@@ -261,12 +336,34 @@ def prepare_codes(blk, prec_a: int, prec_b: int, codes_a, tabs_a, codes_b, tabs_
     """
     if not handles_model(blk) or prec_a + prec_b > 24 or min(emin_a, emin_b) < -126:
         return None
-    a32, pa32, sa, fin = run(codes_a, *tabs_a, codes_a.shape[2])
-    if not fin:
+    return _plan(blk, prec_a, prec_b, emin_a, emin_b, codes_a.shape,
+                 lambda: run(codes_a, *tabs_a, codes_a.shape[2]),
+                 lambda: run(codes_b, *tabs_b, _JT))
+
+
+def prepare_values(blk, prec_a: int, prec_b: int, av, bv, emin_a: int, emin_b: int):
+    """:func:`.tensorcore_fast.prepare` (same arguments and result) in one pass per
+    operand (:func:`prep_values`), the arrays from :data:`POOL` (the caller gives them
+    back)."""
+    if not handles_model(blk) or prec_a + prec_b > 24 or min(emin_a, emin_b) < -126:
+        return None
+    if av.size == 0 or bv.size == 0:  # no panels to fill (K = 0, empty batch)
+        return prepare(blk, prec_a, prec_b, av, bv, emin_a, emin_b)
+    norm = blk.normalise_products
+    return _plan(blk, prec_a, prec_b, emin_a, emin_b, av.shape,
+                 lambda: run_values(av, emin_a, norm, av.shape[2]),
+                 lambda: run_values(bv, emin_b, norm, _JT))
+
+
+def _plan(blk, prec_a, prec_b, emin_a, emin_b, shape_a, prep_a, prep_b):
+    """The kernel's operands from prep_a() and prep_b() ((values, powers, span, ok) each),
+    or None (scratch given back) when an operand is not ok or the plan declines."""
+    a32, pa32, sa, ok = prep_a()
+    if not ok:
         POOL.give(a32, pa32)
         return None
-    bpan, pbpan, sb, fin = run(codes_b, *tabs_b, _JT)
-    if not fin:
+    bpan, pbpan, sb, ok = prep_b()
+    if not ok:
         POOL.give(a32, pa32, bpan, pbpan)
         return None
     if blk.normalise_products:
@@ -278,5 +375,19 @@ def prepare_codes(blk, prec_a: int, prec_b: int, codes_a, tabs_a, codes_b, tabs_
     if sub is None:
         POOL.give(a32, pa32, bpan, pbpan)
         return None
-    shape = codes_a.shape
-    return a32.reshape(shape), pa32.reshape(shape), bpan, pbpan, sub
+    return a32.reshape(shape_a), pa32.reshape(shape_a), bpan, pbpan, sub
+
+
+def run_values(x: np.ndarray, emin: int, normalise: bool, jt: int):
+    """:func:`run` for float64 values: (values, powers, span, exact), where ``exact`` says
+    every value is a float32 value (else the rest is not to be used)."""
+    nb, rows, cols = x.shape
+    shape = (nb, -(-cols // jt), rows, jt)
+    vals = POOL.take(shape, np.float32)
+    pows = POOL.take(shape, np.float32)
+    stats = np.empty(3, np.float64)
+    flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    _VALUES.get()(flat, emin, bool(normalise), rows, cols, jt, vals.reshape(-1),
+                  pows.reshape(-1), stats)
+    span = None if stats[1] == 0.0 else (float(stats[0]), float(stats[1]))
+    return vals, pows, span, stats[2] == 0.0
