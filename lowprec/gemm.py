@@ -223,7 +223,10 @@ def _tc_fast_run(fast, cv: np.ndarray, blk, out=None) -> np.ndarray:
     a32, pa32, bpan, pbpan, sub = fast
     out = np.empty(cv.shape, np.float64) if out is None else out
     args, tail = _tc_args(a32.shape[2], blk, out)
-    tc_fast.tc_gemm_fast_auto(a32, pa32, bpan, pbpan, cv, *args, sub, blk.frac_bits, *tail)
+    # K padding slots point at zero columns (copies only when K leaves padding)
+    a32, pa32, bpan, pbpan, order = tc_fast.pad_slots(a32, pa32, bpan, pbpan, args[0])
+    tc_fast.tc_gemm_fast_auto(a32, pa32, bpan, pbpan, cv, order, *args[1:], sub,
+                              blk.frac_bits, *tail)
     return out
 
 

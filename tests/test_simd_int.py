@@ -151,3 +151,51 @@ def test_ftoi_matches_twin_in_range():
     want = np.concatenate([si.ftoi8(x[j:j + 8]) for j in range(0, x.size, 8)])
     assert (got == want).all()
     assert (got == np.trunc(x.astype(np.float64)).astype(np.int64)).all()
+
+
+@numba.njit
+def _more_int_ops(x, y, n, out, anys):
+    # out: (6 ops, size); anys: one flag per vector of x
+    for j in range(0, x.size, 8):
+        u = si.iload8(x, j)
+        v = si.iload8(y, j)
+        si.istore8(out[0], j, si.ior8(u, v))
+        si.istore8(out[1], j, si.ixor8(u, v))
+        si.istore8(out[2], j, si.ieq8(u, v))
+        si.istore8(out[3], j, si.igt8(u, v))
+        si.istore8(out[4], j, si.ashr8(u, n))
+        simd.store8(out[5].view(np.float32), j, si.itof8(u))
+        anys[j // 8] = si.any8(si.iand8(u, v))
+
+
+def _twin_more_int_ops(x, y, n, out, anys):
+    for j in range(0, x.size, 8):
+        u, v = si.iload8(x, j), si.iload8(y, j)
+        for q, r in enumerate((si.ior8(u, v), si.ixor8(u, v), si.ieq8(u, v), si.igt8(u, v),
+                               si.ashr8(u, n))):
+            si.istore8(out[q], j, r)
+        simd.store8(out[5].view(np.float32), j, si.itof8(u))
+        anys[j // 8] = si.any8(si.iand8(u, v))
+
+
+@pytest.mark.parametrize("n", [0, 1, 23, 31])
+def test_more_int_ops_match_twins_and_numpy(n):
+    rng = np.random.default_rng(10 + n)
+    x, y = _i32(4096, rng), _i32(4096, rng)
+    y[64:128] = x[64:128]  # equal lanes for ieq8 / igt8
+    y[128:136] = ~x[128:136]  # a vector whose x & y is zero: any8 False
+    # values whose int32 -> float32 conversion rounds (ties to even included)
+    x[200:208] = (16777217, -16777217, 16777219, 2 ** 31 - 1, -2 ** 31, 33554434, 3, -3)
+    got = np.zeros((6, x.size), np.int32)
+    want = np.zeros((6, x.size), np.int32)
+    ga, wa = np.zeros(x.size // 8, np.bool_), np.zeros(x.size // 8, np.bool_)
+    _more_int_ops(x, y, n, got, ga)
+    _twin_more_int_ops(x, y, n, want, wa)
+    assert (got == want).all() and (ga == wa).all()
+    assert (got[0] == (x | y)).all() and (got[1] == (x ^ y)).all()
+    assert (got[2] == np.where(x == y, -1, 0)).all()
+    assert (got[3] == np.where(x > y, -1, 0)).all()
+    assert (got[4] == (x >> n)).all()
+    # float64 holds every int32; its float32 rounding is RNE
+    assert (got[5].view(np.float32) == x.astype(np.float64).astype(np.float32)).all()
+    assert (ga == ((x & y).reshape(-1, 8) != 0).any(1)).all() and not ga[16] and ga.any()

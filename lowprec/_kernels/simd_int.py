@@ -87,6 +87,36 @@ def imax8(a, b):
     return np.maximum(a, b).astype(np.int32)
 
 
+def ior8(a, b):
+    """Lane-wise bitwise ``a | b``."""
+    return np.bitwise_or(a, b).astype(np.int32)
+
+
+def ixor8(a, b):
+    """Lane-wise bitwise ``a ^ b``."""
+    return np.bitwise_xor(a, b).astype(np.int32)
+
+
+def ieq8(a, b):
+    """Lane-wise ``a == b`` as a mask: -1 (all bits set) where equal, 0 elsewhere."""
+    return -(a == b).astype(np.int32)
+
+
+def igt8(a, b):
+    """Lane-wise signed ``a > b`` as a mask: -1 where true, 0 elsewhere."""
+    return -(a > b).astype(np.int32)
+
+
+def any8(v) -> bool:
+    """Whether any lane is non-zero."""
+    return bool(np.any(v != 0))
+
+
+def itof8(v):
+    """Lane-wise int32 -> float32, rounded to nearest-even (``sitofp``)."""
+    return np.array(v, np.int32).astype(np.float32)
+
+
 def shl8(v, n):
     """Lane-wise ``v << n`` (0 <= n < 32; bits shifted out are lost)."""
     return (v.view(np.uint32) << np.uint32(n)).view(np.int32)
@@ -95,6 +125,11 @@ def shl8(v, n):
 def lshr8(v, n):
     """Lane-wise logical ``v >> n`` (0 <= n < 32; zeros shifted in)."""
     return (v.view(np.uint32) >> np.uint32(n)).view(np.int32)
+
+
+def ashr8(v, n):
+    """Lane-wise arithmetic ``v >> n`` (0 <= n < 32; copies of the sign bit shifted in)."""
+    return (np.asarray(v, np.int32) >> np.int32(n)).astype(np.int32)
 
 
 def bits8(v):
@@ -159,6 +194,10 @@ _iadd8 = _binary(lambda bld, a, b: bld.add(a, b))
 _isub8 = _binary(lambda bld, a, b: bld.sub(a, b))
 _iand8 = _binary(lambda bld, a, b: bld.and_(a, b))
 _imax8 = _binary(lambda bld, a, b: bld.select(bld.icmp_signed(">", a, b), a, b))
+_ior8 = _binary(lambda bld, a, b: bld.or_(a, b))
+_ixor8 = _binary(lambda bld, a, b: bld.xor(a, b))
+_ieq8 = _binary(lambda bld, a, b: bld.sext(bld.icmp_signed("==", a, b), _IT))
+_igt8 = _binary(lambda bld, a, b: bld.sext(bld.icmp_signed(">", a, b), _IT))
 
 
 def _shift(op):
@@ -172,6 +211,23 @@ def _shift(op):
 
 _shl8 = _shift(lambda bld, v, n: bld.shl(v, n))
 _lshr8 = _shift(lambda bld, v, n: bld.lshr(v, n))
+_ashr8 = _shift(lambda bld, v, n: bld.ashr(v, n))
+
+
+@intrinsic
+def _any8(typingctx, v):
+    def codegen(context, builder, sig, args):
+        nz = builder.icmp_signed("!=", args[0], ir.Constant(_IT, None))
+        return builder.icmp_unsigned("!=", builder.bitcast(nz, ir.IntType(LANES)),
+                                     ir.Constant(ir.IntType(LANES), 0))
+    return types.boolean(i32x8), codegen
+
+
+@intrinsic
+def _itof8(typingctx, v):
+    def codegen(context, builder, sig, args):
+        return builder.sitofp(args[0], _VT)
+    return f32x8(i32x8), codegen
 
 
 def _zip(lanes):
@@ -248,6 +304,41 @@ def _ov_iand8(a, b):
 @overload(imax8)
 def _ov_imax8(a, b):
     return lambda a, b: _imax8(a, b)
+
+
+@overload(ior8)
+def _ov_ior8(a, b):
+    return lambda a, b: _ior8(a, b)
+
+
+@overload(ixor8)
+def _ov_ixor8(a, b):
+    return lambda a, b: _ixor8(a, b)
+
+
+@overload(ieq8)
+def _ov_ieq8(a, b):
+    return lambda a, b: _ieq8(a, b)
+
+
+@overload(igt8)
+def _ov_igt8(a, b):
+    return lambda a, b: _igt8(a, b)
+
+
+@overload(any8)
+def _ov_any8(v):
+    return lambda v: _any8(v)
+
+
+@overload(itof8)
+def _ov_itof8(v):
+    return lambda v: _itof8(v)
+
+
+@overload(ashr8)
+def _ov_ashr8(v, n):
+    return lambda v, n: _ashr8(v, np.int32(n))
 
 
 @overload(shl8)

@@ -56,9 +56,10 @@ from . import gemm_serial
 from .bits import bits_f32 as _bits_f32, bits_f64 as _bits_f64
 from .bits import f32_bits as _f32_bits, f64_bits as _f64_bits
 from .jit import njit, prange
-from .simd import get3, load8, mul8, splat8, store8
-from .simd_int import (bits8, from_bits8, ftoi8, iadd8, iand8, imax8, isplat8, istore8,
-                       isub8, lshr8, max8, shl8, zip_hi8, zip_lo8)
+from .simd import add8, get3, load8, mul8, splat8, store8
+from .simd_int import (any8, ashr8, bits8, from_bits8, ftoi8, iadd8, iand8, ieq8, igt8,
+                       iload8, imax8, ior8, isplat8, istore8, isub8, itof8, ixor8, lshr8,
+                       max8, shl8, zip_hi8, zip_lo8)
 from .tensorcore import round_pair
 
 _JT = 16  # columns per tile: two vectors of eight lanes
@@ -83,11 +84,7 @@ def _c_pow(cv):
 
 @njit(cache=True, inline="always")
 def _avals(arr, bi, i0, i1, i2, i3, k):
-    """arr[bi, i_r, k] of the tile's four rows as vectors of eight equal lanes; zeros for a
-    padding slot (k < 0)."""
-    if k < 0:
-        z = splat8(np.float32(0.0))
-        return z, z, z, z
+    """arr[bi, i_r, k] of the tile's four rows as vectors of eight equal lanes."""
     return (splat8(get3(arr, bi, i0, k)), splat8(get3(arr, bi, i1, k)),
             splat8(get3(arr, bi, i2, k)), splat8(get3(arr, bi, i3, k)))
 
@@ -132,7 +129,7 @@ def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
     end = s0 + n
     for s in range(s0, end):
         k = order[s]
-        o = boff + max(k, 0) * _JT
+        o = boff + k * _JT
         b0 = load8(pbp, o)
         b1 = load8(pbp, o + 8)
         x0, x1, x2, x3 = _avals(pa, bi, i0, i1, i2, i3, k)
@@ -164,7 +161,7 @@ def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
         t31 = t00
         for s in range(r0, r1):
             k = order[s]
-            o = boff + max(k, 0) * _JT
+            o = boff + k * _JT
             b0 = load8(bp, o)
             b1 = load8(bp, o + 8)
             x0, x1, x2, x3 = _avals(a, bi, i0, i1, i2, i3, k)
@@ -191,6 +188,224 @@ def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
             else:
                 for q in range(_TW):
                     tot[q] += np.float64(isum[q])
+
+
+@njit(cache=True)
+def _start8(c):
+    """c's power of two as a block's start (:func:`_c_pow`) for eight float32 lanes: 2^(c's
+    exponent clamped to -126), 0 for zero c (an infinite c, flagged by :func:`_round8`,
+    gives inf)."""
+    cb = iand8(bits8(c), isplat8(0x7FFFFFFF))
+    p = imax8(iand8(cb, isplat8(0x7F800000)), isplat8(1 << 23))
+    return from_bits8(iand8(p, ixor8(ieq8(cb, isplat8(0)), isplat8(-1))))
+
+
+@njit(cache=True)
+def _exp8(m):
+    """E (unbiased, -127 for 0) of a running maximum 2^E."""
+    return iadd8(iand8(lshr8(bits8(m), 23), isplat8(0xFF)), isplat8(-127))
+
+
+@njit(cache=True)
+def _scale8(e, frac_bits):
+    """2^(F - max(E, F - 126)) as float32 lanes: the products' (and c's) scale."""
+    return from_bits8(shl8(isub8(isplat8(127 + frac_bits),
+                                 imax8(e, isplat8(frac_bits - 126))), 23))
+
+
+@njit(cache=True)
+def _round8(c, t, e, frac_bits, p_out, emin_out, emax_out, mode):
+    """round(c + block) for eight lanes in float32/int32 registers: the common case of
+    :func:`_round_block` (same bits), and a mask of the lanes it does not cover.
+
+    ``t`` is the int32 sum of the block's truncated scaled products, ``e`` its E (the
+    exponent of the max of c's and the products' powers). c's term trunc(c 2^(F - E)) is
+    added in int32 (|c 2^(F - E)| < 2^(F + 1)); the sum S is rounded to ``p_out`` bits
+    from its float32 conversion (RNE): converting back gives the error's sign, hence S
+    rounded toward zero to 24 bits and whether that was exact; a narrower ``p_out``
+    (<= 22) rounds that 24-bit value made odd when inexact (round to odd, then to nearest
+    or directed, is the single rounding). The result times 2^(E - F) is exact in float32.
+    Flagged (for :func:`_round_block`): |S| >= 2^30 (int32 overflow is caught here too,
+    the c term being far smaller), c infinite, E below F - 126 with c non-zero (the
+    products all zero and c tiny: its scale leaves float32), results outside the output's
+    normal range or in its top binade (subnormal or overflowing outputs).
+    """
+    ones = isplat8(-1)
+    mag = isplat8(0x7FFFFFFF)
+    ecl = imax8(e, isplat8(frac_bits - 126))
+    sc = from_bits8(shl8(isub8(isplat8(127 + frac_bits), ecl), 23))
+    cb = bits8(c)
+    sm = iadd8(t, ftoi8(mul8(c, sc)))
+    f0 = itof8(sm)
+    fb = bits8(f0)
+    big = igt8(iand8(fb, mag), isplat8(0x4E7FFFFF))  # |S| >= 2^30 (also ftoi8's range)
+    d = isub8(sm, ftoi8(f0))
+    inexact = ixor8(ieq8(d, isplat8(0)), ones)
+    rtz = iadd8(fb, iand8(ashr8(ixor8(d, fb), 31), inexact))  # |f0| > |S|: one ulp down
+    if mode == RTZ:
+        away = isplat8(0)
+    elif mode == RUP:
+        away = ixor8(ashr8(fb, 31), ones)
+    else:  # RDN (RNE does not use it)
+        away = ashr8(fb, 31)
+    if p_out == 24:
+        if mode == RNE:
+            r = fb
+        else:
+            r = isub8(rtz, iand8(inexact, away))
+    else:
+        sh = 24 - p_out
+        low = isplat8((1 << sh) - 1)
+        keep = ixor8(low, ones)
+        odd = ior8(rtz, iand8(inexact, isplat8(1)))
+        if mode == RNE:
+            add = iadd8(isplat8((1 << (sh - 1)) - 1), iand8(lshr8(odd, sh), isplat8(1)))
+            r = iand8(iadd8(odd, add), keep)
+        else:
+            r = iand8(iadd8(odd, iand8(low, away)), keep)
+    er = iand8(lshr8(r, 23), isplat8(0xFF))  # 0 only for r = 0 (r is an integer)
+    ey = iadd8(er, isub8(ecl, isplat8(frac_bits + 127)))  # the result's exponent
+    nz = ixor8(ieq8(er, isplat8(0)), ones)
+    rare = ior8(big, ieq8(iand8(cb, isplat8(0x7F800000)), isplat8(0x7F800000)))
+    rare = ior8(rare, iand8(igt8(isplat8(frac_bits - 126), e),
+                            ixor8(ieq8(iand8(cb, mag), isplat8(0)), ones)))
+    rare = ior8(rare, iand8(igt8(isplat8(emin_out), ey), nz))
+    rare = ior8(rare, igt8(ey, isplat8(emax_out - 1)))
+    si = from_bits8(shl8(iadd8(isplat8(127 - frac_bits), ecl), 23))
+    return mul8(from_bits8(r), si), rare
+
+
+@njit(cache=True, inline="always")
+def _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, frac_bits,
+                src, start0, res, tsum, ebuf, p_out, emin_out, emax_out, mode):
+    """One block of a register tile rounded in registers: res (64 float32 lanes) <-
+    round(c + block) with c = src (0 when ``start0``); returns whether a lane needs
+    :func:`_round_block` instead (then ``res`` is not complete).
+
+    As :func:`_tile_block`, with the running maxima started from c's powers
+    (:func:`_start8`), the scales kept as float32 lanes, the runs of ``sub`` slots summed
+    in int32 (an overflow between runs is flagged), and the rounding by :func:`_round8`.
+    tsum, ebuf: int32 scratch of 64 lanes (the sums and exponents between the passes).
+    """
+    if start0:
+        m00 = splat8(np.float32(0.0))
+        m01 = m00
+        m10 = m00
+        m11 = m00
+        m20 = m00
+        m21 = m00
+        m30 = m00
+        m31 = m00
+    else:
+        m00 = _start8(load8(src, 0))
+        m01 = _start8(load8(src, 8))
+        m10 = _start8(load8(src, 16))
+        m11 = _start8(load8(src, 24))
+        m20 = _start8(load8(src, 32))
+        m21 = _start8(load8(src, 40))
+        m30 = _start8(load8(src, 48))
+        m31 = _start8(load8(src, 56))
+    end = s0 + n
+    for s in range(s0, end):
+        k = order[s]
+        o = boff + k * _JT
+        b0 = load8(pbp, o)
+        b1 = load8(pbp, o + 8)
+        x0, x1, x2, x3 = _avals(pa, bi, i0, i1, i2, i3, k)
+        m00 = max8(m00, mul8(x0, b0))
+        m01 = max8(m01, mul8(x0, b1))
+        m10 = max8(m10, mul8(x1, b0))
+        m11 = max8(m11, mul8(x1, b1))
+        m20 = max8(m20, mul8(x2, b0))
+        m21 = max8(m21, mul8(x2, b1))
+        m30 = max8(m30, mul8(x3, b0))
+        m31 = max8(m31, mul8(x3, b1))
+    e = _exp8(m00)
+    istore8(ebuf, 0, e)
+    s00 = _scale8(e, frac_bits)
+    e = _exp8(m01)
+    istore8(ebuf, 8, e)
+    s01 = _scale8(e, frac_bits)
+    e = _exp8(m10)
+    istore8(ebuf, 16, e)
+    s10 = _scale8(e, frac_bits)
+    e = _exp8(m11)
+    istore8(ebuf, 24, e)
+    s11 = _scale8(e, frac_bits)
+    e = _exp8(m20)
+    istore8(ebuf, 32, e)
+    s20 = _scale8(e, frac_bits)
+    e = _exp8(m21)
+    istore8(ebuf, 40, e)
+    s21 = _scale8(e, frac_bits)
+    e = _exp8(m30)
+    istore8(ebuf, 48, e)
+    s30 = _scale8(e, frac_bits)
+    e = _exp8(m31)
+    istore8(ebuf, 56, e)
+    s31 = _scale8(e, frac_bits)
+    ovf = isplat8(0)
+    for r0 in range(s0, end, sub):
+        r1 = min(r0 + sub, end)
+        t00 = isplat8(0)
+        t01 = t00
+        t10 = t00
+        t11 = t00
+        t20 = t00
+        t21 = t00
+        t30 = t00
+        t31 = t00
+        for s in range(r0, r1):
+            k = order[s]
+            o = boff + k * _JT
+            b0 = load8(bp, o)
+            b1 = load8(bp, o + 8)
+            x0, x1, x2, x3 = _avals(a, bi, i0, i1, i2, i3, k)
+            t00 = iadd8(t00, ftoi8(mul8(mul8(x0, b0), s00)))
+            t01 = iadd8(t01, ftoi8(mul8(mul8(x0, b1), s01)))
+            t10 = iadd8(t10, ftoi8(mul8(mul8(x1, b0), s10)))
+            t11 = iadd8(t11, ftoi8(mul8(mul8(x1, b1), s11)))
+            t20 = iadd8(t20, ftoi8(mul8(mul8(x2, b0), s20)))
+            t21 = iadd8(t21, ftoi8(mul8(mul8(x2, b1), s21)))
+            t30 = iadd8(t30, ftoi8(mul8(mul8(x3, b0), s30)))
+            t31 = iadd8(t31, ftoi8(mul8(mul8(x3, b1), s31)))
+        if r0 == s0:
+            istore8(tsum, 0, t00)
+            istore8(tsum, 8, t01)
+            istore8(tsum, 16, t10)
+            istore8(tsum, 24, t11)
+            istore8(tsum, 32, t20)
+            istore8(tsum, 40, t21)
+            istore8(tsum, 48, t30)
+            istore8(tsum, 56, t31)
+        else:  # later runs: added in int32, an overflow (same signs, sum of the other) flagged
+            ovf = _add_run(tsum, 0, t00, ovf)
+            ovf = _add_run(tsum, 8, t01, ovf)
+            ovf = _add_run(tsum, 16, t10, ovf)
+            ovf = _add_run(tsum, 24, t11, ovf)
+            ovf = _add_run(tsum, 32, t20, ovf)
+            ovf = _add_run(tsum, 40, t21, ovf)
+            ovf = _add_run(tsum, 48, t30, ovf)
+            ovf = _add_run(tsum, 56, t31, ovf)
+    rare = ashr8(ovf, 31)
+    zero = splat8(np.float32(0.0))
+    for q in range(0, _TW, 8):
+        c = zero if start0 else load8(src, q)
+        v, rr = _round8(c, iload8(tsum, q), iload8(ebuf, q), frac_bits, p_out, emin_out,
+                        emax_out, mode)
+        store8(res, q, v)
+        rare = ior8(rare, rr)
+    return any8(rare)
+
+
+@njit(cache=True)
+def _add_run(tsum, q, t, ovf):
+    """tsum[q:q+8] += t (int32, wrapping); returns ovf with the sign bit set in the lanes
+    that overflowed."""
+    x = iload8(tsum, q)
+    y = iadd8(x, t)
+    istore8(tsum, q, y)
+    return ior8(ovf, iand8(ixor8(x, y), ixor8(t, y)))
 
 
 @njit(cache=True, inline="always")
@@ -318,17 +533,46 @@ def _add_late(cur, curi, part, sums, errs, rare, p_out, emin_out, emax_out, mode
                     cur[jj] = sm
 
 
+@njit(cache=True, inline="always")
+def _block64(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, frac_bits, cpb,
+             dst, dsti, sc, sc32, si, si32, isum, ftot, vbuf, rare, p_out, emin_out, emax_out,
+             mode):
+    """One block of a register tile on float64 lanes (:func:`_tile_block` then
+    :func:`_round_block`): dst <- round(dst + block), cpb <- its powers (dsti, sc32, si32:
+    int views of dst, sc, si)."""
+    _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, frac_bits, cpb,
+                sc32, si32, isum, ftot)
+    _round_block(dst, dsti, sc, si, isum, ftot, vbuf, rare, cpb, frac_bits, p_out, emin_out,
+                 emax_out, mode)
+
+
+def registers_round(p_out, emin_out, emax_out, frac_bits, late, c_p_out, c_round) -> bool:
+    """Whether :func:`tc_gemm_fast` rounds its blocks in float32 registers (:func:`_round8`):
+    results of float32's range (fp32, fp16), ``p_out`` 24 or at most 22 bits (round to
+    odd needs two spare bits), F <= 28 (c's term below 2^29) and, for c_mode "late", a
+    c stage that is float32's own addition (RNE to 24 bits, fp32's range)."""
+    ok = (p_out == 24 or 2 <= p_out <= 22) and emin_out >= -126 and emax_out <= 127
+    ok = ok and frac_bits <= 28
+    if late:
+        ok = ok and c_p_out == 24 and c_round == RNE and emin_out == -126 and emax_out == 127
+    return ok
+
+
+_registers_round = njit(cache=True)(registers_round)
+
+
 @njit(cache=True, parallel=True)
 def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emin_out,
                  emax_out, mode, c_mode, promote, out, c_p_out, c_round):
     """Tensor-core GEMM model on float32 operands (see the module docstring).
 
     Args:
-        a, pa: (batch, M, K) float32 input values and 2^(clamped exponent) (0 for zeros).
-        bp, pbp: (batch, column tiles, K, _JT) C-contiguous float32 panels of b and of its
+        a, pa: (batch, M, K') float32 input values and 2^(clamped exponent) (0 for zeros).
+        bp, pbp: (batch, column tiles, K', _JT) C-contiguous float32 panels of b and of its
             powers (:func:`pack_panels`).
         c: (batch, M, N) float64 values of the output format (or fp32), finite.
-        order: int64 slot table (see :func:`tensorcore.tc_gemm`).
+        order: int64 slot table (see :func:`tensorcore.tc_gemm`), every entry in
+            [0, K'): padding slots point at zero columns of a (:func:`pad_slots`).
         n, inst_k: products per block and per instruction.
         sub: slots per int32 partial sum.
         frac_bits: fraction bits F.
@@ -340,6 +584,7 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
     cpo = c_p_out if c_p_out > 0 else p_out
     cr = c_round if c_round >= 0 else mode
     late = c_mode == C_LATE
+    regs = _registers_round(p_out, emin_out, emax_out, frac_bits, late, cpo, cr)
     nb = a.shape[0]
     m_rows = a.shape[1]
     kdim = a.shape[2]
@@ -362,9 +607,16 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
         # per register tile of _RB rows: its accumulators (and fp32 totals under
         # promotion), lanes row after row; rows past the last repeat it (never written out)
         acc = np.zeros((ng, _TW), np.float64)
+        acc32 = np.zeros((ng, _TW), np.float32)  # the register path's accumulators
         tot = np.zeros((ng, _TW), np.float64)
         part = np.empty(_TW, np.float64)
         parti = part.view(np.int64)
+        part32 = np.zeros(_TW, np.float32)
+        res32 = np.empty(_TW, np.float32)
+        sav32 = np.empty(_TW, np.float32)
+        savtot = np.empty(_TW, np.float64)
+        tsum = np.empty(_TW, np.int32)
+        ebuf = np.empty(_TW, np.int32)
         cpw = np.zeros((ng, _TW), np.float32)  # the accumulators' powers (_c_pow)
         cpl = np.zeros(_TW, np.float32)  # c_mode "late": the instruction's part's
         sc = np.empty(_TW, np.float64)
@@ -385,7 +637,8 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                     tot[g, q0 + jj] = cv
                 else:
                     acc[g, q0 + jj] = cv
-        if promote <= 0:
+                    acc32[g, q0 + jj] = np.float32(cv)
+        if promote <= 0 and not regs:
             for g in range(ng):
                 for q in range(_TW):
                     cpw[g, q] = _c_pow(acc[g, q])
@@ -399,42 +652,107 @@ def tc_gemm_fast(a, pa, bp, pbp, c, order, n, inst_k, sub, frac_bits, p_out, emi
                 i3 = min(i0 + 3, i_hi - 1)
                 cur = acc[g]
                 curi = cur.view(np.int64)
+                cur32 = acc32[g]
                 cpb = cpl if late else cpw[g]
-                for q0 in range(k0, k1, inst_k):
-                    # c_mode "late": the instruction's blocks start from 0, c added after
-                    if late:
+                redo = not regs
+                if regs:
+                    # the panel in float32 registers; a flagged lane (rare) has it redone
+                    # on float64 lanes from the state saved here
+                    for q in range(_TW):
+                        sav32[q] = cur32[q]
+                        savtot[q] = tot[g, q]
+                    dst32 = part32 if late else cur32
+                    for q0 in range(k0, k1, inst_k):
+                        # c_mode "late": the instruction's blocks start from 0, c added
+                        # after (float32's addition)
+                        for s0 in range(q0, q0 + inst_k, n):
+                            redo |= _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff,
+                                                order, s0, n, sub, frac_bits, dst32,
+                                                late and s0 == q0, res32, tsum, ebuf, p_out,
+                                                emin_out, emax_out, mode)
+                            for q in range(0, _TW, 8):
+                                store8(dst32, q, load8(res32, q))
+                        if late:
+                            for q in range(0, _TW, 8):
+                                store8(cur32, q, add8(load8(cur32, q), load8(part32, q)))
+                        done = q0 + inst_k
+                        if promote > 0 and done % promote == 0:
+                            for q in range(_TW):
+                                tot[g, q] = np.float32(tot[g, q] + np.float64(cur32[q]))
+                                cur32[q] = 0.0
+                        if redo:
+                            break
+                    if redo:
                         for q in range(_TW):
-                            part[q] = 0.0
-                            cpl[q] = 0.0
-                    dst = part if late else cur
-                    dsti = parti if late else curi
-                    for s0 in range(q0, q0 + inst_k, n):
-                        _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n,
-                                    sub, frac_bits, cpb, sc32, si32, isum, ftot)
-                        _round_block(dst, dsti, sc, si, isum, ftot, vbuf, rare, cpb, frac_bits,
-                                     p_out, emin_out, emax_out, mode)
-                    if late:
-                        _add_late(cur, curi, part, vbuf, errs, rare, cpo, emin_out, emax_out,
-                                  cr)
-                    done = q0 + inst_k
-                    if promote > 0 and done % promote == 0:
+                            cur[q] = sav32[q]
+                            tot[g, q] = savtot[q]
+                            cpw[g, q] = _c_pow(cur[q])
+                if redo:
+                    for q0 in range(k0, k1, inst_k):
+                        # c_mode "late": the instruction's blocks start from 0, c added after
+                        if late:
+                            for q in range(_TW):
+                                part[q] = 0.0
+                                cpl[q] = 0.0
+                        dst = part if late else cur
+                        dsti = parti if late else curi
+                        for s0 in range(q0, q0 + inst_k, n):
+                            _block64(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n,
+                                     sub, frac_bits, cpb, dst, dsti, sc, sc32, si, si32, isum,
+                                     ftot, vbuf, rare, p_out, emin_out, emax_out, mode)
+                        if late:
+                            _add_late(cur, curi, part, vbuf, errs, rare, cpo, emin_out,
+                                      emax_out, cr)
+                        done = q0 + inst_k
+                        if promote > 0 and done % promote == 0:
+                            for q in range(_TW):
+                                tot[g, q] = np.float32(tot[g, q] + cur[q])
+                                cur[q] = 0.0
+                                cpw[g, q] = 0.0
+                    if regs:
                         for q in range(_TW):
-                            tot[g, q] = np.float32(tot[g, q] + cur[q])
-                            cur[q] = 0.0
-                            cpw[g, q] = 0.0
+                            cur32[q] = np.float32(cur[q])
         for r in range(nr):
             g = r // _RB
             q0 = (r - g * _RB) * _JT
             i = i_lo + r
-            if promote > 0:
-                if nslots % promote != 0:
-                    for jj in range(jn):
-                        tot[g, q0 + jj] = np.float32(tot[g, q0 + jj] + acc[g, q0 + jj])
-                for jj in range(jn):
-                    out[bi, i, j0 + jj] = tot[g, q0 + jj]
-            else:
-                for jj in range(jn):
-                    out[bi, i, j0 + jj] = acc[g, q0 + jj]
+            for jj in range(jn):
+                v = np.float64(acc32[g, q0 + jj]) if regs else acc[g, q0 + jj]
+                if promote > 0:
+                    if nslots % promote != 0:
+                        v = np.float32(tot[g, q0 + jj] + v)
+                    else:
+                        v = tot[g, q0 + jj]
+                out[bi, i, j0 + jj] = v
+
+
+def pad_slots(a32, pa32, bpan, pbpan, order):
+    """The kernel's operands with K padded to the slot table's padding slots (order < 0):
+    zero columns of a (and of its powers) and zero rows of the panels, and the padding
+    slots pointing at them; the arrays unchanged (no copies) when there is no padding.
+
+    Args:
+        a32, pa32: (batch, M, K) float32.
+        bpan, pbpan: (batch, tiles, K, _JT) float32 panels.
+        order: int64 slot table with -1 for padding.
+
+    Returns:
+        (a32, pa32, bpan, pbpan, order) for :func:`tc_gemm_fast`.
+    """
+    pad = order < 0
+    npad = int(pad.sum())
+    if npad == 0:
+        return a32, pa32, bpan, pbpan, order
+    k = a32.shape[2]
+    order = order.copy()
+    order[pad] = k + np.arange(npad)
+
+    def grow(x, axis):
+        shape = list(x.shape)
+        shape[axis] = npad
+        return np.ascontiguousarray(np.concatenate([x, np.zeros(shape, x.dtype)], axis))
+
+    return grow(a32, 2), grow(pa32, 2), grow(bpan, 2), grow(pbpan, 2), order
 
 
 # --- dispatch (plain Python) --------------------------------------------------------------
