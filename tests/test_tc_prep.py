@@ -499,3 +499,22 @@ def test_prepare_values_compiled_on_large_operands(monkeypatch):
         av, bv = _values((2, 70, 90), rng, kind), _values((2, 90, 45), rng, "f32")
         args = (blk, 8, 8, av, bv, -126, -126)
         assert _agree(tcf.prepare(*args), tc_prep.prepare_values(*args))
+
+
+def test_direct_path_same_bits_at_one_and_two_threads(monkeypatch):
+    numba = pytest.importorskip("numba")
+    rng = np.random.default_rng(22)
+    took = _spy(monkeypatch)
+    la = LPArray(_codes("e4m3", (70, 256), rng), "e4m3")
+    lb = LPArray(_codes("e4m3", (256, 67), rng), "e4m3")  # > 2^20 products: threads
+    old = numba.get_num_threads()
+    try:
+        res = []
+        for th in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(th)
+            res.append(lowprec.matmul(la, lb, model="b200"))
+    finally:
+        numba.set_num_threads(old)
+    monkeypatch.setattr(lgemm, "_TC_FAST", False)
+    ref = lowprec.matmul(la, lb, model="b200")
+    assert _same(res[0], res[1]) and _same(res[0], ref) and took == [True, True]

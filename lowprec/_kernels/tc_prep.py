@@ -1,21 +1,24 @@
-"""The fast tensor-core kernel's operands straight from an LPArray's codes, in one pass.
+"""The fast tensor-core kernel's operands in one pass per operand: from an LPArray's codes
+(:func:`prep_codes`) or from float64 values (:func:`prep_values`).
 
 :func:`.tensorcore_fast.prepare` builds the kernel's float32 operands from float64 values:
-a decode to float64, a float32 copy and its exactness check, the powers of two, the spans
-of non-zero magnitudes and the packing of b into column panels, each a pass of its own
-over the matrix (about 15 ms per 1024 x 1024 operand on a 2-core machine). An operand that
-is an LPArray of a format of at most 16 bits needs none of that: its value, power of two
-and magnitude are functions of its code. :func:`prep_codes` reads each code once and
-writes its float32 value and power from two tables of every code (built by the caller,
-:func:`tables`), in the kernel's layout, and marks the code as seen; the spans and
-finiteness are then read off the seen codes (at most 65536), not the matrix (operands
-smaller than the table take them from their elements).
+a float32 copy and its exactness check, the powers of two, the spans of non-zero
+magnitudes and the packing of b into column panels, each a pass of its own over the
+matrix, after the operand's decode to float64 (about 15 ms per 1024 x 1024 operand on a
+2-core machine). :func:`prep_values` does those in one pass (:func:`prepare_values`, the
+general path's). An operand that is an LPArray of a format of at most 16 bits needs none of
+it: its value, power of two and magnitude are functions of its code. :func:`prep_codes`
+reads each code once and writes its float32 value and power from two tables of every code
+(built by the caller, :func:`tables`), in the kernel's layout, and marks the code as seen;
+the spans and finiteness are then read off the seen codes (at most 65536), not the matrix
+(operands smaller than the table take them from their elements).
 
 Layout: the values of a (batch, R, C) operand go to (batch, ceil(C / jt), R, jt) panels,
 columns past C zero: ``jt = C`` is a itself ((batch, 1, R, C)), ``jt = _JT`` the column
-panels of b (:func:`.tensorcore_fast.pack_panels`). Table look-ups and copies only: any
-bits, the same as the numpy twin :func:`_numpy`, which runs before the kernel is compiled
-(:class:`.plain.EntryPoint`).
+panels of b (:func:`.tensorcore_fast.pack_panels`). Conversions, table look-ups and copies
+only: the same bits as the numpy twins (:func:`_numpy`, :func:`_values_numpy`), which run
+before a kernel is compiled (:class:`.plain.EntryPoint`). The output arrays come from
+:data:`POOL` (fresh pages cost a fault each).
 
 Serial: about 2 ms (a) and 3 ms (b's panels) per 1024 x 1024 operand on a 2-core machine.
 Threads halve that on an idle machine, but a pass this short waits a whole scheduler time
@@ -28,9 +31,9 @@ import math
 import numpy as np
 from numba.core import types as nbt
 
+from .bits import bits_f32 as _bits_f32, f32_bits as _f32_bits
 from .jit import njit
 from .plain import EntryPoint
-from .bits import bits_f32 as _bits_f32, f32_bits as _f32_bits
 from .tensorcore_fast import (_JT, _plan_spans, _pow2_f32, _pow2_scalar, _span,
                               handles_model, prepare)
 
@@ -244,7 +247,7 @@ class ScratchPool:
     more than ``max_bytes``.
     """
 
-    def __init__(self, max_each: int = 16 << 20, max_bytes: int = 96 << 20):
+    def __init__(self, max_each: int = 8 << 20, max_bytes: int = 64 << 20):
         self.max_each, self.max_bytes = max_each, max_bytes
         self._free: dict = {}
         self._bytes = 0
@@ -282,7 +285,7 @@ class ScratchPool:
         if z is None:
             z = np.zeros(shape, dtype)
             if z.nbytes <= self.max_each:
-                if len(self._zeros) > 8:
+                if len(self._zeros) >= 4:
                     self._zeros = {}
                 self._zeros[key] = z
         return z
