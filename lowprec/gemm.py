@@ -21,6 +21,8 @@ infinite product or c gives that infinity; a block whose rounded sum overflows g
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Optional
 
 import numpy as np
@@ -178,9 +180,14 @@ def _pow2_exponents(x: np.ndarray, emin: int) -> np.ndarray:
 
 
 def _slot_table(K: int, blk) -> np.ndarray:
-    ik = blk.k_per_instruction
-    nblk = ik // blk.n
-    g = blk.interleave
+    """The slot table of a K-long product (see ``tensorcore.tc_gemm``); the kernels only
+    read it, so one array per (K, layout) is kept."""
+    return _slot_table_of(K, blk.n, blk.k_per_instruction, blk.interleave)
+
+
+@functools.lru_cache(maxsize=64)
+def _slot_table_of(K: int, n: int, ik: int, g) -> np.ndarray:
+    nblk = ik // n
     kpad = K + (-K) % ik
     slots = np.empty(kpad, np.int64)
     pos = 0
@@ -189,15 +196,42 @@ def _slot_table(K: int, blk) -> np.ndarray:
             if g:
                 ks = [q0 + k for k in range(ik) if (k // g) % nblk == s]
             else:
-                ks = range(q0 + s * blk.n, q0 + (s + 1) * blk.n)
+                ks = range(q0 + s * n, q0 + (s + 1) * n)
             for k in ks:
                 slots[pos] = k if k < K else -1
                 pos += 1
     return slots
 
 
-def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
+def _tc_args(K: int, blk, out: np.ndarray):
+    """The tensor-core kernels' arguments around ``sub, frac_bits`` (slot table and
+    instruction shape; output format, rounding, c handling, promotion, ``out``)."""
+    out_fmt = get_format(blk.out_format)
+    args = (_slot_table(K, blk), blk.n, blk.k_per_instruction)
+    tail = (blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax,
+            parse_rounding(blk.rounding).id, C_MODES.index(blk.c_mode), blk.promote_every or 0,
+            out, blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id)
+    return args, tail
+
+
+def _tc_fast_run(fast, cv: np.ndarray, blk, out=None) -> np.ndarray:
+    """The fast kernel on operands from ``tensorcore_fast.prepare`` (or
+    ``tc_prep.prepare_codes``) and finite (batch, M, N) float64 c: float64 results (in
+    ``out`` when given)."""
     from ._kernels import tensorcore_fast as tc_fast
+
+    a32, pa32, bpan, pbpan, sub = fast
+    out = np.empty(cv.shape, np.float64) if out is None else out
+    args, tail = _tc_args(a32.shape[2], blk, out)
+    # K padding slots point at zero columns (copies only when K leaves padding)
+    a32, pa32, bpan, pbpan, order = tc_fast.pad_slots(a32, pa32, bpan, pbpan, args[0])
+    tc_fast.tc_gemm_fast_auto(a32, pa32, bpan, pbpan, cv, order, *args[1:], sub,
+                              blk.frac_bits, *tail)
+    return out
+
+
+def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
+    from ._kernels import tc_prep
     from ._kernels.tensorcore import tc_gemm
 
     conv = get_format(blk.convert_inputs) if blk.convert_inputs else None
@@ -208,27 +242,102 @@ def _run_model(av, bv, cv, blk, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
         av = np.where(np.isfinite(av), av, 0.0)
         bv = np.where(np.isfinite(bv), bv, 0.0)
         cv = np.where(np.isfinite(cv), cv, 0.0)
-    out_fmt = get_format(blk.out_format)
-    out = np.empty(cv.shape, np.float64)
-    args = (_slot_table(av.shape[2], blk), blk.n, blk.k_per_instruction)
-    tail = (blk.result_frac_bits + 1, out_fmt.emin, out_fmt.emax,
-            parse_rounding(blk.rounding).id, C_MODES.index(blk.c_mode), blk.promote_every or 0,
-            out, blk.c_stage_frac_bits + 1, parse_rounding(blk.c_stage_rounding).id)
-    # the fast kernel claims only models whose every field it implements (handles_model)
-    fast = (tc_fast.prepare(blk, fa.precision, fb.precision, av, bv, emin_a, emin_b)
+    # the fast kernel claims only models whose every field it implements (handles_model);
+    # its operands as tensorcore_fast.prepare's, one pass per operand
+    fast = (tc_prep.prepare_values(blk, fa.precision, fb.precision, av, bv, emin_a, emin_b)
             if _TC_FAST else None)
     if fast is not None:  # same bits as tc_gemm, float32 lanes (see its module docstring)
-        a32, pa32, bpan, pbpan, sub = fast
-        a32, pa32, bpan, pbpan, order = tc_fast.pad_slots(a32, pa32, bpan, pbpan, args[0])
-        tc_fast.tc_gemm_fast_auto(a32, pa32, bpan, pbpan, cv, order, *args[1:], sub,
-                                  blk.frac_bits, *tail)
+        out = _tc_fast_run(fast, cv, blk)
+        tc_prep.POOL.give(*fast[:4])
     else:
+        out = np.empty(cv.shape, np.float64)
+        args, tail = _tc_args(av.shape[2], blk, out)
         pa, pb = _pow2_exponents(av, emin_a), _pow2_exponents(bv, emin_b)
         tc_gemm(av, pa, bv, pb, cv, *args, blk.frac_bits, *tail, blk.normalise_products)
     if special is not None:
         res, mask = special
         out = np.where(mask, res, out)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _code_tables(fmt: FloatFormat, code_dtype: np.dtype, emin: int, normalise: bool):
+    """(values, powers) float32 tables of every code of ``code_dtype`` for the fast kernel
+    (``tc_prep.tables``), or None when the format has more than 16 bits or values that
+    float32 does not hold exactly."""
+    from ._kernels import tc_prep
+
+    if fmt.bits > 16 or code_dtype not in tc_prep.SIGNATURES or emin < -126:
+        return None
+    v64 = fmt.values(np.float64)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: declined below
+        v32 = v64.astype(np.float32)
+    if not np.array_equal(v32.astype(np.float64), v64, equal_nan=True):
+        return None
+    tabs = tc_prep.tables(v32, code_dtype, emin, normalise)
+    for t in tabs:
+        t.flags.writeable = False  # shared between calls (the kernel only reads them)
+    return tabs
+
+
+def _model_direct(a, b, c, model, chunk, scale_a, scale_b) -> Optional[np.ndarray]:
+    """:func:`matmul` of two LPArrays on a tensor-core model with fp32 output (c, chunk
+    and scales allowed, nothing else), with the fast kernel's operands built straight from
+    the codes (``tc_prep``: no float64 values, one pass per operand); None when that does
+    not apply (other operands or formats, non-finite values, a plan the fast kernel
+    declines): the general path then gives the same bits (``_run_model``)."""
+    if not (isinstance(a, CodedArray) and isinstance(b, CodedArray)) or is_mc_model(model):
+        return None
+    fa, fb = get_format(a.fmt), get_format(b.fmt)
+    if not (isinstance(fa, FloatFormat) and isinstance(fb, FloatFormat)):
+        return None
+    ca, cb = np.asarray(a.codes), np.asarray(b.codes)
+    if ca.ndim not in (2, 3) or cb.ndim not in (2, 3):
+        return None
+    (M, K), (K2, N) = ca.shape[-2:], cb.shape[-2:]
+    if K != K2 or min(M, K, N) == 0:
+        return None
+    try:
+        batch = np.broadcast_shapes(ca.shape[:-2], cb.shape[:-2])
+        blk = select_block_pair(model, fa, fb, _F32)
+    except ValueError:
+        return None  # the general path raises it
+    if chunk is not None:
+        blk = blk.with_(promote_every=int(chunk))
+    conv = get_format(blk.convert_inputs) if blk.convert_inputs else None
+    emin_a = conv.emin if conv else fa.emin
+    emin_b = conv.emin if conv else fb.emin
+    tabs_a = _code_tables(fa, ca.dtype, emin_a, blk.normalise_products)
+    tabs_b = _code_tables(fb, cb.dtype, emin_b, blk.normalise_products)
+    if tabs_a is None or tabs_b is None:
+        return None
+    from ._kernels import tc_prep
+
+    pool = tc_prep.POOL  # scratch arrays kept between calls (fresh pages fault)
+    nb = math.prod(batch)
+    full = batch + (M, N)
+    sa, sb = _scales(scale_a, M, "a"), _scales(scale_b, N, "b")
+    if c is None:
+        c3 = pool.zeros((nb, M, N), np.float64)
+    else:
+        cv = _addend(c, full, False, blk, None)
+        if not np.isfinite(cv).all():
+            return None  # NaN / inf results: the general path's
+        c3 = np.ascontiguousarray(cv).reshape(nb, M, N)
+    ca3 = np.ascontiguousarray(np.broadcast_to(ca, batch + (M, K))).reshape(nb, M, K)
+    cb3 = np.ascontiguousarray(np.broadcast_to(cb, batch + (K, N))).reshape(nb, K, N)
+    fast = tc_prep.prepare_codes(blk, fa.precision, fb.precision, ca3, tabs_a, cb3, tabs_b,
+                                 emin_a, emin_b)
+    if fast is None:
+        return None
+    out = _tc_fast_run(fast, c3, blk, pool.take((nb, M, N), np.float64))
+    res = out.reshape(full).astype(np.float32)
+    pool.give(out, *fast[:4])
+    if sa is not None:  # as matmul's general path
+        res = (res * sa).astype(np.float32)
+    if sb is not None:
+        res = (res * sb).astype(np.float32)
+    return res
 
 
 def _run_mc(av, bv, cv, path: MatrixCorePath, fa: FloatFormat, fb: FloatFormat) -> np.ndarray:
@@ -409,6 +518,32 @@ def _run_int(av, bv, cv, saturate: bool) -> np.ndarray:
     return out
 
 
+def _addend(c, full: tuple, is_int: bool, blk, mcp) -> np.ndarray:
+    """matmul's c (not None) as values of the path's addend format (int64 on the integer
+    path, else float64), broadcast (a view) to the result shape ``full``."""
+    if isinstance(c, CodedArray):
+        cv = decode(np.asarray(c.codes), get_format(c.fmt), dtype=np.float64)
+        if is_int:
+            cv = cv.astype(np.int64)
+    else:
+        cv = np.asarray(c)
+        if is_int:
+            if cv.dtype.kind == "f" and not np.array_equal(cv, np.round(cv)):
+                raise ValueError("matmul: c must hold integers on the integer path")
+            cv = cv.astype(np.int64)
+        else:
+            cv = cv.astype(np.float32).astype(np.float64)
+    if blk is not None:  # the instruction takes c in its output format (RNE)
+        cv = quantize(cv, blk.out_format)
+    elif mcp is not None:
+        cv = quantize(cv, _F32)
+    try:
+        return np.broadcast_to(cv, full)
+    except ValueError:
+        raise ValueError(f"matmul: c of shape {np.shape(cv)} does not broadcast to the "
+                         f"result shape {full}")
+
+
 def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bool = True,
            chunk: Optional[int] = None, model=None, out=None, out_rounding="rne",
            scale_a=None, scale_b=None, seed: Optional[int] = None, overflow: str = "wrap",
@@ -483,6 +618,10 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
         res = _fp32_direct(a, b, acc, acc_rounding, bool(fma))
         if res is not None:
             return res
+    if model is not None and out is None and lanes is None and inputs is None and _TC_FAST:
+        res = _model_direct(a, b, c, model, chunk, scale_a, scale_b)
+        if res is not None:
+            return res
     av, fa = _operand(a, "a", inputs)
     bv, fb = _operand(b, "b", inputs)
     _check_input_format(fa, "a")
@@ -544,27 +683,7 @@ def matmul(a, b, *, c=None, inputs=None, acc="fp32", acc_rounding="rne", fma: bo
     if c is None:
         cv = np.zeros(full, np.int64 if is_int else np.float64)
     else:
-        if isinstance(c, CodedArray):
-            cv = decode(np.asarray(c.codes), get_format(c.fmt), dtype=np.float64)
-            if is_int:
-                cv = cv.astype(np.int64)
-        else:
-            cv = np.asarray(c)
-            if is_int:
-                if cv.dtype.kind == "f" and not np.array_equal(cv, np.round(cv)):
-                    raise ValueError("matmul: c must hold integers on the integer path")
-                cv = cv.astype(np.int64)
-            else:
-                cv = cv.astype(np.float32).astype(np.float64)
-        if blk is not None:  # the instruction takes c in its output format (RNE)
-            cv = quantize(cv, blk.out_format)
-        elif mcp is not None:
-            cv = quantize(cv, _F32)
-        try:
-            cv = np.broadcast_to(cv, full)
-        except ValueError:
-            raise ValueError(f"matmul: c of shape {np.shape(cv)} does not broadcast to the "
-                             f"result shape {full}")
+        cv = _addend(c, full, is_int, blk, mcp)
     nb = int(np.prod(batch, dtype=np.int64))
     a3 = np.ascontiguousarray(np.broadcast_to(av, batch + (M, K))).reshape(nb, M, K)
     b3 = np.ascontiguousarray(np.broadcast_to(bv, batch + (K, N))).reshape(nb, K, N)
