@@ -34,8 +34,7 @@ from numba.core import types as nbt
 from .bits import bits_f32 as _bits_f32, f32_bits as _f32_bits
 from .jit import njit
 from .plain import EntryPoint
-from .tensorcore_fast import (_JT, _plan_spans, _pow2_f32, _pow2_scalar, _span,
-                              handles_model, prepare)
+from .tensorcore_fast import _JT, _pow2_f32, _span, handles_model, plan_values, prepare
 
 __all__ = ["prep_codes", "prep_values", "tables", "run", "run_values", "prepare_codes",
            "prepare_values", "SIGNATURES", "VALUES_SIGNATURE", "ScratchPool", "POOL"]
@@ -379,12 +378,7 @@ def _plan(blk, prec_a, prec_b, emin_a, emin_b, shape_a, prep_a, prep_b):
     if not ok:
         POOL.give(a32, pa32, bpan, pbpan)
         return None
-    if blk.normalise_products:
-        qa, qb = sa, sb
-    else:  # the powers' span: the powers of the extremes (a monotonic map)
-        qa = sa and tuple(_pow2_scalar(v, emin_a) for v in sa)
-        qb = sb and tuple(_pow2_scalar(v, emin_b) for v in sb)
-    sub = _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb)
+    sub = plan_values(blk, prec_a, prec_b, sa, sb, emin_a, emin_b)
     if sub is None:
         POOL.give(a32, pa32, bpan, pbpan)
         return None

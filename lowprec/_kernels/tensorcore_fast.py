@@ -107,6 +107,59 @@ def _avals(arr, bi, i0, i1, i2, i3, k):
 
 
 @njit(cache=True, inline="always")
+def _max_pass(pa, pbp, bi, i0, i1, i2, i3, boff, order, seq, s0, end, m00, m01, m10, m11,
+              m20, m21, m30, m31):
+    """Step 1 over slots s0 .. end-1 of a register tile: the eight running maxima of the
+    products' powers (pa's rows i0..i3 times the panel pbp's two vectors), in registers;
+    ``seq``: slots in k order (k = s, the table unread)."""
+    for s in range(s0, end):
+        k = s if seq else order[s]
+        o = boff + k * _JT
+        b0 = load8(pbp, o)
+        b1 = load8(pbp, o + 8)
+        x0, x1, x2, x3 = _avals(pa, bi, i0, i1, i2, i3, k)
+        m00 = max8(m00, mul8(x0, b0))
+        m01 = max8(m01, mul8(x0, b1))
+        m10 = max8(m10, mul8(x1, b0))
+        m11 = max8(m11, mul8(x1, b1))
+        m20 = max8(m20, mul8(x2, b0))
+        m21 = max8(m21, mul8(x2, b1))
+        m30 = max8(m30, mul8(x3, b0))
+        m31 = max8(m31, mul8(x3, b1))
+    return m00, m01, m10, m11, m20, m21, m30, m31
+
+
+@njit(cache=True, inline="always")
+def _sum_run(a, bp, bi, i0, i1, i2, i3, boff, order, seq, r0, r1, s00, s01, s10, s11, s20,
+             s21, s30, s31):
+    """Step 3 over slots r0 .. r1-1 (one run): the eight int32 sums of the products
+    scaled by s.. and truncated, in registers."""
+    t00 = isplat8(0)
+    t01 = t00
+    t10 = t00
+    t11 = t00
+    t20 = t00
+    t21 = t00
+    t30 = t00
+    t31 = t00
+    for s in range(r0, r1):
+        k = s if seq else order[s]
+        o = boff + k * _JT
+        b0 = load8(bp, o)
+        b1 = load8(bp, o + 8)
+        x0, x1, x2, x3 = _avals(a, bi, i0, i1, i2, i3, k)
+        t00 = iadd8(t00, ftoi8(mul8(mul8(x0, b0), s00)))
+        t01 = iadd8(t01, ftoi8(mul8(mul8(x0, b1), s01)))
+        t10 = iadd8(t10, ftoi8(mul8(mul8(x1, b0), s10)))
+        t11 = iadd8(t11, ftoi8(mul8(mul8(x1, b1), s11)))
+        t20 = iadd8(t20, ftoi8(mul8(mul8(x2, b0), s20)))
+        t21 = iadd8(t21, ftoi8(mul8(mul8(x2, b1), s21)))
+        t30 = iadd8(t30, ftoi8(mul8(mul8(x3, b0), s30)))
+        t31 = iadd8(t31, ftoi8(mul8(mul8(x3, b1), s31)))
+    return t00, t01, t10, t11, t20, t21, t30, t31
+
+
+@njit(cache=True, inline="always")
 def _scales8(m, frac_bits, sc, si, q):
     """For 2^E = m lane by lane (E = -127 for m = 0): returns 2^(F - max(E, F - 126))
     (float32); float64 lanes q .. q+7 of sc and si (written through their int32 views)
@@ -124,8 +177,8 @@ def _scales8(m, frac_bits, sc, si, q):
 
 
 @njit(cache=True, inline="always")
-def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, frac_bits,
-                cpow, sc, si, isum, tot):
+def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, seq, s0, n, sub,
+                frac_bits, cpow, sc, si, isum, tot):
     """Slots s0 .. s0+n-1 (one block) of a register tile of four rows (a's rows i0..i3) by
     _JT columns (panel offset boff), state lanes row after row.
 
@@ -144,20 +197,9 @@ def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
     m30 = load8(cpow, 48)
     m31 = load8(cpow, 56)
     end = s0 + n
-    for s in range(s0, end):
-        k = order[s]
-        o = boff + k * _JT
-        b0 = load8(pbp, o)
-        b1 = load8(pbp, o + 8)
-        x0, x1, x2, x3 = _avals(pa, bi, i0, i1, i2, i3, k)
-        m00 = max8(m00, mul8(x0, b0))
-        m01 = max8(m01, mul8(x0, b1))
-        m10 = max8(m10, mul8(x1, b0))
-        m11 = max8(m11, mul8(x1, b1))
-        m20 = max8(m20, mul8(x2, b0))
-        m21 = max8(m21, mul8(x2, b1))
-        m30 = max8(m30, mul8(x3, b0))
-        m31 = max8(m31, mul8(x3, b1))
+    m00, m01, m10, m11, m20, m21, m30, m31 = _max_pass(
+        pa, pbp, bi, i0, i1, i2, i3, boff, order, seq, s0, end, m00, m01, m10, m11, m20, m21,
+        m30, m31)
     s00 = _scales8(m00, frac_bits, sc, si, 0)
     s01 = _scales8(m01, frac_bits, sc, si, 8)
     s10 = _scales8(m10, frac_bits, sc, si, 16)
@@ -168,28 +210,9 @@ def _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, fra
     s31 = _scales8(m31, frac_bits, sc, si, 56)
     for r0 in range(s0, end, sub):
         r1 = min(r0 + sub, end)
-        t00 = isplat8(0)
-        t01 = t00
-        t10 = t00
-        t11 = t00
-        t20 = t00
-        t21 = t00
-        t30 = t00
-        t31 = t00
-        for s in range(r0, r1):
-            k = order[s]
-            o = boff + k * _JT
-            b0 = load8(bp, o)
-            b1 = load8(bp, o + 8)
-            x0, x1, x2, x3 = _avals(a, bi, i0, i1, i2, i3, k)
-            t00 = iadd8(t00, ftoi8(mul8(mul8(x0, b0), s00)))
-            t01 = iadd8(t01, ftoi8(mul8(mul8(x0, b1), s01)))
-            t10 = iadd8(t10, ftoi8(mul8(mul8(x1, b0), s10)))
-            t11 = iadd8(t11, ftoi8(mul8(mul8(x1, b1), s11)))
-            t20 = iadd8(t20, ftoi8(mul8(mul8(x2, b0), s20)))
-            t21 = iadd8(t21, ftoi8(mul8(mul8(x2, b1), s21)))
-            t30 = iadd8(t30, ftoi8(mul8(mul8(x3, b0), s30)))
-            t31 = iadd8(t31, ftoi8(mul8(mul8(x3, b1), s31)))
+        t00, t01, t10, t11, t20, t21, t30, t31 = _sum_run(
+            a, bp, bi, i0, i1, i2, i3, boff, order, seq, r0, r1, s00, s01, s10, s11, s20, s21,
+            s30, s31)
         istore8(isum, 0, t00)
         istore8(isum, 8, t01)
         istore8(isum, 16, t10)
@@ -325,20 +348,9 @@ def _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, seq, s0, n, sub
         m30 = _start8(load8(src, 48))
         m31 = _start8(load8(src, 56))
     end = s0 + n
-    for s in range(s0, end):
-        k = s if seq else order[s]
-        o = boff + k * _JT
-        b0 = load8(pbp, o)
-        b1 = load8(pbp, o + 8)
-        x0, x1, x2, x3 = _avals(pa, bi, i0, i1, i2, i3, k)
-        m00 = max8(m00, mul8(x0, b0))
-        m01 = max8(m01, mul8(x0, b1))
-        m10 = max8(m10, mul8(x1, b0))
-        m11 = max8(m11, mul8(x1, b1))
-        m20 = max8(m20, mul8(x2, b0))
-        m21 = max8(m21, mul8(x2, b1))
-        m30 = max8(m30, mul8(x3, b0))
-        m31 = max8(m31, mul8(x3, b1))
+    m00, m01, m10, m11, m20, m21, m30, m31 = _max_pass(
+        pa, pbp, bi, i0, i1, i2, i3, boff, order, seq, s0, end, m00, m01, m10, m11, m20, m21,
+        m30, m31)
     e = _exp8(m00)
     istore8(ebuf, 0, e)
     s00 = _scale8(e, frac_bits)
@@ -366,28 +378,9 @@ def _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, seq, s0, n, sub
     ovf = isplat8(0)
     for r0 in range(s0, end, sub):
         r1 = min(r0 + sub, end)
-        t00 = isplat8(0)
-        t01 = t00
-        t10 = t00
-        t11 = t00
-        t20 = t00
-        t21 = t00
-        t30 = t00
-        t31 = t00
-        for s in range(r0, r1):
-            k = s if seq else order[s]
-            o = boff + k * _JT
-            b0 = load8(bp, o)
-            b1 = load8(bp, o + 8)
-            x0, x1, x2, x3 = _avals(a, bi, i0, i1, i2, i3, k)
-            t00 = iadd8(t00, ftoi8(mul8(mul8(x0, b0), s00)))
-            t01 = iadd8(t01, ftoi8(mul8(mul8(x0, b1), s01)))
-            t10 = iadd8(t10, ftoi8(mul8(mul8(x1, b0), s10)))
-            t11 = iadd8(t11, ftoi8(mul8(mul8(x1, b1), s11)))
-            t20 = iadd8(t20, ftoi8(mul8(mul8(x2, b0), s20)))
-            t21 = iadd8(t21, ftoi8(mul8(mul8(x2, b1), s21)))
-            t30 = iadd8(t30, ftoi8(mul8(mul8(x3, b0), s30)))
-            t31 = iadd8(t31, ftoi8(mul8(mul8(x3, b1), s31)))
+        t00, t01, t10, t11, t20, t21, t30, t31 = _sum_run(
+            a, bp, bi, i0, i1, i2, i3, boff, order, seq, r0, r1, s00, s01, s10, s11, s20, s21,
+            s30, s31)
         if r0 == s0:
             istore8(tsum, 0, t00)
             istore8(tsum, 8, t01)
@@ -558,9 +551,10 @@ def _block64(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, frac_b
              mode):
     """One block of a register tile on float64 lanes (:func:`_tile_block` then
     :func:`_round_block`): dst <- round(dst + block), cpb <- its powers (dsti, sc32, si32:
-    int views of dst, sc, si)."""
-    _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, s0, n, sub, frac_bits, cpb,
-                sc32, si32, isum, ftot)
+    int views of dst, sc, si). Slots through the table (no ``seq``: numba cannot inline a
+    call of more than 30 arguments, which Python passes as a tuple)."""
+    _tile_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, False, s0, n, sub,
+                frac_bits, cpb, sc32, si32, isum, ftot)
     _round_block(dst, dsti, sc, si, isum, ftot, vbuf, rare, cpb, frac_bits, p_out, emin_out,
                  emax_out, mode)
 
@@ -893,6 +887,28 @@ def _pow2_f32(x32: np.ndarray, emin: int) -> np.ndarray:
     return p.view(np.float32)
 
 
+def plan_values(blk, prec_a: int, prec_b: int, sa, sb, emin_a: int, emin_b: int):
+    """:func:`plan` from the (smallest, largest) non-zero magnitudes of a and b (None: no
+    non-zero); their powers' spans follow (the powers of the extremes: a monotonic map;
+    |a| and |b| themselves for ``normalise_products``).
+
+    Args:
+        blk: the BlockFMAModel.
+        prec_a, prec_b: precisions of a's and b's formats.
+        sa, sb: (smallest, largest) non-zero |a| and |b|, or None.
+        emin_a, emin_b: the exponents the inputs' exponents are clamped to.
+
+    Returns:
+        int or None, as :func:`plan`.
+    """
+    if blk.normalise_products:
+        qa, qb = sa, sb
+    else:
+        qa = sa and tuple(_pow2_scalar(v, emin_a) for v in sa)
+        qb = sb and tuple(_pow2_scalar(v, emin_b) for v in sb)
+    return _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb)
+
+
 def _pow2_scalar(v: float, emin: int) -> float:
     """2^max(floor(log2 v), emin) for v > 0."""
     return math.ldexp(1.0, max(math.frexp(v)[1] - 1, emin))
@@ -923,13 +939,7 @@ def prepare(blk, prec_a: int, prec_b: int, av, bv, emin_a: int, emin_b: int):
         pa, pb = np.abs(a32), np.abs(b32)
     else:
         pa, pb = _pow2_f32(a32, emin_a), _pow2_f32(b32, emin_b)
-    sa, sb = _span(a32), _span(b32)
-    if blk.normalise_products:
-        qa, qb = sa, sb
-    else:  # the powers' span: the powers of the extremes (a monotonic map)
-        qa = sa and tuple(_pow2_scalar(v, emin_a) for v in sa)
-        qb = sb and tuple(_pow2_scalar(v, emin_b) for v in sb)
-    sub = _plan_spans(blk, prec_a, prec_b, sa, sb, qa, qb)
+    sub = plan_values(blk, prec_a, prec_b, _span(a32), _span(b32), emin_a, emin_b)
     if sub is None:
         return None
     return a32, np.ascontiguousarray(pa), pack_panels(b32), pack_panels(pb), sub
