@@ -274,11 +274,15 @@ def _round8(c, t, e, frac_bits, p_out, emin_out, emax_out, mode):
     mag = isplat8(0x7FFFFFFF)
     ecl = imax8(e, isplat8(frac_bits - 126))
     sc = from_bits8(shl8(isub8(isplat8(127 + frac_bits), ecl), 23))
-    sm = iadd8(t, ftoi8(mul8(c, sc)))
+    # lanes flagged below are zeroed before each float -> int conversion, which must stay
+    # in int32's range (LLVM's fptosi gives poison outside): c infinite (E = 128; the
+    # products' powers are at most 2^127) and |S| >= 2^30
+    cinf = igt8(e, isplat8(127))
+    sm = iadd8(t, ftoi8(mul8(from_bits8(iand8(bits8(c), ixor8(cinf, ones))), sc)))
     f0 = itof8(sm)
     fb = bits8(f0)
-    big = igt8(iand8(fb, mag), isplat8(0x4E7FFFFF))  # |S| >= 2^30 (also ftoi8's range)
-    d = isub8(sm, ftoi8(f0))
+    big = igt8(iand8(fb, mag), isplat8(0x4E7FFFFF))
+    d = isub8(sm, ftoi8(from_bits8(iand8(fb, ixor8(big, ones)))))
     inexact = ixor8(ieq8(d, isplat8(0)), ones)
     rtz = iadd8(fb, iand8(ashr8(ixor8(d, fb), 31), inexact))  # |f0| > |S|: one ulp down
     if mode == RTZ:
@@ -306,10 +310,9 @@ def _round8(c, t, e, frac_bits, p_out, emin_out, emax_out, mode):
     scb = bits8(sc)
     ey = isub8(er, lshr8(scb, 23))  # the result's exponent: er - 127 + E - F
     nz = ixor8(ieq8(er, isplat8(0)), ones)
-    # c infinite (E = 128: the products' powers are at most 2^127), or c alone (non-zero:
-    # E >= -126) below F - 126
-    rare = ior8(big, ior8(igt8(e, isplat8(127)), iand8(igt8(isplat8(frac_bits - 126), e),
-                                                       igt8(e, isplat8(-127)))))
+    # c alone (non-zero: E >= -126) below F - 126
+    rare = ior8(big, ior8(cinf, iand8(igt8(isplat8(frac_bits - 126), e),
+                                      igt8(e, isplat8(-127)))))
     rare = ior8(rare, iand8(igt8(isplat8(emin_out), ey), nz))
     rare = ior8(rare, igt8(ey, isplat8(emax_out - 1)))
     si = from_bits8(isub8(isplat8(254 << 23), scb))  # 2^(E - F) = 1 / sc
