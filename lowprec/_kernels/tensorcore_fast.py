@@ -254,6 +254,15 @@ def _scale8(e, frac_bits):
 
 
 @njit(cache=True)
+def _exp_scale8(m, ebuf, q, frac_bits):
+    """ebuf[q:q+8] <- E of the running maxima m (:func:`_exp8`); returns their scales
+    (:func:`_scale8`)."""
+    e = _exp8(m)
+    istore8(ebuf, q, e)
+    return _scale8(e, frac_bits)
+
+
+@njit(cache=True)
 def _round8(c, t, e, frac_bits, p_out, emin_out, emax_out, mode):
     """round(c + block) for eight lanes in float32/int32 registers: the common case of
     :func:`_round_block` (same bits), and a mask of the lanes it does not cover.
@@ -354,30 +363,14 @@ def _fast_block(a, pa, bp, pbp, bi, i0, i1, i2, i3, boff, order, seq, s0, n, sub
     m00, m01, m10, m11, m20, m21, m30, m31 = _max_pass(
         pa, pbp, bi, i0, i1, i2, i3, boff, order, seq, s0, end, m00, m01, m10, m11, m20, m21,
         m30, m31)
-    e = _exp8(m00)
-    istore8(ebuf, 0, e)
-    s00 = _scale8(e, frac_bits)
-    e = _exp8(m01)
-    istore8(ebuf, 8, e)
-    s01 = _scale8(e, frac_bits)
-    e = _exp8(m10)
-    istore8(ebuf, 16, e)
-    s10 = _scale8(e, frac_bits)
-    e = _exp8(m11)
-    istore8(ebuf, 24, e)
-    s11 = _scale8(e, frac_bits)
-    e = _exp8(m20)
-    istore8(ebuf, 32, e)
-    s20 = _scale8(e, frac_bits)
-    e = _exp8(m21)
-    istore8(ebuf, 40, e)
-    s21 = _scale8(e, frac_bits)
-    e = _exp8(m30)
-    istore8(ebuf, 48, e)
-    s30 = _scale8(e, frac_bits)
-    e = _exp8(m31)
-    istore8(ebuf, 56, e)
-    s31 = _scale8(e, frac_bits)
+    s00 = _exp_scale8(m00, ebuf, 0, frac_bits)
+    s01 = _exp_scale8(m01, ebuf, 8, frac_bits)
+    s10 = _exp_scale8(m10, ebuf, 16, frac_bits)
+    s11 = _exp_scale8(m11, ebuf, 24, frac_bits)
+    s20 = _exp_scale8(m20, ebuf, 32, frac_bits)
+    s21 = _exp_scale8(m21, ebuf, 40, frac_bits)
+    s30 = _exp_scale8(m30, ebuf, 48, frac_bits)
+    s31 = _exp_scale8(m31, ebuf, 56, frac_bits)
     ovf = isplat8(0)
     for r0 in range(s0, end, sub):
         r1 = min(r0 + sub, end)
